@@ -1,0 +1,392 @@
+"""Reading SMPL-family model files (`.npz`, and chumpy `.pkl` without chumpy) into validated arrays.
+
+The official SMPL, SMPL-H, MANO and FLAME downloads are Python-2 pickles holding chumpy arrays and
+scipy sparse matrices. We never import chumpy (unmaintained, broken on NumPy >= 1.24) nor scipy here: a
+restricted unpickler maps those classes to stand-ins that keep only their array state, turns them into
+plain NumPy arrays, and refuses every other class, so a model file cannot run code.
+
+Every problem is reported as a `ModelFileError` whose message is one line naming the file, the key and
+what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import re
+import zipfile
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelFileError
+from .families import Family, family_from_joint_count, get_family
+
+__all__ = ["ModelData", "read_model_file", "model_data_from_arrays", "gender_from_filename"]
+
+# SMPL-X v1.1 and FLAME 2020 store 300 shape columns, then expression columns (smplx documentation).
+_FULL_SHAPE_SPACE = 300
+# Older SMPL-X (v1.0) files store 10 shape columns, then 10 expression columns.
+_SHORT_SHAPE_SPACE = 10
+
+
+@dataclass
+class ModelData:
+    """A body model's arrays in the official layout, validated. All arrays are NumPy.
+
+    v_template (V, 3); faces (F, 3) int64; shapedirs (V, 3, S) with `num_shape` shape columns first and
+    `num_expression` expression columns after them; posedirs (V, 3, 9 (J-1)) or None; J_regressor (J, V);
+    weights (V, J); parents (J,) with -1 at the root. hand_components / hand_mean: per hand pose
+    parameter (e.g. 'left_hand_pose'), the (45, 45) PCA basis (rows are components) and (45,) mean.
+    extras: every other array in the file (landmarks, UVs, our metadata keys).
+    """
+
+    family: Family
+    gender: str
+    v_template: np.ndarray
+    faces: np.ndarray
+    shapedirs: np.ndarray
+    num_shape: int
+    num_expression: int
+    posedirs: np.ndarray | None
+    J_regressor: np.ndarray
+    weights: np.ndarray
+    parents: np.ndarray
+    hand_components: dict[str, np.ndarray] = field(default_factory=dict)
+    hand_mean: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def num_vertices(self) -> int:
+        return self.v_template.shape[0]
+
+    @property
+    def num_joints(self) -> int:
+        return self.parents.shape[0]
+
+    @property
+    def description(self) -> str:
+        """Human-readable name, e.g. 'SMPL-X neutral (10475 vertices, 55 joints, 300 shape, 100 expr.)'."""
+        expr = f", {self.num_expression} expression" if self.family.has_expression else ""
+        return (
+            f"{self.family.display} {self.gender} ({self.num_vertices} vertices, {self.num_joints} joints, "
+            f"{self.num_shape} shape{expr} components)"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading raw arrays
+
+
+class _ChumpyStandIn:
+    """Takes the place of any chumpy class while unpickling; keeps the pickled state."""
+
+    def __setstate__(self, state):
+        self._state = state
+
+    def to_array(self) -> np.ndarray | None:
+        state = getattr(self, "_state", None)
+        if isinstance(state, tuple):  # (dict state, slot state)
+            state = state[0]
+        if isinstance(state, dict) and "x" in state:
+            return np.asarray(state["x"])
+        return None
+
+
+class _SparseStandIn:
+    """Takes the place of a scipy.sparse matrix while unpickling; densified afterwards."""
+
+    def __setstate__(self, state):
+        self._state = state
+
+    def to_array(self) -> np.ndarray | None:
+        s = getattr(self, "_state", None)
+        if not isinstance(s, dict):
+            return None
+        shape = tuple(int(x) for x in s.get("_shape", s.get("shape", ())))
+        fmt = type(self).__name__[:3]
+        if len(shape) != 2 or "data" not in s:
+            return None
+        data = np.asarray(s["data"], dtype=np.float64)
+        dense = np.zeros(shape, dtype=np.float64)
+        if fmt in ("csc", "csr"):
+            indptr, indices = np.asarray(s["indptr"]), np.asarray(s["indices"])
+            outer = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+            rows, cols = (indices, outer) if fmt == "csc" else (outer, indices)
+        elif fmt == "coo":
+            rows, cols = (s["coords"] if "coords" in s else (s["row"], s["col"]))
+        else:
+            return None
+        np.add.at(dense, (np.asarray(rows), np.asarray(cols)), data)
+        return dense
+
+
+_SPARSE_NAMES = {f"{fmt}_{kind}" for fmt in ("csc", "csr", "coo") for kind in ("matrix", "array")}
+_NUMPY_NAMES = {
+    ("multiarray", "_reconstruct"),
+    ("multiarray", "scalar"),
+    ("numeric", "_frombuffer"),
+}
+_PLAIN_GLOBALS = {
+    ("copy_reg", "_reconstructor"): ("copyreg", "_reconstructor"),
+    ("copyreg", "_reconstructor"): ("copyreg", "_reconstructor"),
+    ("__builtin__", "object"): ("builtins", "object"),
+    ("builtins", "object"): ("builtins", "object"),
+    ("__builtin__", "set"): ("builtins", "set"),
+    ("builtins", "set"): ("builtins", "set"),
+    ("_codecs", "encode"): ("_codecs", "encode"),
+    ("numpy", "ndarray"): ("numpy", "ndarray"),
+    ("numpy", "dtype"): ("numpy", "dtype"),
+}
+
+
+def _numpy_attr(submodule: str, name: str):
+    """numpy.core.X.name under NumPy 1, numpy._core.X.name under NumPy 2, whichever the file names."""
+    for prefix in ("numpy._core", "numpy.core"):
+        try:
+            return getattr(importlib.import_module(f"{prefix}.{submodule}"), name)
+        except (ImportError, AttributeError):
+            continue
+    raise pickle.UnpicklingError(f"numpy.{submodule}.{name} is not available")
+
+
+class _ModelUnpickler(pickle.Unpickler):
+    """Unpickler that allows NumPy arrays, chumpy arrays and scipy sparse matrices, and nothing else."""
+
+    def find_class(self, module: str, name: str):
+        if module.startswith("chumpy"):
+            return type(name, (_ChumpyStandIn,), {"__module__": module})
+        if module.startswith("scipy.sparse") and name in _SPARSE_NAMES:
+            return type(name, (_SparseStandIn,), {"__module__": module})
+        if module.startswith("numpy") and (module.rsplit(".", 1)[-1], name) in _NUMPY_NAMES:
+            return _numpy_attr(module.rsplit(".", 1)[-1], name)
+        if module == "collections" and name == "OrderedDict":
+            return OrderedDict
+        if (module, name) in _PLAIN_GLOBALS:
+            real_module, real_name = _PLAIN_GLOBALS[(module, name)]
+            return getattr(importlib.import_module(real_module), real_name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not an array type)")
+
+
+def _plain(value, path: Path, key: str):
+    """Replace chumpy / sparse stand-ins by NumPy arrays; refuse stand-ins without array state."""
+    if isinstance(value, (_ChumpyStandIn, _SparseStandIn)):
+        arr = value.to_array()
+        if arr is None:
+            kind = type(value).__module__ + "." + type(value).__name__
+            raise ModelFileError(path, f"key {key!r} holds a {kind} object that is not a plain array")
+        return arr
+    return value
+
+
+def _read_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            obj = _ModelUnpickler(fh, encoding="latin1").load()
+    except pickle.UnpicklingError as err:
+        raise ModelFileError(path, f"not a model pickle: {err}") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as err:
+        raise ModelFileError(path, f"corrupt or truncated pickle ({type(err).__name__}: {err})") from None
+    if not isinstance(obj, dict):
+        raise ModelFileError(path, f"expected a pickled dict of arrays, found {type(obj).__name__}")
+    return {str(k): _plain(v, path, str(k)) for k, v in obj.items()}
+
+
+def _read_npz(path: Path) -> dict:
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for key in npz.files:
+                try:
+                    out[key] = npz[key]
+                except ValueError as err:
+                    if "allow_pickle" in str(err):  # pickled metadata such as joint2num: not needed
+                        continue
+                    raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error) as err:
+        raise ModelFileError(path, f"corrupt or truncated .npz file ({type(err).__name__}: {err})") from None
+    return out
+
+
+def _read_raw(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelFileError(path, "no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK"):
+        return _read_npz(path)
+    if head[:1] == b"\x80" or path.suffix == ".pkl":
+        return _read_pickle(path)
+    raise ModelFileError(path, "not a model file (expected a .npz archive or a .pkl pickle)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+
+_GENDER_PATTERNS = [
+    ("female", re.compile(r"(female|(^|[_\-])f[_\-])", re.I)),
+    ("male", re.compile(r"(male|(^|[_\-])m[_\-])", re.I)),
+    ("neutral", re.compile(r"(neutral|generic)", re.I)),
+    ("right", re.compile(r"right", re.I)),
+    ("left", re.compile(r"left", re.I)),
+]
+
+
+def gender_from_filename(name: str) -> str | None:
+    """'SMPLX_FEMALE.npz' -> 'female', 'basicModel_m_lbs_10_207_0_v1.0.0.pkl' -> 'male', else None."""
+    for gender, pattern in _GENDER_PATTERNS:
+        if pattern.search(name):
+            return gender
+    return None
+
+
+def _array(arrays: dict, key: str, path, ndim: int, *, dtype=np.float64) -> np.ndarray:
+    if key not in arrays:
+        raise ModelFileError(path, f"missing key {key!r}")
+    try:
+        arr = np.asarray(arrays[key], dtype=dtype)
+    except (TypeError, ValueError):
+        raise ModelFileError(path, f"key {key!r} is not a numeric array") from None
+    if arr.ndim != ndim:
+        raise ModelFileError(path, f"key {key!r} has shape {arr.shape}, expected {ndim} dimensions")
+    if dtype == np.float64 and not np.isfinite(arr).all():
+        raise ModelFileError(path, f"key {key!r} contains NaN or infinite values")
+    return arr
+
+
+def _expect_shape(path, key: str, arr: np.ndarray, expected: tuple) -> None:
+    ok = len(arr.shape) == len(expected) and all(e is None or a == e for a, e in zip(arr.shape, expected))
+    if not ok:
+        shown = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ModelFileError(path, f"key {key!r} has shape {arr.shape}, expected {shown}")
+
+
+def _split_shape_space(family: Family, arrays: dict, total: int, path) -> tuple[int, int]:
+    """How many columns of shapedirs are shape, and how many after them are expression."""
+    if "num_shape_components" in arrays:  # our own files say it explicitly
+        n_shape = int(np.asarray(arrays["num_shape_components"]))
+        n_expr = int(np.asarray(arrays.get("num_expression_components", total - n_shape)))
+        if n_shape + n_expr > total:
+            raise ModelFileError(path, f"num_shape_components + num_expression_components exceed {total}")
+        return n_shape, n_expr
+    if not family.has_expression:
+        return total, 0
+    if total >= _FULL_SHAPE_SPACE + 1:  # SMPL-X v1.1, FLAME: 300 shape, then expression
+        return _FULL_SHAPE_SPACE, total - _FULL_SHAPE_SPACE
+    if total > _SHORT_SHAPE_SPACE:  # SMPL-X v1.0: 10 shape, then expression
+        return _SHORT_SHAPE_SPACE, total - _SHORT_SHAPE_SPACE
+    return total, 0
+
+
+def model_data_from_arrays(
+    arrays: dict, path: str | Path | None = None, family: str | Family | None = None, gender: str | None = None
+) -> ModelData:
+    """Validate a dict of arrays in the official layout and return a `ModelData`.
+
+    `family`, when given, is what the caller expects; a file of another family is an error.
+    Raises ModelFileError naming `path` (or '<arrays>'), the key and the expected shape.
+    """
+    where = path if path is not None else "<arrays>"
+    expected = get_family(family) if isinstance(family, str) else family
+
+    kintree = _array(arrays, "kintree_table", where, 2, dtype=np.int64)
+    if kintree.shape[0] != 2:
+        raise ModelFileError(where, f"key 'kintree_table' has shape {kintree.shape}, expected (2, J)")
+    num_joints = kintree.shape[1]
+    found = family_from_joint_count(num_joints)
+    if found is None:
+        raise ModelFileError(where, f"kinematic tree has {num_joints} joints, which matches no SMPL-family model")
+    if expected is not None and found is not expected:
+        raise ModelFileError(
+            where,
+            f"expected a {expected.display} model ({expected.num_joints} joints), "
+            f"found {num_joints} joints (a {found.display} model)",
+        )
+    fam = found
+    parents = kintree[0].copy()
+    parents[0] = -1  # official files store 2**32-1 (or garbage) as the root's parent
+    if not ((parents[1:] >= 0) & (parents[1:] < num_joints)).all():
+        raise ModelFileError(where, "key 'kintree_table' has parent indices out of range")
+
+    v_template = _array(arrays, "v_template", where, 2)
+    _expect_shape(where, "v_template", v_template, (None, 3))
+    num_vertices = v_template.shape[0]
+
+    faces = _array(arrays, "f", where, 2, dtype=np.int64)
+    _expect_shape(where, "f", faces, (None, 3))
+    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
+        raise ModelFileError(where, f"key 'f' has vertex indices outside 0..{num_vertices - 1}")
+
+    weights = _array(arrays, "weights", where, 2)
+    _expect_shape(where, "weights", weights, (num_vertices, num_joints))
+    row_sums = weights.sum(1)
+    if np.abs(row_sums - 1.0).max() > 1e-3:
+        worst = int(np.abs(row_sums - 1.0).argmax())
+        raise ModelFileError(where, f"key 'weights': row {worst} sums to {row_sums[worst]:.4f}, expected 1")
+
+    j_regressor = _array(arrays, "J_regressor", where, 2)
+    _expect_shape(where, "J_regressor", j_regressor, (num_joints, num_vertices))
+
+    shapedirs = _array(arrays, "shapedirs", where, 3)
+    _expect_shape(where, "shapedirs", shapedirs, (num_vertices, 3, None))
+    num_shape, num_expression = _split_shape_space(fam, arrays, shapedirs.shape[2], where)
+
+    posedirs = None
+    if "posedirs" in arrays:
+        posedirs = _array(arrays, "posedirs", where, 3)
+        _expect_shape(where, "posedirs", posedirs, (num_vertices, 3, 9 * (num_joints - 1)))
+
+    hand_components, hand_mean = {}, {}
+    for part, suffix in fam.hand_parts:
+        comp_key, mean_key = f"hands_components{suffix}", f"hands_mean{suffix}"
+        if comp_key in arrays:
+            hand_components[part] = _array(arrays, comp_key, where, 2)
+            _expect_shape(where, comp_key, hand_components[part], (None, 45))
+        if mean_key in arrays:
+            hand_mean[part] = _array(arrays, mean_key, where, 1)
+            _expect_shape(where, mean_key, hand_mean[part], (45,))
+
+    if gender is None:
+        stored = arrays.get("gender")
+        gender = str(np.asarray(stored)) if stored is not None else None
+    if gender is None and path is not None:
+        gender = gender_from_filename(Path(path).name)
+    if gender is None:
+        gender = "right" if fam.name == "mano" else "neutral"
+
+    used = {"kintree_table", "v_template", "f", "weights", "J_regressor", "shapedirs", "posedirs", "gender"}
+    used |= {f"hands_components{s}" for _, s in fam.hand_parts} | {f"hands_mean{s}" for _, s in fam.hand_parts}
+    extras = {k: v for k, v in arrays.items() if k not in used and isinstance(v, np.ndarray)}
+
+    return ModelData(
+        family=fam,
+        gender=gender,
+        v_template=v_template,
+        faces=faces,
+        shapedirs=shapedirs,
+        num_shape=num_shape,
+        num_expression=num_expression,
+        posedirs=posedirs,
+        J_regressor=j_regressor,
+        weights=weights,
+        parents=parents,
+        hand_components=hand_components,
+        hand_mean=hand_mean,
+        extras=extras,
+        path=Path(path) if path is not None else None,
+    )
+
+
+def read_model_file(path: str | Path, family: str | Family | None = None, gender: str | None = None) -> ModelData:
+    """Read and validate an official-layout model file (`.npz` or chumpy `.pkl`).
+
+    family: the expected model type ('smplx', 'smpl', ...); a file of another type is an error.
+    gender: overrides the gender guessed from the file (stored key, or the file name).
+    """
+    path = Path(path)
+    return model_data_from_arrays(_read_raw(path), path, family, gender)
