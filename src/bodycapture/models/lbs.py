@@ -160,7 +160,8 @@ def batch_rigid_transform(
 
 def blend_shapes(coeffs: Tensor, dirs: Tensor) -> Tensor:
     """Linear blend shapes: coeffs (B, S), dirs (V, 3, S) -> offsets (B, V, 3)."""
-    return torch.einsum("bs,vcs->bvc", coeffs, dirs)
+    V, _, S = dirs.shape
+    return (coeffs @ dirs.reshape(V * 3, S).T).reshape(-1, V, 3)
 
 
 def pose_features(rot_mats: Tensor) -> Tensor:
