@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from bodycapture.models import BodyModel, model_data_from_arrays
+from bodycapture.models import BodyModel, load_model, model_data_from_arrays
 from bodycapture.models.random_model import random_model_arrays
 
 
@@ -41,14 +41,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16, 128])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--no-correctives", action="store_true", help="as the open model (posedirs are zero)")
+    parser.add_argument("--no-correctives", action="store_true", help="skip the pose correctives")
+    parser.add_argument("--open", action="store_true", help="time the bundled open model instead")
     args = parser.parse_args()
 
-    arrays = random_model_arrays("smplx", num_vertices=10475, num_faces=20908, num_shape=300, num_expression=100)
-    data = model_data_from_arrays(arrays, family="smplx")
     dtype = getattr(torch, args.dtype)
-    model = BodyModel(data, num_betas=10, num_expression_coeffs=10, num_pca_comps=12, dtype=dtype,
-                      device=args.device, use_pose_correctives=not args.no_correctives)
+    if args.open:
+        model = load_model(num_betas=10, num_expression_coeffs=10, dtype=dtype, device=args.device)
+    else:
+        arrays = random_model_arrays("smplx", num_vertices=10475, num_faces=20908, num_shape=300, num_expression=100)
+        data = model_data_from_arrays(arrays, family="smplx")
+        model = BodyModel(data, num_betas=10, num_expression_coeffs=10, num_pca_comps=12, dtype=dtype,
+                          device=args.device, use_pose_correctives=not args.no_correctives)
+    print(model.description)
     threads = torch.get_num_threads()
     print(f"device={args.device} dtype={args.dtype} threads={threads} torch={torch.__version__}")
     print(f"{'B':>5} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd+bwd ms/item':>16}")

@@ -120,9 +120,11 @@ def test_hand_pca_coefficients_and_means():
 def test_missing_hand_pca_needs_full_pose():
     arrays = {k: v for k, v in make_arrays("smplh").items() if not k.startswith("hands_")}
     with pytest.raises(ValueError, match="no hand PCA basis.*use_pca=False"):
-        make_model("smplh", arrays=arrays)
-    model = make_model("smplh", arrays=arrays, use_pca=False)
+        make_model("smplh", arrays=arrays, use_pca=True)
+    model = make_model("smplh", arrays=arrays)  # no basis: axis-angle hands by default
+    assert not model.use_pca and model.parameter_sizes()["left_hand_pose"] == 45
     assert torch.all(model().full_pose == 0)
+    assert make_model("smplh").use_pca  # a real basis: PCA by default
 
 
 @pytest.mark.parametrize("num_shape, expr_start", [(300, 300), (10, 10)])

@@ -58,7 +58,9 @@ class BodyModel(nn.Module):
         data: validated arrays from `read_model_file` (or `load_model`, which wraps all of this).
         num_betas: shape components to use (the first N columns); default min(10, available).
         num_expression_coeffs: expression components (SMPL-X, FLAME); default min(10, available).
-        use_pca: hand poses given as PCA coefficients (True) or as 45 axis-angle values (False).
+        use_pca: hand poses given as PCA coefficients (True) or as 45 axis-angle values (False); by
+            default True when the file has a hand PCA basis (official SMPL-H/X, MANO) and False when it
+            has none or an identity one (the open model, unmerged SMPL-H pickles).
         num_pca_comps: number of hand PCA coefficients when use_pca (1..45).
         flat_hand_mean: if False (the default, as in SMPL-X), the file's mean hand pose is added to
             the hand poses, so zero hand parameters give a relaxed hand; if True zero means flat.
@@ -72,7 +74,7 @@ class BodyModel(nn.Module):
         data: ModelData,
         num_betas: int | None = None,
         num_expression_coeffs: int | None = None,
-        use_pca: bool = True,
+        use_pca: bool | None = None,
         num_pca_comps: int = DEFAULT_NUM_PCA_COMPS,
         flat_hand_mean: bool = False,
         batch_size: int = 1,
@@ -87,6 +89,8 @@ class BodyModel(nn.Module):
         self.family: Family = data.family
         self.gender = data.gender
         self.batch_size = int(batch_size)
+        if use_pca is None:
+            use_pca = any(not np.allclose(c, np.eye(45)) for c in data.hand_components.values())
         self.use_pca = bool(use_pca) and bool(self.family.hand_parts)
         self.flat_hand_mean = bool(flat_hand_mean)
 
@@ -105,7 +109,7 @@ class BodyModel(nn.Module):
             self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array), dtype=dt), persistent=False)
 
         shape_cols = list(range(self.num_betas))
-        expr_cols = list(range(data.num_shape, data.num_shape + self.num_expression))
+        expr_cols = list(range(data.expression_start, data.expression_start + self.num_expression))
         shapedirs = data.shapedirs[:, :, shape_cols + expr_cols]
         buf("v_template", data.v_template)
         buf("shapedirs", shapedirs)

@@ -38,7 +38,7 @@ class ModelData:
     """A body model's arrays in the official layout, validated. All arrays are NumPy.
 
     v_template (V, 3); faces (F, 3) int64; shapedirs (V, 3, S) with `num_shape` shape columns first and
-    `num_expression` expression columns after them; posedirs (V, 3, 9 (J-1)) or None; J_regressor (J, V);
+    `num_expression` expression columns from column `expression_start` on; posedirs (V, 3, 9 (J-1)) or None; J_regressor (J, V);
     weights (V, J); parents (J,) with -1 at the root. hand_components / hand_mean: per hand pose
     parameter (e.g. 'left_hand_pose'), the (45, 45) PCA basis (rows are components) and (45,) mean.
     extras: every other array in the file (landmarks, UVs, our metadata keys).
@@ -50,6 +50,7 @@ class ModelData:
     faces: np.ndarray
     shapedirs: np.ndarray
     num_shape: int
+    expression_start: int
     num_expression: int
     posedirs: np.ndarray | None
     J_regressor: np.ndarray
@@ -249,7 +250,11 @@ def _array(arrays: dict, key: str, path, ndim: int, *, dtype=np.float64) -> np.n
     if key not in arrays:
         raise ModelFileError(path, f"missing key {key!r}")
     try:
-        arr = np.asarray(arrays[key], dtype=dtype)
+        arr = np.asarray(arrays[key])
+        if dtype == np.float64 and arr.dtype in (np.float32, np.float64):
+            pass  # keep float32 files in float32: the model casts once to its own dtype
+        else:
+            arr = arr.astype(dtype)
     except (TypeError, ValueError):
         raise ModelFileError(path, f"key {key!r} is not a numeric array") from None
     if arr.ndim != ndim:
@@ -266,21 +271,23 @@ def _expect_shape(path, key: str, arr: np.ndarray, expected: tuple) -> None:
         raise ModelFileError(path, f"key {key!r} has shape {arr.shape}, expected {shown}")
 
 
-def _split_shape_space(family: Family, arrays: dict, total: int, path) -> tuple[int, int]:
-    """How many columns of shapedirs are shape, and how many after them are expression."""
-    if "num_shape_components" in arrays:  # our own files say it explicitly
-        n_shape = int(np.asarray(arrays["num_shape_components"]))
-        n_expr = int(np.asarray(arrays.get("num_expression_components", total - n_shape)))
-        if n_shape + n_expr > total:
-            raise ModelFileError(path, f"num_shape_components + num_expression_components exceed {total}")
-        return n_shape, n_expr
+def _split_shape_space(family: Family, arrays: dict, total: int, path) -> tuple[int, int, int]:
+    """(number of shape columns, column where expressions start, number of expression columns)."""
     if not family.has_expression:
-        return total, 0
-    if total >= _FULL_SHAPE_SPACE + 1:  # SMPL-X v1.1, FLAME: 300 shape, then expression
-        return _FULL_SHAPE_SPACE, total - _FULL_SHAPE_SPACE
-    if total > _SHORT_SHAPE_SPACE:  # SMPL-X v1.0: 10 shape, then expression
-        return _SHORT_SHAPE_SPACE, total - _SHORT_SHAPE_SPACE
-    return total, 0
+        return total, total, 0
+    if total >= _FULL_SHAPE_SPACE + 1:  # SMPL-X v1.1, FLAME: 300 shape slots, then expression
+        n_shape, start = _FULL_SHAPE_SPACE, _FULL_SHAPE_SPACE
+    elif total > _SHORT_SHAPE_SPACE:  # SMPL-X v1.0: 10 shape, then expression
+        n_shape, start = _SHORT_SHAPE_SPACE, _SHORT_SHAPE_SPACE
+    else:
+        return total, total, 0
+    n_expr = total - start
+    if "num_shape_components" in arrays:  # our files say how many slots are filled (the rest are zero)
+        n_shape = int(np.asarray(arrays["num_shape_components"]))
+        n_expr = int(np.asarray(arrays.get("num_expression_components", n_expr)))
+        if n_shape > start or start + n_expr > total:
+            raise ModelFileError(path, f"num_shape_components / num_expression_components do not fit {total} columns")
+    return n_shape, start, n_expr
 
 
 def model_data_from_arrays(
@@ -334,7 +341,7 @@ def model_data_from_arrays(
 
     shapedirs = _array(arrays, "shapedirs", where, 3)
     _expect_shape(where, "shapedirs", shapedirs, (num_vertices, 3, None))
-    num_shape, num_expression = _split_shape_space(fam, arrays, shapedirs.shape[2], where)
+    num_shape, expression_start, num_expression = _split_shape_space(fam, arrays, shapedirs.shape[2], where)
 
     posedirs = None
     if "posedirs" in arrays:
@@ -370,6 +377,7 @@ def model_data_from_arrays(
         faces=faces,
         shapedirs=shapedirs,
         num_shape=num_shape,
+        expression_start=expression_start,
         num_expression=num_expression,
         posedirs=posedirs,
         J_regressor=j_regressor,

@@ -1,0 +1,1 @@
+"""Input and output: meshes, parameters, images, rendering."""

@@ -1,0 +1,90 @@
+"""A small z-buffer triangle rasteriser (NumPy, CPU) that also returns, per pixel, which triangle is
+seen and where on it (barycentric coordinates). Used for model figures, landmark placement and
+visibility; a GPU renderer can replace it behind the same function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Raster", "rasterize", "shade"]
+
+
+@dataclass
+class Raster:
+    """Per-pixel results: face (H, W) int64, -1 where empty; bary (H, W, 3); depth (H, W), inf where empty."""
+
+    face: np.ndarray
+    bary: np.ndarray
+    depth: np.ndarray
+
+
+def rasterize(points: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: tuple[int, int]) -> Raster:
+    """Rasterise triangles given in pixel coordinates.
+
+    points: (V, 2) pixel x (right), y (down); depth: (V,) distance from the camera (smaller is nearer);
+    faces: (F, 3); size: (H, W). Pixel centres are at integer + 0.5. Barycentric coordinates are
+    screen-space (exact for orthographic views; fine for figures under perspective).
+    """
+    h, w = size
+    face_buf = -np.ones((h, w), dtype=np.int64)
+    bary_buf = np.zeros((h, w, 3))
+    depth_buf = np.full((h, w), np.inf)
+    tri = points[faces]  # (F, 3, 2)
+    lo = np.floor(tri.min(1) - 0.5).astype(np.int64).clip(0, [w - 1, h - 1])
+    hi = np.ceil(tri.max(1) - 0.5).astype(np.int64).clip(0, [w - 1, h - 1])
+    visible = (tri.max(1) >= 0).all(1) & (tri.min(1)[:, 0] < w) & (tri.min(1)[:, 1] < h)
+    for f in np.nonzero(visible)[0]:
+        xs = np.arange(lo[f, 0], hi[f, 0] + 1) + 0.5
+        ys = np.arange(lo[f, 1], hi[f, 1] + 1) + 0.5
+        if not len(xs) or not len(ys):
+            continue
+        px, py = np.meshgrid(xs, ys)
+        (x0, y0), (x1, y1), (x2, y2) = tri[f]
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if abs(area) < 1e-12:
+            continue
+        b1 = ((px - x0) * (y2 - y0) - (x2 - x0) * (py - y0)) / area
+        b2 = ((x1 - x0) * (py - y0) - (px - x0) * (y1 - y0)) / area
+        b0 = 1.0 - b1 - b2
+        inside = (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
+        if not inside.any():
+            continue
+        z = b0 * depth[faces[f, 0]] + b1 * depth[faces[f, 1]] + b2 * depth[faces[f, 2]]
+        rows = (py[inside] - 0.5).astype(np.int64)
+        cols = (px[inside] - 0.5).astype(np.int64)
+        nearer = z[inside] < depth_buf[rows, cols]
+        rows, cols = rows[nearer], cols[nearer]
+        depth_buf[rows, cols] = z[inside][nearer]
+        face_buf[rows, cols] = f
+        bary_buf[rows, cols] = np.stack([b0[inside][nearer], b1[inside][nearer], b2[inside][nearer]], -1)
+    return Raster(face_buf, bary_buf, depth_buf)
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit normals: area-weighted sums of the adjacent faces' normals."""
+    tri = vertices[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vn = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    return vn / np.clip(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12, None)
+
+
+def shade(raster: Raster, normals: np.ndarray, faces: np.ndarray, colors: np.ndarray,
+          light: np.ndarray = np.array([0.3, 0.5, 1.0]), background: float = 1.0) -> np.ndarray:
+    """Lambert-shaded RGB image (H, W, 3) in [0, 1] from a raster, per-vertex normals (V, 3) pointing
+    towards the viewer's side (+z = towards the camera) and per-vertex colours (V, 3)."""
+    light = light / np.linalg.norm(light)
+    hit = raster.face >= 0
+    img = np.full(raster.face.shape + (3,), background, dtype=np.float64)
+    f = raster.face[hit]
+    b = raster.bary[hit]
+    n = (normals[faces[f]] * b[..., None]).sum(1)
+    n /= np.clip(np.linalg.norm(n, axis=1, keepdims=True), 1e-12, None)
+    c = (colors[faces[f]] * b[..., None]).sum(1)
+    lambert = np.clip(n @ light, 0, 1)[:, None]
+    img[hit] = c * (0.25 + 0.75 * lambert)
+    return img
