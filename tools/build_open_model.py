@@ -37,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bodycapture.io.atomic import atomic_path  # noqa: E402
 from bodycapture.models.joint_names import SMPLX_JOINTS, SMPLX_PARENTS  # noqa: E402
 from bodycapture.models.lbs import batch_rigid_transform, skin  # noqa: E402
 
@@ -550,12 +551,6 @@ def build_variant(model, src: Sources, gender: str, cfg: BuildConfig, landmarks:
     return arrays, report
 
 
-def write_npz_atomic(path: Path, arrays: dict) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "src" / "bodycapture" / "data" / "models")
@@ -585,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     reports = {"config": asdict(cfg), "anny_version": ANNY_VERSION, "model_version": MODEL_VERSION}
     for gender in args.genders:
         arrays, report = build_variant(model, src, gender, cfg, landmarks)
-        write_npz_atomic(args.out / f"open_{gender}.npz", arrays)
+        with atomic_path(args.out / f"open_{gender}.npz") as tmp:
+            np.savez_compressed(tmp, **arrays)
         reports[gender] = report
         log.info("%s: %d shape comps, held-out %.2f mm, regressor %.2f mm, height %.3f m (%.1f s)", gender,
                  cfg.num_shape, report["heldout_mean_mm"][cfg.num_shape - 1], report["regressor_heldout_mean_mm"],

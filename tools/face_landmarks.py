@@ -25,21 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from bodycapture.io.raster import rasterize, shade, vertex_normals  # noqa: E402
+from bodycapture.keypoints.layout import IBUG_PAIRS  # noqa: E402
+from bodycapture.keypoints.mediapipe import MEDIAPIPE_TO_IBUG68  # noqa: E402
 from bodycapture.models import BodyModel, read_model_file  # noqa: E402
 
-# MediaPipe FaceMesh index of each iBUG-68 point (the subset in common use).
-MEDIAPIPE_TO_IBUG68 = [
-    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 397, 361, 323, 454, 356,  # contour 0-16
-    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows 17-26
-    168, 197, 5, 4, 75, 97, 2, 326, 305,  # nose 27-35
-    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # eyes 36-47
-    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # outer lips 48-59
-    78, 82, 13, 312, 308, 317, 14, 87,  # inner lips 60-67
-]  # fmt: skip
-# iBUG-68 left/right pairs (subject's right first) and midline points.
-IBUG_PAIRS = [(k, 16 - k) for k in range(8)] + [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35),
-              (32, 34), (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46), (48, 54), (49, 53),
-              (50, 52), (59, 55), (58, 56), (60, 64), (61, 63), (67, 65)]  # fmt: skip
 IBUG_MIDLINE = [8, 27, 28, 29, 30, 33, 51, 57, 62, 66]
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from bodycapture import load_model  # noqa: E402
-from bodycapture.io.raster import rasterize, shade, vertex_normals  # noqa: E402
+from bodycapture.io.raster import OrthoView, render_orthographic  # noqa: E402
 
 DOCS = ROOT / "docs"
 SKIN = np.array([0.80, 0.72, 0.66])
@@ -32,23 +32,17 @@ SKIN = np.array([0.80, 0.72, 0.66])
 
 def render(vertices: np.ndarray, faces: np.ndarray, size: int = 420, yaw_deg: float = 0.0,
            box: tuple | None = None, joints: np.ndarray | None = None) -> np.ndarray:
-    """Orthographic render (H, W, 3) float of a mesh seen from +z after turning it by yaw about y."""
-    a = np.radians(yaw_deg)
-    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    v = vertices @ rot.T
-    lo, hi = (v.min(0), v.max(0)) if box is None else box
-    centre = (lo + hi) / 2
-    half = 0.55 * max(hi[0] - lo[0], hi[1] - lo[1])
-    px = (v[:, 0] - centre[0] + half) / (2 * half) * size
-    py = (centre[1] + half - v[:, 1]) / (2 * half) * size
-    raster = rasterize(np.stack([px, py], 1), -v[:, 2], faces, (size, size))
-    img = shade(raster, vertex_normals(v, faces), faces, np.tile(SKIN, (len(v), 1)))
+    """Orthographic render (H, W, 3) uint8 of a mesh seen from +z after turning it by yaw about y;
+    `box` (lo, hi) frames a region (x, y), else the whole mesh; joints are drawn as red dots."""
+    if box is None:
+        view = OrthoView.fit(vertices, (size, size), margin=0.05, yaw_deg=yaw_deg)
+    else:
+        lo, hi = np.asarray(box[0]), np.asarray(box[1])
+        view = OrthoView((size, size), (lo[:2] + hi[:2]) / 2, size / (1.1 * max(hi[0] - lo[0], hi[1] - lo[1])), yaw_deg)
+    img, _ = render_orthographic(vertices, faces, view, colors=np.tile(SKIN, (len(vertices), 1)))
     if joints is not None:
-        j = joints @ rot.T
-        jx = ((j[:, 0] - centre[0] + half) / (2 * half) * size).astype(int)
-        jy = ((centre[1] + half - j[:, 1]) / (2 * half) * size).astype(int)
-        for x, y in zip(jx, jy):
-            img[max(y - 2, 0): y + 3, max(x - 2, 0): x + 3] = [0.85, 0.1, 0.1]
+        for x, y in view.project(joints).astype(int):
+            img[max(y - 2, 0): y + 3, max(x - 2, 0): x + 3] = [217, 26, 26]
     return img
 
 

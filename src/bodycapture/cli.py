@@ -2,6 +2,7 @@
 
     bodycapture --version
     bodycapture models [--folder DIR ...] [--check]
+    bodycapture detect IMAGE|FOLDER --out DIR [--show]
 
 User errors (missing or corrupt files, bad options) are printed as one line, with exit status 1;
 `-v` shows progress and details, `-vv` debugging output.
@@ -44,6 +45,53 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _image_list(target: Path) -> list[Path]:
+    from .keypoints.mediapipe import IMAGE_SUFFIXES
+
+    if target.is_dir():
+        images = sorted(p for p in target.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not images:
+            raise BodyCaptureError(f"{target}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return images
+    if not target.exists():
+        raise BodyCaptureError(f"{target}: no such file or folder")
+    return [target]
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .io.atomic import atomic_path
+    from .io.draw import draw_keypoints
+    from .keypoints.mediapipe import MediaPipeDetector, read_image
+    from .keypoints.openpose import write_openpose
+
+    images = _image_list(Path(args.input))
+    out = Path(args.out)
+    failed = 0
+    with MediaPipeDetector(min_detection_confidence=args.min_confidence) as detector:
+        for path in tqdm(images, desc="detect", unit="image", disable=len(images) < 2):
+            try:
+                image = read_image(path)
+            except BodyCaptureError as err:
+                if len(images) == 1:
+                    raise
+                print(f"bodycapture: error: {err}", file=sys.stderr)
+                failed += 1
+                continue
+            keypoints = detector(image)
+            keypoints.source = str(path)
+            write_openpose(out / f"{path.stem}_keypoints.json", keypoints)
+            if keypoints.num_people == 0:
+                tqdm.write(f"{path}: no person found")
+            else:
+                log.info("%s: %d person(s)", path, keypoints.num_people)
+            if args.show:
+                with atomic_path(out / f"{path.stem}_rendered.png") as tmp:
+                    draw_keypoints(image, keypoints.points).save(tmp, format="PNG")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bodycapture",
@@ -58,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder laid out like the official downloads (repeatable; default: $BODYCAPTURE_MODELS)")
     models.add_argument("--check", action="store_true", help="read and validate every file found")
     models.set_defaults(func=_cmd_models)
+
+    detect = sub.add_parser("detect", help="detect 2D keypoints (MediaPipe) and write OpenPose JSON")
+    detect.add_argument("input", help="an image or a folder of images")
+    detect.add_argument("--out", required=True, metavar="DIR", help="writes DIR/NAME_keypoints.json per image")
+    detect.add_argument("--show", action="store_true", help="also write DIR/NAME_rendered.png with the skeleton")
+    detect.add_argument("--min-confidence", type=float, default=0.5, help="MediaPipe's person detection threshold")
+    detect.set_defaults(func=_cmd_detect)
     return parser
 
 

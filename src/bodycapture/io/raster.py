@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Raster", "rasterize", "shade"]
+__all__ = ["Raster", "rasterize", "shade", "vertex_normals", "OrthoView", "render_orthographic"]
 
 
 @dataclass
@@ -88,3 +88,45 @@ def shade(raster: Raster, normals: np.ndarray, faces: np.ndarray, colors: np.nda
     lambert = np.clip(n @ light, 0, 1)[:, None]
     img[hit] = c * (0.25 + 0.75 * lambert)
     return img
+
+
+@dataclass
+class OrthoView:
+    """An orthographic front view: pixel = ((x - cx) s + W/2, (cy - y) s + H/2) after a yaw about y."""
+
+    size: tuple[int, int]
+    centre: np.ndarray  # (2,) world x, y at the image centre
+    scale: float  # pixels per metre
+    yaw_deg: float = 0.0
+
+    def rotate(self, points: np.ndarray) -> np.ndarray:
+        a = np.radians(self.yaw_deg)
+        rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        return points @ rot.T
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) world points -> (N, 2) pixels."""
+        p = self.rotate(points)
+        h, w = self.size
+        return np.stack([(p[:, 0] - self.centre[0]) * self.scale + w / 2, (self.centre[1] - p[:, 1]) * self.scale + h / 2], 1)
+
+    @classmethod
+    def fit(cls, points: np.ndarray, size: tuple[int, int], margin: float = 0.05, yaw_deg: float = 0.0) -> "OrthoView":
+        """The view that frames `points` (N, 3) with a relative margin."""
+        view = cls(size, np.zeros(2), 1.0, yaw_deg)
+        p = view.rotate(points)
+        lo, hi = p.min(0), p.max(0)
+        h, w = size
+        scale = (1 - 2 * margin) * min(w / max(hi[0] - lo[0], 1e-9), h / max(hi[1] - lo[1], 1e-9))
+        return cls(size, (lo[:2] + hi[:2]) / 2, scale, yaw_deg)
+
+
+def render_orthographic(vertices: np.ndarray, faces: np.ndarray, view: OrthoView, colors=None,
+                        background: float = 1.0) -> tuple[np.ndarray, Raster]:
+    """Shaded (H, W, 3) uint8 image and raster of a mesh (V, 3) seen through `view` (camera at +z)."""
+    rotated = view.rotate(vertices)
+    raster = rasterize(view.project(vertices), -rotated[:, 2], faces, view.size)
+    if colors is None:
+        colors = np.tile([0.85, 0.68, 0.58], (len(vertices), 1))
+    img = shade(raster, vertex_normals(rotated, faces), faces, colors, background=background)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8), raster

@@ -1,0 +1,123 @@
+"""The bundled MediaPipe detector on real photos and on a render of the open model.
+
+These run in CI (MediaPipe is a dependency; its models ship in the wheel); they are marked `detector`
+so that `-m "not detector"` can skip them when iterating on something else.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import bodycapture
+from bodycapture.cli import main as cli_main
+from bodycapture.io.raster import OrthoView, render_orthographic
+from bodycapture.keypoints import GROUPS, KeypointRegressor, read_keypoints
+from bodycapture.keypoints.layout import BODY_25, FACE, LEFT_HAND
+from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
+
+pytestmark = pytest.mark.detector
+IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
+B = BODY_25.index
+FACING_CAMERA = ["coco_294.jpg", "coco_328.jpg", "coco_428.jpg", "coco_564.jpg", "coco_623.jpg"]
+STANDING = ["coco_564.jpg", "coco_569.jpg", "coco_623.jpg"]  # whole body in view, upright
+OTHERS = ["coco_338.jpg", "coco_488.jpg", "coco_544.jpg"]  # small, sitting or partly hidden people
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with MediaPipeDetector() as det:
+        yield det
+
+
+@pytest.mark.parametrize("name", sorted(set(FACING_CAMERA + STANDING + OTHERS)))
+def test_finds_the_person_with_plausible_geometry(detector, name):
+    kp = detector(IMAGES / name)
+    h, w = read_image(IMAGES / name).shape[:2]
+    assert kp.num_people == 1 and kp.image_size == (h, w)
+    p = kp.points[0]
+    seen = p[:, 2] > 0
+    assert ((p[seen, 0] >= 0) & (p[seen, 0] <= w) & (p[seen, 1] >= 0) & (p[seen, 1] <= h)).all()
+    assert seen[B("Nose")] and seen[B("Neck")]
+    np.testing.assert_allclose(p[B("Neck"), :2], (p[B("RShoulder"), :2] + p[B("LShoulder"), :2]) / 2)
+    if seen[B("MidHip")]:
+        assert p[B("Nose"), 1] < p[B("MidHip"), 1]  # the nose above the hips (image y points down)
+    if name in STANDING:
+        assert p[B("Nose"), 1] < p[B("Neck"), 1] < p[B("MidHip"), 1] < min(p[B("LAnkle"), 1], p[B("RAnkle"), 1])
+        assert p[B("LAnkle"), 2] > 0.5 and p[B("RAnkle"), 2] > 0.5
+    if name in FACING_CAMERA:  # the subject's left appears on the image's right
+        assert p[B("LShoulder"), 0] > p[B("RShoulder"), 0]
+        assert p[B("LEye"), 0] > p[B("REye"), 0]
+    assert kp.world is not None and kp.world.shape == (1, 25, 4)
+    assert abs(kp.world[0, B("MidHip"), :3]).max() < 0.1  # MediaPipe's world points are hip-centred
+
+
+def test_hands_are_assigned_to_the_right_side(detector):
+    for name in ("coco_338.jpg", "coco_569.jpg"):  # the left hand is detected in these
+        p = detector(IMAGES / name).points[0]
+        assert p[LEFT_HAND[0], 2] > 0
+        to_left = np.linalg.norm(p[LEFT_HAND[0], :2] - p[B("LWrist"), :2])
+        to_right = np.linalg.norm(p[LEFT_HAND[0], :2] - p[B("RWrist"), :2])
+        assert to_left < to_right
+
+
+def test_no_person_is_an_empty_result_not_an_error(detector, tmp_path):
+    empty = detector(np.full((240, 320, 3), 127, np.uint8))
+    assert empty.num_people == 0 and empty.image_size == (240, 320)
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (90, 90, 90)).save(tmp_path / "wall.jpg")
+    assert cli_main(["detect", str(tmp_path / "wall.jpg"), "--out", str(tmp_path / "out")]) == 0
+    data = json.loads((tmp_path / "out" / "wall_keypoints.json").read_text())
+    assert data["people"] == []
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    img = Image.new("RGB", (60, 40), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img.save(tmp_path / "rotated.jpg", exif=exif)
+    assert read_image(tmp_path / "rotated.jpg").shape == (60, 40, 3)
+
+
+def test_cli_detect_writes_openpose_json_and_pictures(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coco_294.jpg", "coco_569.jpg"):
+        (folder / name).write_bytes((IMAGES / name).read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    assert cli_main(["detect", str(folder), "--out", str(tmp_path / "kp"), "--show"]) == 1  # one bad image
+    kp = read_keypoints(tmp_path / "kp" / "coco_294_keypoints.json")
+    assert kp.num_people == 1 and kp.world is not None
+    assert (tmp_path / "kp" / "coco_569_rendered.png").stat().st_size > 1000
+    assert not (tmp_path / "kp" / "broken_keypoints.json").exists()
+    assert not [p for p in (tmp_path / "kp").iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_open_model_keypoints_are_where_the_detector_puts_them(detector):
+    """Render the open model's frontal T-pose, detect it, and compare with its projected keypoints."""
+    model = bodycapture.load_model(dtype=torch.float64)
+    out = model()
+    vertices = out.vertices[0].numpy()
+    view = OrthoView.fit(vertices, (1000, 1000), margin=0.05)
+    image, _ = render_orthographic(vertices, model.faces, view, background=0.35)
+    found = detector(image)
+    assert found.num_people == 1
+    detected = found.points[0]
+    projected = view.project(KeypointRegressor(model)(out)[0].numpy())
+    height_px = (vertices[:, 1].max() - vertices[:, 1].min()) * view.scale
+    report = []
+    for group, idx in GROUPS.items():
+        ok = detected[idx, 2] > 0
+        if not ok.any():
+            report.append(f"{group}: not detected")
+            continue
+        err = np.linalg.norm(detected[idx][ok, :2] - projected[idx][ok], axis=1) / height_px * 100
+        report.append(f"{group}: median {np.median(err):.2f}% max {err.max():.2f}% of height ({ok.sum()} points)")
+        assert np.median(err) < 4.0, group
+    print("\n".join(report))
+    assert (detected[:25, 2] > 0).sum() >= 21 and (detected[FACE, 2] > 0).all()
