@@ -19,7 +19,7 @@ from PIL import Image
 
 from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
 
-PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "images" / "coco_623.jpg"
+PHOTO = Path(__file__).resolve().parents[1] / "tests" / "data" / "images" / "coco_623.jpg"
 
 
 def main() -> None:

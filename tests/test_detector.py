@@ -19,7 +19,7 @@ from bodycapture.keypoints.layout import BODY_25, FACE, LEFT_HAND
 from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
 
 pytestmark = pytest.mark.detector
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
+IMAGES = Path(__file__).resolve().parent / "data" / "images"
 B = BODY_25.index
 FACING_CAMERA = ["coco_294.jpg", "coco_328.jpg", "coco_428.jpg", "coco_564.jpg", "coco_623.jpg"]
 STANDING = ["coco_564.jpg", "coco_569.jpg", "coco_623.jpg"]  # whole body in view, upright

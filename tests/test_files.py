@@ -68,7 +68,7 @@ def test_corrupt_and_truncated_files(tmp_path):
     data = good.read_bytes()
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
     one_line_error(tmp_path / "truncated.npz", "corrupt or truncated")
-    (tmp_path / "garbage.npz").write_bytes(os.urandom(2000))
+    (tmp_path / "garbage.npz").write_bytes(b"GARBAGE" + os.urandom(2000))
     one_line_error(tmp_path / "garbage.npz", "not a model file")
     (tmp_path / "zipgarbage.npz").write_bytes(b"PK\x03\x04" + os.urandom(2000))
     one_line_error(tmp_path / "zipgarbage.npz", "corrupt or truncated")

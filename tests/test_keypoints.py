@@ -16,8 +16,8 @@ from bodycapture.models.lbs import axis_angle_to_matrix
 
 from conftest import make_arrays, make_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-OPENPOSE_FILE = SHARED / "openpose" / "lsp_im1010_keypoints.json"
+DATA = Path(__file__).resolve().parent / "data"
+OPENPOSE_FILE = DATA / "openpose" / "lsp_im1010_keypoints.json"
 B = BODY_25.index
 
 
