@@ -1,0 +1,186 @@
+"""The fitting schedule as data: per-stage weights and optimiser settings, and how to load them.
+
+Defaults are SMPLify-X's `cfg_files/fit_smplx.yaml` (Pavlakos et al. 2019): five stages whose prior
+weights anneal while the hand and face keypoints are switched on in the last two. Weights follow the
+code's convention: the data, pose, shape, expression, hand and jaw weights are squared in the loss, the
+bending and collision weights are not. A config file (YAML or TOML) may use SMPLify-X's own key names
+(`body_pose_prior_weights`, `shape_weights`, ...), so its yaml files load as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BodyCaptureError
+from .lbfgs import LBFGSSettings
+
+__all__ = ["Stage", "FitConfig", "load_config", "smplx_stages", "smpl_stages"]
+
+
+@dataclass
+class Stage:
+    """Weights of one stage (paper notation in brackets)."""
+
+    body_pose: float  # body pose prior, squared [lambda_theta_b]
+    shape: float  # shape prior, squared [lambda_beta]
+    expression: float  # expression prior, squared [lambda_E]
+    hand_pose: float  # hand pose prior, squared [lambda_m_h]
+    jaw: tuple[float, float, float]  # jaw prior per axis (x opens the mouth), squared [lambda_theta_f]
+    hand_joints: float  # weight of the hand keypoints in the data term
+    face_joints: float  # weight of the face keypoints in the data term
+    collision: float = 0.0  # interpenetration, not squared [lambda_C]
+    data: float = 1.0  # data term, squared
+
+    @property
+    def bending(self) -> float:
+        """SMPLify-X's bending prior weight: 3.17 x the body pose weight, not squared (0.317 x 10 of SMPLify)."""
+        return 3.17 * self.body_pose
+
+
+def smplx_stages() -> list[Stage]:
+    """fit_smplx.yaml's five stages."""
+    pose = [404.0, 404.0, 57.4, 4.78, 4.78]
+    shape = [100.0, 50.0, 10.0, 5.0, 5.0]
+    expr = [100.0, 50.0, 10.0, 5.0, 5.0]
+    hands = [0.0, 0.0, 0.0, 0.1, 2.0]
+    face = [0.0, 0.0, 0.0, 0.0, 2.0]
+    coll = [0.0, 0.0, 0.0, 0.01, 1.0]
+    return [
+        Stage(pose[i], shape[i], expr[i], pose[i], (10 * pose[i], 100 * pose[i], 100 * pose[i]), hands[i], face[i], coll[i])
+        for i in range(5)
+    ]
+
+
+def smpl_stages() -> list[Stage]:
+    """fit_smpl.yaml's four stages (= SMPLify 2016's schedule): body keypoints only."""
+    pose = [404.0, 404.0, 57.4, 4.78]
+    shape = [100.0, 50.0, 10.0, 5.0]
+    coll = [0.0, 0.0, 0.01, 1.0]
+    return [Stage(pose[i], shape[i], shape[i], pose[i], (0.0, 0.0, 0.0), 0.0, 0.0, coll[i]) for i in range(4)]
+
+
+@dataclass
+class FitConfig:
+    """Everything a fit needs besides the model and the keypoints."""
+
+    stages: list[Stage] = field(default_factory=smplx_stages)
+    optimizer: LBFGSSettings = field(default_factory=LBFGSSettings)
+    camera_optimizer: LBFGSSettings = field(default_factory=lambda: LBFGSSettings(max_iter=40))
+    # camera
+    focal_length: float | None = None  # pixels; None: from EXIF, else the image diagonal (see camera.py)
+    depth_weight: float = 100.0  # keeps the depth near its similar-triangles estimate (SMPLify-X: 100), squared
+    side_view_threshold: float = 25.0  # shoulder distance (px) under which both orientations are fitted (SMPLify-X)
+    optimize_translation: bool = True  # also in the body stages (SMPLify-X freezes it after the camera stage)
+    # data term
+    rho: float = 100.0  # Geman-McClure scale, in pixels of a 1000-pixel-high image (SMPLify-X: 100 px)
+    robust_per_coordinate: bool = False  # SMPLify-X's code robustifies x and y separately; we robustify |r|
+    use_face_contour: bool = False  # SMPLify-X's default: the 17 jaw-line points are not fitted
+    ignore_keypoints: tuple[str, ...] = ("Neck", "RHip", "LHip")  # SMPLify-X's joints_to_ign
+    use_confidence: bool = True
+
+    def summary(self) -> str:
+        """A human-readable table of the schedule (for `bodycapture fit --show-config`)."""
+        head = f"{'stage':>5} {'pose':>7} {'shape':>7} {'expr':>7} {'hands':>7} {'jaw (x, y, z)':>24} " \
+               f"{'hand kp':>8} {'face kp':>8} {'bend':>8} {'coll':>6}"
+        lines = [head]
+        for i, st in enumerate(self.stages):
+            jaw = ", ".join(f"{w:g}" for w in st.jaw)
+            lines.append(f"{i:>5} {st.body_pose:>7g} {st.shape:>7g} {st.expression:>7g} {st.hand_pose:>7g} "
+                         f"{jaw:>24} {st.hand_joints:>8g} {st.face_joints:>8g} {st.bending:>8.1f} {st.collision:>6g}")
+        o = self.optimizer
+        lines.append(f"L-BFGS (strong Wolfe): max {o.max_iter} iterations per stage, history {o.history}, "
+                     f"ftol {o.ftol:g}, gtol {o.gtol:g}; camera stage max {self.camera_optimizer.max_iter}")
+        focal = "EXIF, else image diagonal" if self.focal_length is None else f"{self.focal_length:g} px"
+        lines.append(f"camera: focal {focal}; depth weight {self.depth_weight:g}; side-view threshold "
+                     f"{self.side_view_threshold:g} px; translation optimised in body stages: {self.optimize_translation}")
+        lines.append(f"data: Geman-McClure rho {self.rho:g} (per {'coordinate' if self.robust_per_coordinate else 'point'}), "
+                     f"confidences {'on' if self.use_confidence else 'off'}, face contour "
+                     f"{'on' if self.use_face_contour else 'off'}, ignored: {', '.join(self.ignore_keypoints)}")
+        return "\n".join(lines)
+
+
+_STAGE_KEYS = {  # SMPLify-X yaml key -> Stage field
+    "body_pose_prior_weights": "body_pose",
+    "shape_weights": "shape",
+    "expr_weights": "expression",
+    "hand_pose_prior_weights": "hand_pose",
+    "jaw_pose_prior_weights": "jaw",
+    "hand_joints_weights": "hand_joints",
+    "face_joints_weights": "face_joints",
+    "coll_loss_weights": "collision",
+    "data_weights": "data",
+}
+_SCALAR_KEYS = {  # SMPLify-X name or ours -> FitConfig field
+    "focal_length": "focal_length", "depth_loss_weight": "depth_weight", "depth_weight": "depth_weight",
+    "side_view_thsh": "side_view_threshold", "side_view_threshold": "side_view_threshold", "rho": "rho",
+    "use_face_contour": "use_face_contour", "robust_per_coordinate": "robust_per_coordinate",
+    "optimize_translation": "optimize_translation", "use_joints_conf": "use_confidence",
+}  # fmt: skip
+_OPTIMIZER_KEYS = {"maxiters": "max_iter", "max_iter": "max_iter", "ftol": "ftol", "gtol": "gtol", "history": "history"}
+_IGNORED = {"dataset", "model_type", "gender", "float_dtype", "use_cuda", "use_hands", "use_face", "use_pca",
+            "num_pca_comps", "flat_hand_mean", "num_gaussians", "body_prior_type", "left_hand_prior_type",
+            "right_hand_prior_type", "jaw_prior_type", "interpenetration", "df_cone_height", "ign_part_pairs",
+            "penalize_outside", "max_collisions", "optim_type", "lr", "interactive", "visualize", "use_vposer",
+            "vposer_ckpt", "batch_size", "max_persons", "init_joints_idxs", "body_tri_idxs", "output_folder",
+            "data_folder", "model_folder", "part_segm_fn", "result_folder", "mesh_folder", "save_meshes"}  # fmt: skip
+
+
+def _parse_jaw(value) -> tuple[float, float, float]:
+    if isinstance(value, str):  # SMPLify-X writes "4.04e03,4.04e04,4.04e04"
+        value = [float(v) for v in value.split(",")]
+    if isinstance(value, (int, float)):
+        value = [value] * 3
+    return tuple(float(v) for v in value)
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
+    cfg = FitConfig()
+    unknown = [k for k in data if k not in _STAGE_KEYS and k not in _SCALAR_KEYS and k not in _OPTIMIZER_KEYS
+               and k not in _IGNORED]
+    if unknown:
+        raise BodyCaptureError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
+    lists = {k: v for k, v in data.items() if k in _STAGE_KEYS and v is not None}
+    if lists:
+        lengths = {len(v) for v in lists.values()}
+        if len(lengths) != 1:
+            raise BodyCaptureError(f"{source}: per-stage lists have different lengths {sorted(lengths)}")
+        n = lengths.pop()
+        base = cfg.stages if len(cfg.stages) == n else [dataclasses.replace(cfg.stages[-1]) for _ in range(n)]
+        stages = [dataclasses.replace(st) for st in base[:n]]
+        for key, values in lists.items():
+            name = _STAGE_KEYS[key]
+            for st, v in zip(stages, values):
+                setattr(st, name, _parse_jaw(v) if name == "jaw" else float(v))
+        if "jaw_pose_prior_weights" not in lists and "body_pose_prior_weights" in lists:
+            for st in stages:  # SMPLify-X then derives the jaw weights from the pose weights' scale
+                st.jaw = (10 * st.body_pose, 100 * st.body_pose, 100 * st.body_pose)
+        cfg.stages = stages
+    for key, name in _SCALAR_KEYS.items():
+        if key in data and data[key] is not None:
+            setattr(cfg, name, bool(data[key]) if isinstance(getattr(cfg, name), bool) else float(data[key]))
+    for key, name in _OPTIMIZER_KEYS.items():
+        if key in data:
+            setattr(cfg.optimizer, name, type(getattr(cfg.optimizer, name))(data[key]))
+    return cfg
+
+
+def load_config(path: str | Path) -> FitConfig:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) fitting configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise BodyCaptureError(f"{path}: no such config file")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(path.read_text())
+        else:
+            import yaml
+
+            data = yaml.safe_load(path.read_text()) or {}
+    except Exception as err:  # yaml / toml syntax errors of every kind
+        raise BodyCaptureError(f"{path}: not a valid config file ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise BodyCaptureError(f"{path}: expected a mapping of settings")
+    return config_from_dict(data, str(path))

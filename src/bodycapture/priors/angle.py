@@ -1,0 +1,20 @@
+"""SMPLify's bending prior on elbows and knees (Bogo et al. 2016; as used by SMPLify-X).
+
+Sum of exp(2 s_i theta_i) over four pose values: the left/right elbow rotations about y and the knee
+rotations about x, each with the sign s_i that makes only unnatural bending (hyperextension) costly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# (index into the 63-D SMPL-X / SMPL-H body pose, sign): left elbow y, right elbow y, left knee x, right knee x
+BENDING_TERMS = ((52, 1.0), (55, -1.0), (9, -1.0), (12, -1.0))
+
+
+def bending_prior(body_pose: Tensor) -> Tensor:
+    """(B, 63 or 69) axis-angle body pose -> (B,) bending energy (weight applied by the caller)."""
+    idx = torch.tensor([i for i, _ in BENDING_TERMS], device=body_pose.device)
+    sign = torch.tensor([s for _, s in BENDING_TERMS], dtype=body_pose.dtype, device=body_pose.device)
+    return torch.exp(2 * sign * body_pose[:, idx]).sum(-1)
