@@ -3,6 +3,7 @@
     bodycapture --version
     bodycapture models [--folder DIR ...] [--check]
     bodycapture detect IMAGE|FOLDER --out DIR [--show]
+    bodycapture fit IMAGE|FOLDER [--out DIR] [--keypoints FILE|DIR] [--model open|PATH] [--format obj,ply,glb]
 
 User errors (missing or corrupt files, bad options) are printed as one line, with exit status 1;
 `-v` shows progress and details, `-vv` debugging output.
@@ -92,6 +93,131 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _load_fit_model(args: argparse.Namespace):
+    import torch
+
+    from .models.zoo import load_model
+
+    name = None if args.model in (None, "open") else args.model
+    dtype = torch.float64 if args.float64 else torch.float32
+    # SMPLify-X's settings for official files: 10 betas, 10 expressions, 12 hand PCA components
+    return load_model(name, gender=args.gender, num_betas=10, num_expression_coeffs=10, num_pca_comps=12,
+                      dtype=dtype, device=args.device)
+
+
+def _keypoints_for(path: Path, source: Path | None, detector, image):
+    from .keypoints.openpose import read_keypoints
+
+    if source is None:
+        return detector(image)
+    file = source / f"{path.stem}_keypoints.json" if source.is_dir() else source
+    if not file.exists():
+        raise BodyCaptureError(f"{file}: no keypoint file for {path.name}")
+    return read_keypoints(file)
+
+
+def _check_image_size(kp, image, path: Path) -> None:
+    h, w = image.shape[:2]
+    if kp.image_size is not None and tuple(kp.image_size) != (h, w):
+        raise BodyCaptureError(f"{kp.source}: keypoints are for a {kp.image_size[1]}x{kp.image_size[0]} image, "
+                               f"{path.name} is {w}x{h}")
+    seen = kp.points[..., 2] > 0
+    xs, ys = kp.points[..., 0][seen], kp.points[..., 1][seen]
+    if len(xs) and (xs.max() > w * 1.02 or ys.max() > h * 1.02):
+        raise BodyCaptureError(f"{kp.source}: keypoints reach ({xs.max():.0f}, {ys.max():.0f}), outside the "
+                               f"{w}x{h} image {path.name}: keypoints for a different image?")
+    kp.image_size = (h, w)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import shutil
+
+    from tqdm import tqdm
+
+    from .fitting import FitConfig, fit, load_config
+    from .fitting.camera import focal_from_exif
+    from .io.results import write_results
+    from .keypoints.mediapipe import MediaPipeDetector, read_image
+
+    config = load_config(args.config) if args.config else FitConfig()
+    if args.focal is not None:
+        config.focal_length = args.focal
+    if args.show_config:
+        print(config.summary())
+        if args.input is None:
+            return 0
+    if args.input is None:
+        raise BodyCaptureError("fit: give an image or a folder of images (or --show-config)")
+    images = _image_list(Path(args.input))
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("obj", "ply", "glb")]
+    if bad:
+        raise BodyCaptureError(f"--format: unknown mesh format(s) {', '.join(bad)} (use obj, ply, glb)")
+    source = Path(args.keypoints) if args.keypoints else None
+    if source is not None and not source.exists():
+        raise BodyCaptureError(f"{source}: no such keypoint file or folder")
+    if source is not None and source.is_file() and len(images) > 1:
+        raise BodyCaptureError(f"{source}: one keypoint file for {len(images)} images; pass a folder of "
+                               "NAME_keypoints.json files")
+    model = _load_fit_model(args)
+    info = {"name": str(model.path.name if model.path else "model"), "gender": model.gender,
+            "family": model.family.name}
+    out_root = Path(args.out)
+    failures: list[str] = []
+    detector = MediaPipeDetector() if source is None else None
+    todo = []
+    for path in images:
+        target = out_root / path.stem
+        if target.exists() and any(target.iterdir()) and not args.overwrite:
+            failures.append(f"{target}: exists (use --overwrite to replace it)")
+            continue
+        todo.append(path)
+    progress = tqdm(total=len(todo), desc="fit", unit="image", disable=len(todo) < 2)
+    for start in range(0, len(todo), args.batch_images):
+        group = []
+        for path in todo[start : start + args.batch_images]:
+            try:
+                image = read_image(path)
+                kp = _keypoints_for(path, source, detector, image)
+                _check_image_size(kp, image, path)
+                if kp.num_people == 0:
+                    raise BodyCaptureError(f"{path}: no person found")
+                h, w = image.shape[:2]
+                focal = config.focal_length or focal_from_exif(path, w, h)
+                group.append((path, image, kp, focal))
+            except BodyCaptureError as err:
+                failures.append(str(err))
+                progress.update(1)
+        if not group:
+            continue
+        from .fitting.camera import default_focal
+
+        focal = [g[3] or default_focal(*g[1].shape[:2]) for g in group for _ in range(g[2].num_people)]
+        result = fit([g[2] for g in group], model, config, device=args.device, focal_length=focal)
+        for i, (path, image, kp, _) in enumerate(group):
+            people = (result.image_index == i).nonzero().flatten().numpy()
+            target = out_root / path.stem
+            staging = out_root / f".{path.stem}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            write_results(staging, result, people, kp, image, formats, info)
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+            log.info("%s: %d person(s) -> %s (loss %s)", path.name, len(people), target,
+                     ", ".join(f"{float(v):.4g}" for v in result.loss[people]))
+            progress.update(1)
+    progress.close()
+    if detector is not None:
+        detector.close()
+    done = len(images) - len(failures)
+    for line in failures:
+        print(f"bodycapture: error: {line}", file=sys.stderr)
+    if len(images) > 1 or failures:
+        print(f"fitted {done} of {len(images)} image(s) into {out_root}" +
+              (f"; failed: {len(failures)}" if failures else ""))
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bodycapture",
@@ -100,19 +226,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bodycapture {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debugging)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)  # -v also works after the subcommand
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output")
 
-    models = sub.add_parser("models", help="list the body models that can be loaded, with their licences")
+    models = sub.add_parser("models", parents=[common], help="list the body models that can be loaded, with their licences")
     models.add_argument("--folder", action="append", default=[], metavar="DIR",
                         help="folder laid out like the official downloads (repeatable; default: $BODYCAPTURE_MODELS)")
     models.add_argument("--check", action="store_true", help="read and validate every file found")
     models.set_defaults(func=_cmd_models)
 
-    detect = sub.add_parser("detect", help="detect 2D keypoints (MediaPipe) and write OpenPose JSON")
+    detect = sub.add_parser("detect", parents=[common], help="detect 2D keypoints (MediaPipe) and write OpenPose JSON")
     detect.add_argument("input", help="an image or a folder of images")
     detect.add_argument("--out", required=True, metavar="DIR", help="writes DIR/NAME_keypoints.json per image")
     detect.add_argument("--show", action="store_true", help="also write DIR/NAME_rendered.png with the skeleton")
     detect.add_argument("--min-confidence", type=float, default=0.5, help="MediaPipe's person detection threshold")
     detect.set_defaults(func=_cmd_detect)
+
+    fitp = sub.add_parser("fit", parents=[common], help="fit the body model to a photo (or a folder of photos)")
+    fitp.add_argument("input", nargs="?", help="an image or a folder of images")
+    fitp.add_argument("--out", default="out", metavar="DIR", help="results go to DIR/NAME/ (default: out)")
+    fitp.add_argument("--keypoints", metavar="FILE|DIR",
+                      help="OpenPose JSON (a file, or a folder of NAME_keypoints.json) instead of detection")
+    fitp.add_argument("--model", default="open", help="'open' (bundled, default), or an official model file/folder")
+    fitp.add_argument("--gender", default="neutral", choices=["neutral", "male", "female"])
+    fitp.add_argument("--config", metavar="FILE", help="schedule and settings (YAML or TOML; SMPLify-X keys work)")
+    fitp.add_argument("--focal", type=float, help="focal length in pixels (default: EXIF, else the image diagonal; "
+                      "SMPLify-X used 5000)")
+    fitp.add_argument("--format", default="obj", help="mesh formats, comma-separated: obj, ply, glb")
+    fitp.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    fitp.add_argument("--batch-images", type=int, default=8, help="images fitted together in one batch")
+    fitp.add_argument("--float64", action="store_true", help="fit in double precision")
+    fitp.add_argument("--overwrite", action="store_true", help="replace existing results")
+    fitp.add_argument("--show-config", action="store_true", help="print the schedule and settings")
+    fitp.set_defaults(func=_cmd_fit)
     return parser
 
 

@@ -1,0 +1,81 @@
+"""Triangle meshes out: OBJ (text), PLY (binary) and GLB (binary glTF 2.0), written atomically."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_bytes_atomic
+from .raster import vertex_normals
+
+__all__ = ["write_obj", "write_ply", "write_glb", "write_mesh", "read_obj_vertex_count"]
+
+
+def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    v = "\n".join(f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, dtype=np.float64))
+    f = "\n".join(f"f {a} {b} {c}" for a, b, c in np.asarray(faces, dtype=np.int64) + 1)
+    write_bytes_atomic(path, (v + "\n" + f + "\n").encode())
+
+
+def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    vertices = np.asarray(vertices, dtype="<f4")
+    faces = np.asarray(faces, dtype="<i4")
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(vertices)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n").encode()
+    face_rows = np.empty(len(faces), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+    face_rows["n"], face_rows["idx"] = 3, faces
+    write_bytes_atomic(path, header + vertices.tobytes() + face_rows.tobytes())
+
+
+def write_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """One mesh with positions, normals and indices; opens in Blender, three.js and glTF viewers."""
+    pos = np.asarray(vertices, dtype="<f4")
+    nrm = vertex_normals(pos.astype(np.float64), np.asarray(faces)).astype("<f4")
+    idx = np.asarray(faces, dtype="<u4").ravel()
+    blobs = [pos.tobytes(), nrm.tobytes(), idx.tobytes()]
+    offsets = np.cumsum([0] + [len(b) for b in blobs])
+    gltf = {
+        "asset": {"version": "2.0", "generator": "bodycapture"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 2}]}],
+        "buffers": [{"byteLength": int(offsets[-1])}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": int(offsets[0]), "byteLength": len(blobs[0]), "target": 34962},
+            {"buffer": 0, "byteOffset": int(offsets[1]), "byteLength": len(blobs[1]), "target": 34962},
+            {"buffer": 0, "byteOffset": int(offsets[2]), "byteLength": len(blobs[2]), "target": 34963},
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": len(pos), "type": "VEC3",
+             "min": pos.min(0).tolist(), "max": pos.max(0).tolist()},
+            {"bufferView": 1, "componentType": 5126, "count": len(nrm), "type": "VEC3"},
+            {"bufferView": 2, "componentType": 5125, "count": len(idx), "type": "SCALAR"},
+        ],
+    }
+    js = json.dumps(gltf).encode()
+    js += b" " * (-len(js) % 4)
+    binary = b"".join(blobs)
+    binary += b"\0" * (-len(binary) % 4)
+    total = 12 + 8 + len(js) + 8 + len(binary)
+    data = (struct.pack("<4sII", b"glTF", 2, total) + struct.pack("<I4s", len(js), b"JSON") + js
+            + struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    write_bytes_atomic(path, data)
+
+
+def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """By the file's suffix: .obj, .ply or .glb."""
+    writer = {".obj": write_obj, ".ply": write_ply, ".glb": write_glb}.get(Path(path).suffix.lower())
+    if writer is None:
+        raise ValueError(f"{path}: unknown mesh format (use .obj, .ply or .glb)")
+    writer(path, vertices, faces)
+
+
+def read_obj_vertex_count(path: str | Path) -> int:
+    return sum(1 for line in Path(path).read_text().splitlines() if line.startswith("v "))
+
+
