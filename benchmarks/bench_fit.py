@@ -1,0 +1,53 @@
+"""Wall time of fitting, end to end and by stage, with objective-evaluation counts.
+
+    python benchmarks/bench_fit.py [--device cpu|cuda] [--batch 1 8]
+
+One real photo (tests/data/images/coco_623.jpg): detection once, then the fit of B copies of its person
+in one batch (B people at once), no collision term. Reports seconds per person and per stage, and how
+many objective evaluations each stage made (each evaluates all B people).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bodycapture
+from bodycapture.fitting import fit
+from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
+from bodycapture.keypoints.types import ImageKeypoints
+
+PHOTO = Path(__file__).resolve().parents[1] / "tests" / "data" / "images" / "coco_623.jpg"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--image", type=Path, default=PHOTO)
+    args = parser.parse_args()
+    image = read_image(args.image)
+    t = time.perf_counter()
+    with MediaPipeDetector() as det:
+        kp = det(image)
+    detect_s = time.perf_counter() - t
+    model = bodycapture.load_model(device=args.device)
+    print(f"device={args.device} threads={torch.get_num_threads()} image={args.image.name} {image.shape[1]}x{image.shape[0]}"
+          f" detection (incl. first-call cost) {detect_s:.2f} s")
+    fit(kp, model, device=args.device)  # warm-up
+    for batch in args.batch:
+        many = ImageKeypoints(np.repeat(kp.points, batch, 0), kp.image_size)
+        t = time.perf_counter()
+        result = fit(many, model, device=args.device)
+        total = time.perf_counter() - t
+        stages = ", ".join(f"{s['name']} {s['seconds']:.2f} s / {s['evaluations']} ev" for s in result.stages)
+        evals = sum(s["evaluations"] for s in result.stages)
+        print(f"B={batch}: {total:.2f} s total, {total / batch:.2f} s per person, {evals} evaluations; {stages}")
+
+
+if __name__ == "__main__":
+    main()
