@@ -16,7 +16,7 @@ from bodycapture.keypoints.types import ImageKeypoints
 from bodycapture.models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
 from bodycapture.priors import L2PosePrior
 
-from conftest import make_model
+from conftest import make_arrays, make_model
 
 H, W, FOCAL = 1200, 1600, 1500.0  # EHF-like images
 
@@ -269,3 +269,21 @@ def test_focal_from_exif(tmp_path):
     assert focal_from_exif(tmp_path / "a.jpg", 400, 300) == pytest.approx(400.0)
     img.save(tmp_path / "b.jpg")
     assert focal_from_exif(tmp_path / "b.jpg", 400, 300) is None
+
+
+def test_smpl_models_get_smplify_stages_and_fit():
+    model = make_model("smpl", arrays=make_arrays("smpl", num_vertices=6890, num_faces=3000),
+                       dtype=torch.float32)
+    reg = KeypointRegressor(model)
+    pose = torch.zeros(1, 69)
+    pose[0, 15 * 3 + 2] = -1.0  # left shoulder down
+    orient = torch.tensor([[math.pi, 0.0, 0.0]])
+    with torch.no_grad():
+        kp3 = reg(model(body_pose=pose, global_orient=orient, transl=torch.tensor([[0.0, 0.0, 3.0]])))
+    cam = Camera(torch.full((1, 2), 1000.0), torch.tensor([[320.0, 240.0]]))
+    pts = torch.cat([cam.project(kp3), reg.mask[None, :, None].float()], -1).numpy()
+    result = fit(ImageKeypoints(pts, (480, 640)), model, focal_length=1000.0)
+    assert len(result.stages) == 5  # camera + SMPLify's 4
+    assert result.params["body_pose"].shape == (1, 69)
+    err = (result.keypoints_2d[0] - cam.project(kp3)[0]).norm(dim=-1)[reg.mask]
+    assert err.median() < 5.0

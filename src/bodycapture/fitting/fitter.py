@@ -28,7 +28,7 @@ from ..priors import L2PosePrior, PosePrior, bending_prior
 from .camera import Camera, default_focal, initial_translation
 from .lbfgs import minimize
 from .losses import data_term, jaw_prior, keypoint_weights, l2
-from .schedule import FitConfig
+from .schedule import FitConfig, smpl_stages
 
 __all__ = ["fit", "FitResult"]
 
@@ -176,11 +176,12 @@ def fit(
         diagonal (see camera.default_focal).
     """
     start = time.perf_counter()
-    config = config or FitConfig()
     if model is None:
         from ..models.zoo import load_model
 
         model = load_model(device=device)
+    if config is None:  # SMPLify's four body-only stages for SMPL, SMPLify-X's five for the others
+        config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
     if device is not None:
         model = model.to(device)
     dtype, dev = model.v_template.dtype, model.v_template.device
