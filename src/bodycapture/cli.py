@@ -218,6 +218,28 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation.runner import evaluate_folder, evaluate_synthetic, summary_table
+    from .fitting import FitConfig, load_config
+    from .io.atomic import write_bytes_atomic
+
+    config = load_config(args.config) if args.config else FitConfig()
+    model = _load_fit_model(args)
+    if args.suite == "synthetic":
+        report = evaluate_synthetic(model, n=args.n, seed=args.seed, config=config, device=args.device)
+    else:
+        folder = Path(args.suite)
+        if not folder.is_dir():
+            raise BodyCaptureError(f"{folder}: not 'synthetic' and not a folder")
+        report = evaluate_folder(folder, model, config, device=args.device, focal=args.focal)
+    print(summary_table(report))
+    write_bytes_atomic(args.json, json.dumps(report.to_dict(), indent=1).encode())
+    print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bodycapture",
@@ -259,6 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--overwrite", action="store_true", help="replace existing results")
     fitp.add_argument("--show-config", action="store_true", help="print the schedule and settings")
     fitp.set_defaults(func=_cmd_fit)
+
+    evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")
+    evalp.add_argument("--suite", default="synthetic", help="'synthetic' (default) or a folder laid out like EHF")
+    evalp.add_argument("--n", type=int, default=100, help="synthetic people")
+    evalp.add_argument("--seed", type=int, default=0)
+    evalp.add_argument("--config", metavar="FILE")
+    evalp.add_argument("--model", default="open")
+    evalp.add_argument("--gender", default="neutral", choices=["neutral", "male", "female"])
+    evalp.add_argument("--focal", type=float, help="focal length for folder suites (EHF: 1498.22)")
+    evalp.add_argument("--device", default=None)
+    evalp.add_argument("--float64", action="store_true")
+    evalp.add_argument("--json", default="eval.json", type=Path, help="where to write the scores")
+    evalp.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from .atomic import write_bytes_atomic
 from .raster import vertex_normals
 
-__all__ = ["write_obj", "write_ply", "write_glb", "write_mesh", "read_obj_vertex_count"]
+__all__ = ["write_obj", "write_ply", "write_glb", "write_mesh", "read_obj_vertex_count", "read_ply_vertices"]
 
 
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -73,6 +73,43 @@ def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Non
     if writer is None:
         raise ValueError(f"{path}: unknown mesh format (use .obj, .ply or .glb)")
     writer(path, vertices, faces)
+
+
+_PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8", "uchar": "u1", "uint8": "u1",
+              "char": "i1", "int8": "i1", "ushort": "u2", "uint16": "u2", "short": "i2", "int16": "i2",
+              "uint": "u4", "uint32": "u4", "int": "i4", "int32": "i4"}
+
+
+def read_ply_vertices(path: str | Path) -> np.ndarray:
+    """The (V, 3) vertex positions of a PLY file (ASCII or binary, any vertex properties)."""
+    from ..errors import BodyCaptureError
+
+    raw = Path(path).read_bytes()
+    end = raw.find(b"end_header")
+    if not raw.startswith(b"ply") or end < 0:
+        raise BodyCaptureError(f"{path}: not a PLY file")
+    header = raw[:end].decode("latin1").splitlines()
+    body = raw[raw.index(b"\n", end) + 1 :]
+    fmt = next(line.split()[1] for line in header if line.startswith("format"))
+    count, props, in_vertex = 0, [], False
+    for line in header:
+        parts = line.split()
+        if parts[:2] == ["element", "vertex"]:
+            count, in_vertex = int(parts[2]), True
+        elif parts and parts[0] == "element":
+            in_vertex = False
+        elif in_vertex and parts[:1] == ["property"] and parts[1] != "list":
+            props.append((parts[2], _PLY_TYPES[parts[1]]))
+    names = [n for n, _ in props]
+    if not {"x", "y", "z"} <= set(names):
+        raise BodyCaptureError(f"{path}: PLY vertices have no x, y, z")
+    if fmt == "ascii":
+        rows = np.loadtxt(body.decode("latin1").splitlines()[:count], ndmin=2)
+        return rows[:, [names.index(c) for c in "xyz"]].astype(np.float64)
+    order = "<" if fmt == "binary_little_endian" else ">"
+    dtype = np.dtype([(n, order + t) for n, t in props])
+    data = np.frombuffer(body[: dtype.itemsize * count], dtype=dtype, count=count)
+    return np.stack([data[c].astype(np.float64) for c in "xyz"], 1)
 
 
 def read_obj_vertex_count(path: str | Path) -> int:

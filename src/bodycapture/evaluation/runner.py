@@ -1,0 +1,156 @@
+"""Running the fitter on a benchmark and scoring it: the synthetic suite, or a folder laid out like EHF.
+
+Scores per person, in millimetres unless said otherwise: PA-v2v of the whole mesh and of its body, hand
+and face regions (each region Procrustes-aligned on its own, as EHF-style tables do), PA-MPJPE of the 22
+body joints, the 2D error of the fitted keypoints against the true (noiseless) projections, the time per
+person, and failures (a non-finite fit, or a whole-mesh PA-v2v above 200 mm).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import BodyCaptureError
+from ..keypoints.layout import BODY, FACE, LEFT_HAND, RIGHT_HAND
+from ..models.body_model import BodyModel
+from .metrics import pa_mpjpe, pixel_error, v2v
+from .synthetic import generate
+
+__all__ = ["vertex_regions", "score", "evaluate_synthetic", "evaluate_folder", "summary_table", "FAILURE_MM"]
+
+FAILURE_MM = 200.0
+
+
+def vertex_regions(model: BodyModel) -> dict[str, torch.Tensor]:
+    """(V,) bool masks: 'hands' (vertices whose strongest joint is a wrist or finger), 'face' (strongest
+    joint head, jaw or eye, and in front of the head joint), 'body' (the rest)."""
+    names = model.joint_names
+    strongest = model.lbs_weights.argmax(1)
+    hand_joints = [i for i, n in enumerate(names) if n.endswith("wrist") or any(
+        f in n for f in ("index", "middle", "ring", "pinky", "thumb"))]
+    head_joints = [i for i, n in enumerate(names) if n in ("head", "jaw") or "eye" in n]
+    hands = torch.isin(strongest, torch.tensor(hand_joints))
+    rest = model()
+    head_z = rest.joints[0, names.index("head"), 2] if "head" in names else 0.0
+    face = torch.isin(strongest, torch.tensor(head_joints)) & (rest.vertices[0, :, 2] > head_z)
+    return {"hands": hands.cpu(), "face": face.cpu(), "body": (~hands & ~face).cpu()}
+
+
+def score(model: BodyModel, result, true_vertices, true_joints, true_kp2d, available) -> dict[str, np.ndarray]:
+    """Per-person scores of a FitResult against the truth (camera space)."""
+    pred_v, true_v = result.vertices.double(), true_vertices.double()
+    regions = vertex_regions(model)
+    scores = {"pa_v2v_all": v2v(pred_v, true_v)}
+    for name, mask in regions.items():
+        if mask.any():
+            scores[f"pa_v2v_{name}"] = v2v(pred_v, true_v, region=mask)
+    scores["pa_mpjpe_body"] = pa_mpjpe(result.joints[:, :22].double(), true_joints[:, :22].double())
+    avail = available.bool()
+    for group, idx in {"body": BODY, "hands": np.r_[LEFT_HAND, RIGHT_HAND], "face": FACE}.items():
+        m = avail[:, idx]
+        scores[f"px_{group}"] = pixel_error(result.keypoints_2d[:, idx].double(), true_kp2d[:, idx].double(), m)
+    out = {k: (v * (1 if k.startswith("px") else 1000)).numpy() for k, v in scores.items()}
+    finite = torch.isfinite(result.vertices).all(2).all(1).numpy()
+    out["failed"] = ~finite | (out["pa_v2v_all"] > FAILURE_MM)
+    return out
+
+
+@dataclass
+class EvalReport:
+    suite: str
+    per_person: dict[str, np.ndarray]
+    seconds_per_person: float
+    n: int
+
+    def to_dict(self) -> dict:
+        ok = ~self.per_person["failed"]
+        summary = {k: float(np.mean(v[ok])) if ok.any() else float("nan")
+                   for k, v in self.per_person.items() if k != "failed"}
+        return {"suite": self.suite, "n": self.n, "failures": int(self.per_person["failed"].sum()),
+                "seconds_per_person": self.seconds_per_person, "mean": summary,
+                "per_person": {k: v.tolist() for k, v in self.per_person.items()}}
+
+
+def evaluate_synthetic(model: BodyModel, n: int = 100, seed: int = 0, config=None, device=None,
+                       fit_model: BodyModel | None = None, batch: int = 32) -> EvalReport:
+    """Generate the synthetic suite with `model` (the truth) and fit it with `fit_model` (default: the same)."""
+    from ..fitting import fit
+
+    suite = generate(model, n, seed)
+    fit_model = fit_model or model
+    parts, start = [], time.perf_counter()
+    for s in range(0, n, batch):
+        chunk = suite.keypoints[s : s + batch]
+        focal = suite.focal[s : s + batch].numpy()
+        parts.append(fit(chunk, fit_model, config, device=device, focal_length=focal))
+    seconds = (time.perf_counter() - start) / n
+    from ..keypoints.regressors import KeypointRegressor
+
+    avail = KeypointRegressor(fit_model).mask.cpu().expand(n, -1)  # every point the model has, seen or not
+    scores = {}
+    for s, result in zip(range(0, n, batch), parts):
+        sl = slice(s, s + batch)
+        part = score(fit_model, result, suite.vertices[sl], suite.joints[sl], suite.keypoints2d[sl], avail[sl])
+        for k, v in part.items():
+            scores.setdefault(k, []).append(v)
+    per_person = {k: np.concatenate(v) for k, v in scores.items()}
+    return EvalReport(f"synthetic (seed {seed}, truth: {model.description})", per_person, seconds, n)
+
+
+def evaluate_folder(folder: Path, model: BodyModel, config=None, device=None, focal: float | None = None) -> EvalReport:
+    """A folder laid out like EHF: NN_img.(png|jpg), NN_2Djnt.json (OpenPose), NN_align.ply (ground-truth
+    mesh with the model's topology). PA-v2v is scored; joints are regressed from the true mesh."""
+    from ..fitting import fit
+    from ..io.mesh import read_ply_vertices
+    from ..keypoints.mediapipe import read_image
+    from ..keypoints.openpose import read_openpose
+
+    folder = Path(folder)
+    frames = sorted(p.name[: -len("_align.ply")] for p in folder.glob("*_align.ply"))
+    if not frames:
+        raise BodyCaptureError(f"{folder}: no NN_align.ply ground-truth meshes (EHF layout)")
+    kps, truths = [], []
+    for frame in frames:
+        image = next((folder / f"{frame}_img{ext}" for ext in (".png", ".jpg") if (folder / f"{frame}_img{ext}").exists()),
+                     None)
+        kp = read_openpose(folder / f"{frame}_2Djnt.json")
+        if image is not None:
+            kp.image_size = read_image(image).shape[:2]
+        if kp.image_size is None:
+            raise BodyCaptureError(f"{folder}: no image for frame {frame} (needed for its size)")
+        kp.points = kp.points[:1]
+        kps.append(kp)
+        verts = read_ply_vertices(folder / f"{frame}_align.ply")
+        if len(verts) != model.num_vertices:
+            raise BodyCaptureError(f"{folder / (frame + '_align.ply')}: {len(verts)} vertices, the model has "
+                                   f"{model.num_vertices}: v2v needs the same topology (official SMPL-X files)")
+        truths.append(verts)
+    start = time.perf_counter()
+    result = fit(kps, model, config, device=device, focal_length=focal)
+    seconds = (time.perf_counter() - start) / len(frames)
+    true_v = torch.as_tensor(np.stack(truths))
+    true_j = torch.einsum("jv,bvc->bjc", model.J_regressor.double().cpu(), true_v)
+    scores = {"pa_v2v_all": v2v(result.vertices.double(), true_v)}
+    for name, mask in vertex_regions(model).items():
+        scores[f"pa_v2v_{name}"] = v2v(result.vertices.double(), true_v, region=mask)
+    scores["pa_mpjpe_body"] = pa_mpjpe(result.joints[:, :22].double(), true_j[:, :22])
+    per_person = {k: (v * 1000).numpy() for k, v in scores.items()}
+    per_person["failed"] = per_person["pa_v2v_all"] > FAILURE_MM
+    return EvalReport(f"folder {folder}", per_person, seconds, len(frames))
+
+
+def summary_table(report: EvalReport) -> str:
+    d = report.to_dict()
+    m = d["mean"]
+    cols = [("PA-v2v all", "pa_v2v_all"), ("body", "pa_v2v_body"), ("hands", "pa_v2v_hands"), ("face", "pa_v2v_face"),
+            ("PA-MPJPE", "pa_mpjpe_body"), ("2D body px", "px_body"), ("2D hands px", "px_hands"),
+            ("2D face px", "px_face")]
+    cols = [(h, k) for h, k in cols if k in m]
+    head = " | ".join(f"{h:>11}" for h, _ in cols) + " | s/person | failures"
+    row = " | ".join(f"{m[k]:>11.1f}" for _, k in cols) + f" | {d['seconds_per_person']:>8.2f} | {d['failures']}/{d['n']}"
+    return f"{d['suite']}\n(mm unless px)\n{head}\n{row}"
