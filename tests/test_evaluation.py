@@ -90,3 +90,29 @@ def test_eval_command_end_to_end(tmp_path, capsys):
     for key in ("pa_v2v_all", "pa_v2v_body", "pa_v2v_hands", "pa_v2v_face", "pa_mpjpe_body", "px_body"):
         assert math.isfinite(data["mean"][key]) and data["mean"][key] >= 0
     assert "PA-v2v" in capsys.readouterr().out
+
+
+def test_ehf_like_folder(tmp_path):
+    """A folder with NN_img.png, NN_2Djnt.json (OpenPose) and NN_align.ply (true mesh) is scored."""
+    from PIL import Image
+
+    from bodycapture.evaluation.runner import evaluate_folder
+    from bodycapture.keypoints.openpose import write_openpose
+    from bodycapture.keypoints.types import ImageKeypoints
+
+    model = bodycapture.load_model()
+    suite = generate(model, 2, seed=7, image_size=(300, 400))
+    for i in range(2):
+        Image.new("RGB", (400, 300)).save(tmp_path / f"{i:02d}_img.png")
+        kp = suite.keypoints[i]
+        write_openpose(tmp_path / f"{i:02d}_2Djnt.json", ImageKeypoints(kp.points, None))
+        write_ply(tmp_path / f"{i:02d}_align.ply", suite.vertices[i].numpy(), model.faces)
+    report = evaluate_folder(tmp_path, model, focal=float(suite.focal[0]))
+    d = report.to_dict()
+    assert d["n"] == 2 and math.isfinite(d["mean"]["pa_v2v_all"]) and d["mean"]["pa_v2v_all"] < 300
+    (tmp_path / "00_align.ply").write_text("ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n"
+                                           "property float y\nproperty float z\nend_header\n0 0 0\n")
+    import pytest
+
+    with pytest.raises(bodycapture.BodyCaptureError, match="same topology"):
+        evaluate_folder(tmp_path, model)
