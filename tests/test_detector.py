@@ -121,3 +121,24 @@ def test_open_model_keypoints_are_where_the_detector_puts_them(detector):
         assert np.median(err) < 4.0, group
     print("\n".join(report))
     assert (detected[:25, 2] > 0).sum() >= 21 and (detected[FACE, 2] > 0).all()
+
+
+def test_confidences_follow_the_measured_calibration(detector):
+    import json
+
+    from bodycapture.keypoints.mediapipe import CALIBRATION, VISIBILITY_BINS, calibrate
+
+    measured = json.loads((Path(__file__).resolve().parents[1] / "docs" / "detector_calibration.json").read_text())
+    by_vis = measured["body_confidence_by_visibility"]
+    assert CALIBRATION["body_confidence"] == pytest.approx([by_vis[str(b)] for b in VISIBILITY_BINS[:-1]], abs=0.01)
+    assert CALIBRATION["hands"] == pytest.approx(measured["confidence"]["hands"], abs=0.01)
+    raw = np.zeros((1, 135, 3))
+    raw[0, :25, 2] = np.linspace(0.05, 1.0, 25)
+    raw[0, 30, 2] = 1.0
+    cal = calibrate(raw)
+    assert (np.diff(cal[0, :25, 2]) >= 0).all()  # more visible, more confident
+    assert cal[0, 30, 2] == CALIBRATION["hands"] and cal[0, 31, 2] == 0
+    with MediaPipeDetector(raw_visibility=True) as raw_detector:
+        raw_kp = raw_detector(IMAGES / "coco_569.jpg")
+    kp = detector(IMAGES / "coco_569.jpg")
+    np.testing.assert_allclose(calibrate(raw_kp.points), kp.points)

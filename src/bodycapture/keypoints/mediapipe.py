@@ -6,9 +6,11 @@ MediaPipe gives 33 body, 2 x 21 hand and 468 face landmarks for one person per i
   the shoulders and hips; the small toes have no counterpart and stay undetected;
 - hands: MediaPipe's 21 hand points are in OpenPose's order already;
 - face: the widely used 468 -> iBUG-68 subset.
-Confidences: a body point's is MediaPipe's visibility; hand and face points, which have no per-point
-score, get their wrist's or nose's visibility scaled by 0.8 (a heuristic until the evaluation tools
-calibrate it); points outside the image are dropped, as OpenPose never reports them.
+Confidences are calibrated (tools/calibrate_detector.py): the fitter weights squared residuals by
+confidence^2, so a confidence proportional to 1 / the detector's measured error scale makes the data
+term a weighted least squares. Body points map MediaPipe's visibility through a measured table; hand and
+face points (no per-point score in MediaPipe) get their group's value. Points outside the image are
+dropped, as OpenPose never reports them.
 Only `model_complexity=1` works offline (the lite and heavy pose models are downloaded at run time).
 """
 
@@ -46,7 +48,15 @@ _POSE_TO_BODY25 = {
     "RHip": 24, "RKnee": 26, "RAnkle": 28, "LHip": 23, "LKnee": 25, "LAnkle": 27, "REye": 5, "LEye": 2,
     "REar": 8, "LEar": 7, "LBigToe": 31, "LHeel": 29, "RBigToe": 32, "RHeel": 30,
 }  # fmt: skip
-HAND_CONFIDENCE_SCALE = 0.8
+# Measured by tools/calibrate_detector.py on 120 renders (docs/detector_calibration.json): body points by
+# visibility (at the centres of VISIBILITY_BINS), hands and face per group (capped at the best body value).
+CALIBRATION = {
+    "visibility": [0.15, 0.45, 0.7, 0.85, 0.925, 0.975],
+    "body_confidence": [0.27, 0.41, 0.56, 0.63, 0.78, 0.85],
+    "hands": 0.85,
+    "face": 0.85,
+}
+VISIBILITY_BINS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 1.0)  # MediaPipe visibility bins used by the calibration
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -100,25 +110,36 @@ def _landmarks(lms, width: int, height: int) -> np.ndarray:
                      for lm in lms.landmark])
 
 
+def calibrate(points: np.ndarray) -> np.ndarray:
+    """Raw confidences (body: MediaPipe visibility; hands, face: 1 where detected) -> calibrated ones:
+    proportional to 1 / the detector's measured error scale (tools/calibrate_detector.py)."""
+    out = points.copy()
+    vis = out[..., BODY, 2]
+    conf = np.interp(vis, CALIBRATION["visibility"], CALIBRATION["body_confidence"])
+    out[..., BODY, 2] = np.where(vis > 0, conf, 0.0)
+    for group, idx in (("hands", np.r_[LEFT_HAND, RIGHT_HAND]), ("face", np.r_[FACE, CONTOUR])):
+        out[..., idx, 2] = np.where(out[..., idx, 2] > 0, CALIBRATION[group], 0.0)
+    return out
+
+
 def convert(pose, left_hand, right_hand, face, world, width: int, height: int) -> tuple[np.ndarray, np.ndarray | None]:
     """MediaPipe landmark arrays in pixels (pose (33, 3) with visibility; hands (21, 2+); face (468+, 2+);
-    world (33, 4); any may be None) -> our (135, 3) keypoints and (25, 4) world BODY_25 points."""
+    world (33, 4); any may be None) -> our (135, 3) keypoints with raw confidences (body: visibility;
+    hands, face: 1) and (25, 4) world BODY_25 points."""
     out = np.zeros((NUM_KEYPOINTS, 3))
     if pose is not None:
         for name, k in _POSE_TO_BODY25.items():
             out[BODY_25.index(name)] = pose[k, :3]
         out[BODY_25.index("Neck")] = midpoint(out, BODY_25.index("RShoulder"), BODY_25.index("LShoulder"))
         out[BODY_25.index("MidHip")] = midpoint(out, BODY_25.index("RHip"), BODY_25.index("LHip"))
-    for hand, idx, wrist in ((left_hand, LEFT_HAND, "LWrist"), (right_hand, RIGHT_HAND, "RWrist")):
+    for hand, idx in ((left_hand, LEFT_HAND), (right_hand, RIGHT_HAND)):
         if hand is not None:
-            base = out[BODY_25.index(wrist), 2] if pose is not None else 1.0
             out[idx, :2] = hand[:, :2]
-            out[idx, 2] = HAND_CONFIDENCE_SCALE * max(base, 0.5)
+            out[idx, 2] = 1.0  # detected; calibrate() turns this into a confidence
     if face is not None:
         pts = face[MEDIAPIPE_TO_IBUG68, :2]
-        conf = HAND_CONFIDENCE_SCALE * (max(out[0, 2], 0.5) if pose is not None else 1.0)
         out[CONTOUR, :2], out[FACE, :2] = pts[:17], pts[17:]
-        out[np.r_[CONTOUR, FACE], 2] = conf
+        out[np.r_[CONTOUR, FACE], 2] = 1.0
     outside = (out[:, 0] < 0) | (out[:, 0] > width) | (out[:, 1] < 0) | (out[:, 1] > height)
     out[outside] = 0.0
     world25 = None
@@ -136,9 +157,11 @@ class MediaPipeDetector:
     """MediaPipe Holistic on still images, one person per image. Reuse one detector for many images:
     creating it costs about 0.1-0.4 s, each image then about 40 ms at 640 x 480 on 2 CPU cores."""
 
-    def __init__(self, min_detection_confidence: float = 0.5, refine_face: bool = False):
+    def __init__(self, min_detection_confidence: float = 0.5, refine_face: bool = False,
+                 raw_visibility: bool = False):
         self.min_detection_confidence = min_detection_confidence
         self.refine_face = refine_face
+        self.raw_visibility = raw_visibility  # confidences = MediaPipe's visibility (for calibrating)
         self._holistic = None
 
     def _get(self):
@@ -174,6 +197,8 @@ class MediaPipeDetector:
             world = np.array([[lm.x, lm.y, lm.z, lm.visibility] for lm in result.pose_world_landmarks.landmark])
         points, world25 = convert(pts(result.pose_landmarks), pts(result.left_hand_landmarks),
                                   pts(result.right_hand_landmarks), pts(result.face_landmarks), world, width, height)
+        if not self.raw_visibility:
+            points = calibrate(points)
         return ImageKeypoints(points[None], (height, width), None if world25 is None else world25[None], source)
 
     def close(self) -> None:
