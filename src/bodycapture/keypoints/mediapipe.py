@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import BODY_25, CONTOUR, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
+from .layout import BODY, BODY_25, CONTOUR, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 from .types import ImageKeypoints, KeypointFileError, midpoint
 
 __all__ = ["MediaPipeDetector", "detect", "read_image", "MEDIAPIPE_TO_IBUG68"]
