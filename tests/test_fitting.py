@@ -14,6 +14,7 @@ from bodycapture.fitting.lbfgs import LBFGSSettings, minimize
 from bodycapture.keypoints import GROUPS, KeypointRegressor
 from bodycapture.keypoints.types import ImageKeypoints
 from bodycapture.models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
+from bodycapture.evaluation.synthetic import POSES
 from bodycapture.priors import L2PosePrior
 
 from conftest import make_arrays, make_model
@@ -21,33 +22,10 @@ from conftest import make_arrays, make_model
 H, W, FOCAL = 1200, 1600, 1500.0  # EHF-like images
 
 
-def pose_set(model) -> dict[str, dict[str, list[float]]]:
-    """Ten named poses as {joint: axis-angle}. Left arm along +x: raising it is +z, forward is -y;
-    hips flex forward with -x, knees and elbows bend with +x / -y (left) / +y (right)."""
-    down = {"left_shoulder": [0, 0, -1.2], "right_shoulder": [0, 0, 1.2]}
-    return {
-        "standing": dict(down),
-        "arms raised": {"left_shoulder": [0, 0, 1.0], "right_shoulder": [0, 0, -1.0]},
-        "walking": {**down, "left_hip": [-0.5, 0, 0], "right_hip": [0.35, 0, 0], "right_knee": [0.5, 0, 0],
-                    "left_shoulder": [0, 0.4, -1.2], "right_shoulder": [0, 0.4, 1.2]},
-        "sitting": {**down, "left_hip": [-1.4, 0, 0.1], "right_hip": [-1.4, 0, -0.1], "left_knee": [1.5, 0, 0],
-                    "right_knee": [1.5, 0, 0]},
-        "crouching": {**down, "left_hip": [-1.9, 0, 0.2], "right_hip": [-1.9, 0, -0.2], "left_knee": [2.1, 0, 0],
-                      "right_knee": [2.1, 0, 0], "spine1": [0.3, 0, 0]},
-        "pointing": {"left_shoulder": [0, 0, -1.2], "right_shoulder": [0, 1.3, 0.1], "right_elbow": [0, 0.2, 0]},
-        "turning away": dict(down),
-        "hands near face": {"left_shoulder": [0, -0.9, -0.3], "right_shoulder": [0, 0.9, 0.3],
-                            "left_elbow": [0, -2.2, 0], "right_elbow": [0, 2.2, 0]},
-        "side view": {**down, "left_hip": [-0.3, 0, 0]},
-        "reaching": {"left_shoulder": [0, 0, 1.3], "right_shoulder": [0, 0, 1.2], "spine2": [0, 0, 0.25],
-                     "neck": [0.2, 0.3, 0]},
-    }
-
-
 def make_scene(model, seed=0):
     """Ground truth for the ten poses: parameters, 3D keypoints, camera, noisy 2D keypoints."""
     g = torch.Generator().manual_seed(seed)
-    poses = pose_set(model)
+    poses = POSES  # the evaluation suite's documented poses
     n = len(poses)
     body = torch.zeros(n, 21, 3)
     for i, joints in enumerate(poses.values()):
