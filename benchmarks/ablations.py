@@ -6,7 +6,8 @@ Rows: the default fit; body keypoints only (hands and face weighted 0); a neutra
 generated with the female / male models vs the matching gendered model; more L-BFGS iterations. Then the
 sensitivity analysis of SMPLify-X (Pavlakos et al. 2019, section 4): every family of stage weights scaled
 by 0.75 and 1.25, and the relative change of the mean PA-v2v error reported (the paper found < 6 %).
-Not yet possible: learned pose prior vs L2 (VPoser issue), with vs without collisions (collision issue).
+With --mocap (default build/cmu_poses.npz when present): VPoser vs the L2 prior on people posed with the
+held-out subjects' motion capture. Not yet possible: GMM prior, with vs without collisions.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/ablations.json"))
+    parser.add_argument("--mocap", type=Path, default=Path("build/cmu_poses.npz"),
+                        help="retargeted CMU poses (tools/retarget_cmu.py): its test subjects give the prior rows")
+    parser.add_argument("--only-priors", action="store_true", help="run only the pose-prior rows")
     args = parser.parse_args()
     neutral = bodycapture.load_model()
     rows, start = {}, time.time()
@@ -59,6 +63,25 @@ def main() -> None:
         return report
 
     base = FitConfig()
+    if args.mocap.is_file():  # learned vs L2 pose prior, on held-out subjects' real poses
+        data = np.load(args.mocap)
+        test_poses = data["body_pose"][data["split"] == "test"]
+        for prior in ("vposer", "l2"):
+            cfg = copy.deepcopy(base)
+            cfg.pose_prior = prior
+            report = evaluate_synthetic(neutral, args.n, args.seed, cfg, body_poses=test_poses)
+            d = report.to_dict()
+            rows[f"held-out mocap poses, {prior} prior"] = {
+                "pa_v2v_all": d["mean"]["pa_v2v_all"], "pa_mpjpe_body": d["mean"]["pa_mpjpe_body"],
+                "failures": d["failures"], "seconds_per_person": d["seconds_per_person"]}
+            print(f"held-out mocap poses, {prior} prior: PA-v2v {d['mean']['pa_v2v_all']:.1f} mm, "
+                  f"PA-MPJPE {d['mean']['pa_mpjpe_body']:.1f} mm", flush=True)
+    if args.only_priors:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": {}}
+        old["rows"].update(rows)
+        args.out.write_text(json.dumps(old, indent=1))
+        return
     run("default (body + hands + face, neutral)", neutral)
     body_only = copy.deepcopy(base)
     for st in body_only.stages:

@@ -4,6 +4,8 @@
     bodycapture models [--folder DIR ...] [--check]
     bodycapture detect IMAGE|FOLDER --out DIR [--show]
     bodycapture fit IMAGE|FOLDER [--out DIR] [--keypoints FILE|DIR] [--model open|PATH] [--format obj,ply,glb]
+    bodycapture eval [--suite synthetic|DIR] [--n 100]
+    bodycapture sample-poses --n 16 --out DIR
 
 User errors (missing or corrupt files, bad options) are printed as one line, with exit status 1;
 `-v` shows progress and details, `-vv` debugging output.
@@ -142,6 +144,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else FitConfig()
     if args.focal is not None:
         config.focal_length = args.focal
+    if args.pose_prior:
+        config.pose_prior = args.pose_prior
     if args.show_config:
         print(config.summary())
         if args.input is None:
@@ -226,6 +230,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .io.atomic import write_bytes_atomic
 
     config = load_config(args.config) if args.config else FitConfig()
+    if args.pose_prior:
+        config.pose_prior = args.pose_prior
     model = _load_fit_model(args)
     if args.suite == "synthetic":
         report = evaluate_synthetic(model, n=args.n, seed=args.seed, config=config, device=args.device)
@@ -237,6 +243,40 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(summary_table(report))
     write_bytes_atomic(args.json, json.dumps(report.to_dict(), indent=1).encode())
     print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_sample_poses(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .io.atomic import atomic_path
+    from .io.mesh import write_obj
+    from .io.raster import OrthoView, render_orthographic
+    from .models.zoo import load_model
+    from .priors.vposer import load_vposer
+
+    model = load_model(None if args.model == "open" else args.model, gender=args.gender)
+    net = load_vposer()
+    g = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        poses = net.sample(args.n, generator=g, temperature=args.temperature)
+        vertices = model(body_pose=poses).vertices.numpy()
+    out = Path(args.out)
+    cols = int(np.ceil(np.sqrt(args.n)))
+    rows = int(np.ceil(args.n / cols))
+    tile = 256
+    grid = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
+    for i, v in enumerate(vertices):
+        img, _ = render_orthographic(v, model.faces, OrthoView.fit(v, (tile, tile), margin=0.06))
+        r, c = divmod(i, cols)
+        grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = img
+        write_obj(out / f"sample_{i:03d}.obj", v, model.faces)
+    with atomic_path(out / "samples.png") as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+    np.savez(out / "samples.npz", body_pose=poses.numpy())
+    print(f"wrote {args.n} sampled bodies and {out / 'samples.png'}")
     return 0
 
 
@@ -280,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--float64", action="store_true", help="fit in double precision")
     fitp.add_argument("--overwrite", action="store_true", help="replace existing results")
     fitp.add_argument("--show-config", action="store_true", help="print the schedule and settings")
+    fitp.add_argument("--pose-prior", choices=["vposer", "l2"], help="body-pose prior (default: vposer)")
     fitp.set_defaults(func=_cmd_fit)
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")
@@ -293,7 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.add_argument("--device", default=None)
     evalp.add_argument("--float64", action="store_true")
     evalp.add_argument("--json", default="eval.json", type=Path, help="where to write the scores")
+    evalp.add_argument("--pose-prior", choices=["vposer", "l2"], help="body-pose prior (default: vposer)")
     evalp.set_defaults(func=_cmd_eval)
+
+    samp = sub.add_parser("sample-poses", parents=[common], help="random bodies from the learned pose prior")
+    samp.add_argument("--n", type=int, default=16)
+    samp.add_argument("--out", required=True, metavar="DIR")
+    samp.add_argument("--seed", type=int, default=0)
+    samp.add_argument("--temperature", type=float, default=1.0, help="scale of the latent samples")
+    samp.add_argument("--model", default="open")
+    samp.add_argument("--gender", default="neutral", choices=["neutral", "male", "female"])
+    samp.set_defaults(func=_cmd_sample_poses)
     return parser
 
 

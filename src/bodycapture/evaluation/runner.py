@@ -77,11 +77,12 @@ class EvalReport:
 
 
 def evaluate_synthetic(model: BodyModel, n: int = 100, seed: int = 0, config=None, device=None,
-                       fit_model: BodyModel | None = None, batch: int = 32) -> EvalReport:
-    """Generate the synthetic suite with `model` (the truth) and fit it with `fit_model` (default: the same)."""
+                       fit_model: BodyModel | None = None, batch: int = 32, body_poses=None) -> EvalReport:
+    """Generate the synthetic suite with `model` (the truth) and fit it with `fit_model` (default: the same).
+    body_poses: real poses (M, 63) to draw the bodies from instead of the documented pose set."""
     from ..fitting import fit
 
-    suite = generate(model, n, seed)
+    suite = generate(model, n, seed, body_poses=body_poses)
     fit_model = fit_model or model
     parts, start = [], time.perf_counter()
     for s in range(0, n, batch):

@@ -116,8 +116,10 @@ def _tolerances(regressor: KeypointRegressor) -> np.ndarray:
 
 
 def generate(model: BodyModel, n: int = 100, seed: int = 0, image_size: tuple[int, int] = (1200, 1600),
-             noise: NoiseModel | None = None) -> SyntheticSuite:
-    """n synthetic images (one person each) for `model`, reproducible for a seed."""
+             noise: NoiseModel | None = None, body_poses: np.ndarray | None = None) -> SyntheticSuite:
+    """n synthetic images (one person each) for `model`, reproducible for a seed.
+
+    body_poses: (M, 63) real poses to draw from (e.g. held-out motion capture) instead of POSES."""
     noise = noise or NoiseModel()
     rng = np.random.default_rng(seed)
     h, w = image_size
@@ -128,6 +130,10 @@ def generate(model: BodyModel, n: int = 100, seed: int = 0, image_size: tuple[in
         for joint, aa in POSES[name].items():
             body[i, joint_names.index(joint) - 1] = aa
     body += rng.normal(scale=0.08, size=body.shape)
+    if body_poses is not None:  # real poses, unperturbed
+        pick = rng.choice(len(body_poses), n, replace=len(body_poses) < n)
+        body = np.asarray(body_poses, dtype=np.float64)[pick].reshape(n, 21, 3)
+        names = [f"mocap {i}" for i in pick]
     facing = np.array([math.pi, 0.0, 0.0])
     yaw = np.array([_YAW.get(name, 0.0) for name in names]) + rng.uniform(-0.6, 0.6, n)
     orient = matrix_to_axis_angle(

@@ -24,7 +24,7 @@ from ..keypoints.regressors import KeypointRegressor
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
 from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
-from ..priors import L2PosePrior, PosePrior, bending_prior
+from ..priors import PosePrior, bending_prior, make_pose_prior
 from .camera import Camera, default_focal, initial_translation
 from .lbfgs import minimize
 from .losses import data_term, jaw_prior, keypoint_weights, l2
@@ -202,7 +202,7 @@ def fit(
     center = sizes.flip(1) / 2  # (W/2, H/2)
 
     regressor = KeypointRegressor(model)
-    pose_prior = pose_prior or L2PosePrior(model.parameter_sizes()["body_pose"])
+    pose_prior = pose_prior or make_pose_prior(config.pose_prior, model.parameter_sizes()["body_pose"])
 
     # ---- orientation candidates
     b = BODY_25.index
@@ -232,7 +232,8 @@ def fit(
     # ---- camera / orientation stage
     zeros = model.zero_parameters(N)
     with torch.no_grad():
-        rest = model(global_orient=orient0)
+        mean_pose = pose_prior.decode(pose_prior.init_latent(N, dtype, dev))  # the prior's mean pose
+        rest = model(global_orient=orient0, body_pose=mean_pose)
         rest_kp = regressor(rest)[:, :25]
         transl0 = initial_translation(kp_n, rest_kp, focal_n, center_n)
     depth0 = transl0[:, 2]
@@ -247,7 +248,7 @@ def fit(
     def camera_objective(x: Tensor):
         x = x.detach().requires_grad_(True)
         p = cam_pack.unpack(x)
-        out = model(global_orient=p["global_orient"], transl=p["transl"])
+        out = model(global_orient=p["global_orient"], transl=p["transl"], body_pose=mean_pose)
         proj = camera.project(regressor(out)[:, :25])
         res = (proj - target[:, :25]) * (1000.0 / sizes_n[:, 0])[:, None, None]
         sq = res.square().sum(-1)

@@ -80,6 +80,7 @@ class FitConfig:
     use_face_contour: bool = False  # SMPLify-X's default: the 17 jaw-line points are not fitted
     ignore_keypoints: tuple[str, ...] = ("Neck", "RHip", "LHip")  # SMPLify-X's joints_to_ign
     use_confidence: bool = True
+    pose_prior: str = "vposer"  # body-pose prior: "vposer" (ours, trained on CMU mocap) or "l2"
 
     def summary(self) -> str:
         """A human-readable table of the schedule (for `bodycapture fit --show-config`)."""
@@ -96,6 +97,7 @@ class FitConfig:
         focal = "EXIF, else image diagonal" if self.focal_length is None else f"{self.focal_length:g} px"
         lines.append(f"camera: focal {focal}; depth weight {self.depth_weight:g}; side-view threshold "
                      f"{self.side_view_threshold:g} px; translation optimised in body stages: {self.optimize_translation}")
+        lines.append(f"body-pose prior: {self.pose_prior}")
         lines.append(f"data: Geman-McClure rho {self.rho:g} (per {'coordinate' if self.robust_per_coordinate else 'point'}), "
                      f"confidences {'on' if self.use_confidence else 'off'}, face contour "
                      f"{'on' if self.use_face_contour else 'off'}, ignored: {', '.join(self.ignore_keypoints)}")
@@ -119,6 +121,7 @@ _SCALAR_KEYS = {  # SMPLify-X name or ours -> FitConfig field
     "use_face_contour": "use_face_contour", "robust_per_coordinate": "robust_per_coordinate",
     "optimize_translation": "optimize_translation", "use_joints_conf": "use_confidence",
 }  # fmt: skip
+_STRING_KEYS = {"pose_prior": "pose_prior"}
 _OPTIMIZER_KEYS = {"maxiters": "max_iter", "max_iter": "max_iter", "ftol": "ftol", "gtol": "gtol", "history": "history"}
 _IGNORED = {"dataset", "model_type", "gender", "float_dtype", "use_cuda", "use_hands", "use_face", "use_pca",
             "num_pca_comps", "flat_hand_mean", "num_gaussians", "body_prior_type", "left_hand_prior_type",
@@ -139,7 +142,7 @@ def _parse_jaw(value) -> tuple[float, float, float]:
 def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
     cfg = FitConfig()
     unknown = [k for k in data if k not in _STAGE_KEYS and k not in _SCALAR_KEYS and k not in _OPTIMIZER_KEYS
-               and k not in _IGNORED]
+               and k not in _IGNORED and k not in _STRING_KEYS]
     if unknown:
         raise BodyCaptureError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
     lists = {k: v for k, v in data.items() if k in _STAGE_KEYS and v is not None}
@@ -161,6 +164,10 @@ def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
     for key, name in _SCALAR_KEYS.items():
         if key in data and data[key] is not None:
             setattr(cfg, name, bool(data[key]) if isinstance(getattr(cfg, name), bool) else float(data[key]))
+    if "pose_prior" in data:
+        if data["pose_prior"] not in ("vposer", "l2"):
+            raise BodyCaptureError(f"{source}: pose_prior must be 'vposer' or 'l2', not {data['pose_prior']!r}")
+        cfg.pose_prior = data["pose_prior"]
     for key, name in _OPTIMIZER_KEYS.items():
         if key in data:
             setattr(cfg.optimizer, name, type(getattr(cfg.optimizer, name))(data[key]))
