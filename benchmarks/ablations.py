@@ -7,7 +7,7 @@ generated with the female / male models vs the matching gendered model; more L-B
 sensitivity analysis of SMPLify-X (Pavlakos et al. 2019, section 4): every family of stage weights scaled
 by 0.75 and 1.25, and the relative change of the mean PA-v2v error reported (the paper found < 6 %).
 With --mocap (default build/cmu_poses.npz when present): VPoser vs the L2 prior on people posed with the
-held-out subjects' motion capture. Not yet possible: GMM prior, with vs without collisions.
+held-out subjects' motion capture, and the 8-component GMM. Not yet possible: with vs without collisions.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> None:
     if args.mocap.is_file():  # learned vs L2 pose prior, on held-out subjects' real poses
         data = np.load(args.mocap)
         test_poses = data["body_pose"][data["split"] == "test"]
-        for prior in ("vposer", "l2"):
+        for prior in ("vposer", "gmm", "l2"):
             cfg = copy.deepcopy(base)
             cfg.pose_prior = prior
             report = evaluate_synthetic(neutral, args.n, args.seed, cfg, body_poses=test_poses)

@@ -267,3 +267,15 @@ def test_smpl_models_get_smplify_stages_and_fit():
     assert result.params["body_pose"].shape == (1, 69)
     err = (result.keypoints_2d[0] - cam.project(kp3)[0]).norm(dim=-1)[reg.mask]
     assert err.median() < 5.0
+
+
+@pytest.mark.parametrize("prior", ["vposer", "gmm"])
+def test_learned_priors_plug_into_the_fit(prior):
+    model = bodycapture.load_model()
+    names, params, kp3, kp2, keypoints = make_scene(model, seed=2)
+    pts = keypoints.points[:2]  # standing, arms raised
+    result = fit(ImageKeypoints(pts, (H, W)), model, FitConfig(pose_prior=prior), focal_length=FOCAL)
+    seen = torch.ones(135, dtype=torch.bool)
+    seen[[20, 23]] = False
+    assert (result.keypoints_2d[:, seen] - kp2[:2, seen]).norm(dim=-1).median() < 5.0
+    assert torch.isfinite(result.vertices).all() and result.params["body_pose"].shape == (2, 63)

@@ -123,3 +123,27 @@ def test_sample_poses_command(tmp_path):
     assert (tmp_path / "samples.png").stat().st_size > 1000
     assert len(list(tmp_path.glob("sample_*.obj"))) == 4
     assert np.load(tmp_path / "samples.npz")["body_pose"].shape == (4, 63)
+
+
+def test_gmm_em_recovers_a_known_mixture():
+    from bodycapture.priors.gmm import fit_gmm
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(600, 2, generator=g, dtype=torch.float64) * 0.3 + torch.tensor([3.0, 0.0], dtype=torch.float64)
+    b = torch.randn(300, 2, generator=g, dtype=torch.float64) * 0.5 - torch.tensor([3.0, 1.0], dtype=torch.float64)
+    means, covs, weights = fit_gmm(torch.cat([a, b]), k=2, iters=100)
+    order = torch.argsort(means[:, 0])
+    torch.testing.assert_close(means[order], torch.tensor([[-3.0, -1.0], [3.0, 0.0]], dtype=torch.float64),
+                               atol=0.1, rtol=0)
+    torch.testing.assert_close(weights[order], torch.tensor([1 / 3, 2 / 3], dtype=torch.float64), atol=0.02, rtol=0)
+
+
+def test_shipped_gmm_prefers_real_poses(heldout):
+    from bodycapture.priors.gmm import GMMPrior
+
+    prior = GMMPrior()
+    g = torch.Generator().manual_seed(0)
+    random_pose = (torch.rand(len(heldout), 63, generator=g) - 0.5) * 2 * math.pi / 2
+    assert prior.penalty(heldout.double()).median() + 50 < prior.penalty(random_pose.double()).median()
+    start = prior.init_latent(2, dtype=torch.float64)
+    assert start.shape == (2, 63) and torch.isfinite(prior.penalty(start)).all()

@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--float64", action="store_true", help="fit in double precision")
     fitp.add_argument("--overwrite", action="store_true", help="replace existing results")
     fitp.add_argument("--show-config", action="store_true", help="print the schedule and settings")
-    fitp.add_argument("--pose-prior", choices=["vposer", "l2"], help="body-pose prior (default: vposer)")
+    fitp.add_argument("--pose-prior", choices=["vposer", "gmm", "l2"], help="body-pose prior (default: vposer)")
     fitp.set_defaults(func=_cmd_fit)
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.add_argument("--device", default=None)
     evalp.add_argument("--float64", action="store_true")
     evalp.add_argument("--json", default="eval.json", type=Path, help="where to write the scores")
-    evalp.add_argument("--pose-prior", choices=["vposer", "l2"], help="body-pose prior (default: vposer)")
+    evalp.add_argument("--pose-prior", choices=["vposer", "gmm", "l2"], help="body-pose prior (default: vposer)")
     evalp.set_defaults(func=_cmd_eval)
 
     samp = sub.add_parser("sample-poses", parents=[common], help="random bodies from the learned pose prior")

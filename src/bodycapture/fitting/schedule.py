@@ -80,7 +80,7 @@ class FitConfig:
     use_face_contour: bool = False  # SMPLify-X's default: the 17 jaw-line points are not fitted
     ignore_keypoints: tuple[str, ...] = ("Neck", "RHip", "LHip")  # SMPLify-X's joints_to_ign
     use_confidence: bool = True
-    pose_prior: str = "vposer"  # body-pose prior: "vposer" (ours, trained on CMU mocap) or "l2"
+    pose_prior: str = "vposer"  # body-pose prior: "vposer" (ours, trained on CMU mocap), "gmm" or "l2"
 
     def summary(self) -> str:
         """A human-readable table of the schedule (for `bodycapture fit --show-config`)."""
@@ -165,8 +165,8 @@ def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
         if key in data and data[key] is not None:
             setattr(cfg, name, bool(data[key]) if isinstance(getattr(cfg, name), bool) else float(data[key]))
     if "pose_prior" in data:
-        if data["pose_prior"] not in ("vposer", "l2"):
-            raise BodyCaptureError(f"{source}: pose_prior must be 'vposer' or 'l2', not {data['pose_prior']!r}")
+        if data["pose_prior"] not in ("vposer", "gmm", "l2"):
+            raise BodyCaptureError(f"{source}: pose_prior must be 'vposer', 'gmm' or 'l2', not {data['pose_prior']!r}")
         cfg.pose_prior = data["pose_prior"]
     for key, name in _OPTIMIZER_KEYS.items():
         if key in data:
