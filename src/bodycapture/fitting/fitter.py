@@ -239,7 +239,7 @@ def fit(
     depth0 = transl0[:, 2]
     cam_idx = torch.as_tensor(CAMERA_INIT, device=dev)
     cam_w = (kp_n[:, cam_idx, 2] > 0).to(dtype)
-    few = cam_w.sum(1) < 2  # not enough torso points: use every detected body point
+    few = cam_w.sum(1) < 4  # a torso point is missing (e.g. hips out of frame): use every detected body point
     body_w = (kp_n[:, :25, 2] > 0).to(dtype) * base[:25]
     stage_log = []
 
