@@ -89,3 +89,20 @@ def test_matrix_to_axis_angle_inverts_for_angles_up_to_pi():
     half_turn = torch.tensor([[0.0, math.pi, 0.0]], dtype=torch.float64)
     assert torch.allclose(axis_angle_to_matrix(matrix_to_axis_angle(axis_angle_to_matrix(half_turn))),
                           axis_angle_to_matrix(half_turn), atol=1e-12)
+
+
+def test_shortest_arc_maps_directions_and_handles_opposites():
+    from bodycapture.models.lbs import shortest_arc
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    b[0] = -a[0]  # opposite directions
+    r = shortest_arc(a, b)
+    torch.testing.assert_close((r @ a[..., None])[..., 0], torch.nn.functional.normalize(b, dim=-1) * a.norm(dim=-1, keepdim=True))
+    torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
+    assert torch.allclose(torch.linalg.det(r), torch.ones(50, dtype=torch.float64))
+    # the smallest angle: the rotation angle equals the angle between a and b
+    cos = (torch.nn.functional.normalize(a, dim=-1) * torch.nn.functional.normalize(b, dim=-1)).sum(-1)
+    angle = torch.arccos(((r.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))
+    torch.testing.assert_close(angle[1:], torch.arccos(cos[1:].clamp(-1, 1)), atol=1e-6, rtol=0)

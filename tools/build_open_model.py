@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bodycapture.io.atomic import atomic_path  # noqa: E402
 from bodycapture.models.joint_names import SMPLX_JOINTS, SMPLX_PARENTS  # noqa: E402
-from bodycapture.models.lbs import batch_rigid_transform, skin  # noqa: E402
+from bodycapture.models.lbs import batch_rigid_transform, shortest_arc, skin  # noqa: E402
 
 log = logging.getLogger("build_open_model")
 MODEL_VERSION = "0.1.0"
@@ -179,14 +179,6 @@ def joint_blendshapes(model) -> tuple[np.ndarray, np.ndarray]:
 # 3. A-pose -> T-pose
 
 
-def _shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation matrix taking unit direction a to unit direction b by the smallest angle."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    v, c = np.cross(a, b), float(a @ b)
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + k + k @ k / (1.0 + c)
-
-
 def tpose_rotations(joints: np.ndarray) -> np.ndarray:
     """Local rotations (55, 3, 3) that bring the arms of a body with rest `joints` (55, 3) horizontal:
     shoulder->elbow, elbow->wrist and wrist->middle1 along +x (left) / -x (right). Legs stay."""
@@ -197,7 +189,7 @@ def tpose_rotations(joints: np.ndarray) -> np.ndarray:
         world_parent = np.eye(3)
         for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("wrist", "middle1")):
             ja, jb = idx[f"{side}_{a}"], idx[f"{side}_{b}"]
-            world = _shortest_arc(joints[jb] - joints[ja], target)
+            world = shortest_arc(torch.as_tensor(joints[jb] - joints[ja]), torch.as_tensor(target)).numpy()
             rots[ja] = world_parent.T @ world
             world_parent = world
     return rots

@@ -30,7 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import torch  # noqa: E402
+
 from bodycapture.io.bvh import read_bvh  # noqa: E402
+from bodycapture.models.lbs import shortest_arc  # noqa: E402
 from bodycapture.models.joint_names import SMPLX_JOINTS, SMPLX_PARENTS  # noqa: E402
 
 # our joint -> (CMU joint whose world rotation it takes, our child joint, CMU bones from the joint to the
@@ -58,18 +61,6 @@ CMU_TO_METRES = 2.54 / 100 / 0.45
 BODY = SMPLX_JOINTS[:22]
 
 
-def shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation matrix taking direction a to direction b by the smallest angle."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    v, c = np.cross(a, b), float(a @ b)
-    if c < -1 + 1e-9:  # opposite: any perpendicular axis
-        axis = np.cross(a, [1.0, 0, 0] if abs(a[0]) < 0.9 else [0, 1.0, 0])
-        axis /= np.linalg.norm(axis)
-        return 2 * np.outer(axis, axis) - np.eye(3)
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + k + k @ k / (1.0 + c)
-
-
 def rest_alignment(bvh, our_rest_joints: np.ndarray) -> dict[str, np.ndarray]:
     """Per mapped joint, A with G_ours = G_cmu A (see the module docstring)."""
     names = bvh.names
@@ -82,7 +73,7 @@ def rest_alignment(bvh, our_rest_joints: np.ndarray) -> dict[str, np.ndarray]:
             continue
         ours = our_rest_joints[SMPLX_JOINTS.index(child)] - our_rest_joints[SMPLX_JOINTS.index(joint)]
         theirs = sum(bvh.offsets[names.index(c)] for c in chain)
-        align[joint] = shortest_arc(ours, theirs)
+        align[joint] = shortest_arc(torch.as_tensor(ours), torch.as_tensor(theirs)).numpy()
     return align
 
 

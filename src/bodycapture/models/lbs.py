@@ -20,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
+    "shortest_arc",
     "kinematic_levels",
     "batch_rigid_transform",
     "blend_shapes",
@@ -97,6 +98,25 @@ def matrix_to_axis_angle(matrix: Tensor) -> Tensor:
     # 2*half/sin(half) -> 2 as half -> 0
     scale = torch.where(sin_half < 1e-7, 2.0 + half * half / 3.0, 2.0 * half / sin_half.clamp_min(1e-7))
     return xyz * scale
+
+
+def shortest_arc(a: Tensor, b: Tensor) -> Tensor:
+    """Rotation matrices (..., 3, 3) taking directions a (..., 3) to directions b (..., 3) by the smallest
+    angle: R = I + K + K^2 / (1 + cos), K = skew(a x b) for unit a, b. Opposite directions get a half turn
+    about an axis perpendicular to a."""
+    a = torch.nn.functional.normalize(a, dim=-1)
+    b = torch.nn.functional.normalize(b, dim=-1)
+    c = (a * b).sum(-1)[..., None, None]
+    k = _skew(torch.linalg.cross(a, b, dim=-1))
+    eye = torch.eye(3, dtype=a.dtype, device=a.device)
+    opposite = c < -1 + 1e-9
+    near = torch.where(opposite, torch.ones_like(c), 1.0 + c)
+    turn = eye + k + k @ k / near
+    helper = torch.where(a[..., :1].abs() < 0.9, torch.tensor([1.0, 0, 0], dtype=a.dtype, device=a.device),
+                         torch.tensor([0, 1.0, 0], dtype=a.dtype, device=a.device))
+    axis = torch.nn.functional.normalize(torch.linalg.cross(a, helper, dim=-1), dim=-1)
+    half = 2 * axis[..., :, None] * axis[..., None, :] - eye
+    return torch.where(opposite, half, turn)
 
 
 def kinematic_levels(parents: Tensor) -> list[Tensor]:
