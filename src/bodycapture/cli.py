@@ -137,7 +137,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .fitting import FitConfig, fit, load_config
-    from .fitting.camera import focal_from_exif
+    from .fitting.camera import default_focal, focal_from_exif
     from .io.results import write_results
     from .keypoints.mediapipe import MediaPipeDetector, read_image
 
@@ -194,8 +194,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                 progress.update(1)
         if not group:
             continue
-        from .fitting.camera import default_focal
-
         focal = [g[3] or default_focal(*g[1].shape[:2]) for g in group for _ in range(g[2].num_people)]
         result = fit([g[2] for g in group], model, config, device=args.device, focal_length=focal)
         for i, (path, image, kp, _) in enumerate(group):
