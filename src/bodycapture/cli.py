@@ -146,6 +146,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         config.focal_length = args.focal
     if args.pose_prior:
         config.pose_prior = args.pose_prior
+    if args.no_collision:
+        config.interpenetration = False
     if args.show_config:
         print(config.summary())
         if args.input is None:
@@ -230,6 +232,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else FitConfig()
     if args.pose_prior:
         config.pose_prior = args.pose_prior
+    if args.no_collision:
+        config.interpenetration = False
     model = _load_fit_model(args)
     if args.suite == "synthetic":
         report = evaluate_synthetic(model, n=args.n, seed=args.seed, config=config, device=args.device)
@@ -319,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--overwrite", action="store_true", help="replace existing results")
     fitp.add_argument("--show-config", action="store_true", help="print the schedule and settings")
     fitp.add_argument("--pose-prior", choices=["vposer", "gmm", "l2"], help="body-pose prior (default: vposer)")
+    fitp.add_argument("--no-collision", action="store_true",
+                      help="turn off the interpenetration term (on by default for models with hands)")
     fitp.set_defaults(func=_cmd_fit)
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")
@@ -333,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.add_argument("--float64", action="store_true")
     evalp.add_argument("--json", default="eval.json", type=Path, help="where to write the scores")
     evalp.add_argument("--pose-prior", choices=["vposer", "gmm", "l2"], help="body-pose prior (default: vposer)")
+    evalp.add_argument("--no-collision", action="store_true", help="turn off the interpenetration term")
     evalp.set_defaults(func=_cmd_eval)
 
     samp = sub.add_parser("sample-poses", parents=[common], help="random bodies from the learned pose prior")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..collision import CollisionTerm
 from ..keypoints.layout import BODY_25, CAMERA_INIT, CONTOUR, GROUPS, NAMES, NUM_KEYPOINTS
 from ..keypoints.regressors import KeypointRegressor
 from ..keypoints.types import ImageKeypoints
@@ -45,7 +46,8 @@ class FitResult:
     keypoints_2d: (P, 135, 2) the model's keypoints projected into the image.
     focal, center: (P, 2) the camera of each person. image_index: (P,) which input image each came from.
     stages: per stage, dict with the final value of every loss term (P,), iterations (P,), evaluations,
-        seconds. flipped: (P,) whether the kept orientation faces away from the camera. two_orientations:
+        seconds; stages with the interpenetration term also have collisions (P,) (colliding triangle pairs
+        at the end of the stage) and collision_seconds (time spent in search + penalty). flipped: (P,) whether the kept orientation faces away from the camera. two_orientations:
         (P,) whether both orientations were tried. recovered: (P,) a stage could not start from a finite
         loss and was rolled back. loss: (P,) final total loss.
     """
@@ -126,6 +128,7 @@ class ObjectiveContext:
     depth0: Tensor  # (N,)
     fixed_transl: Tensor  # (N, 3), used when the translation is not optimised
     hand_components: dict
+    collision: CollisionTerm | None = None  # None: no interpenetration term in this fit
 
     def body_params(self, p: dict) -> dict:
         """Optimised variables -> the model's parameters (the pose latent decoded)."""
@@ -154,6 +157,9 @@ class ObjectiveContext:
             terms["hand_pose"] = stage.hand_pose**2 * sum(l2(h) for h in hand_aa)
         if "jaw_pose" in p:
             terms["jaw"] = jaw_prior(p["jaw_pose"], torch.tensor(stage.jaw, dtype=dtype, device=dev))
+        if self.collision is not None and stage.collision > 0:  # not squared (SMPLify-X)
+            penalty, _ = self.collision(out.vertices)
+            terms["collision"] = stage.collision * penalty
         if "transl" in p:
             terms["depth"] = cfg.depth_weight**2 * (p["transl"][:, 2] - self.depth0).square()
         return terms
@@ -282,8 +288,11 @@ def fit(
     hands = [p for p in ("left_hand_pose", "right_hand_pose") if p in free]
     hand_comps = {p: getattr(model, f"{p}_components") for p in hands} if model.use_pca else {}
 
+    collision = None
+    if config.uses_collision(model):
+        collision = CollisionTerm.for_model(model, config.collision, config.ignored_part_pairs)
     ctx = ObjectiveContext(model, regressor, camera, pose_prior, config, target, conf, base, sizes_n[:, 0],
-                           depth0, fixed_transl, hand_comps)
+                           depth0, fixed_transl, hand_comps, collision)
     body_params, terms_for = ctx.body_params, ctx.terms
 
     for index, stage in enumerate(config.stages):
@@ -294,6 +303,8 @@ def fit(
             return f.detach(), g
 
         t0 = time.perf_counter()
+        if collision is not None:
+            collision.seconds, collision.calls = 0.0, 0
         x0 = pack.pack(state)
         res = minimize(objective, x0, config.optimizer)
         recovered |= res.failed
@@ -301,10 +312,18 @@ def fit(
         with torch.no_grad():
             final_terms = {k: v.cpu() for k, v in terms_for(state, stage).items()}
         final_terms["total"] = sum(final_terms.values())
-        stage_log.append({"name": f"stage {index}", "iterations": res.iterations.cpu(), "evaluations": res.evaluations,
-                          "seconds": time.perf_counter() - t0, "terms": final_terms})
-        log.info("stage %d: %d evaluations, %.2f s, mean loss %.4g", index, res.evaluations,
-                 stage_log[-1]["seconds"], float(final_terms["total"].mean()))
+        entry = {"name": f"stage {index}", "iterations": res.iterations.cpu(), "evaluations": res.evaluations,
+                 "seconds": time.perf_counter() - t0, "terms": final_terms}
+        if collision is not None and stage.collision > 0:
+            with torch.no_grad():
+                vertices = model(**body_params(state)).vertices
+            entry["collisions"] = collision.search(vertices).counts(N).cpu()  # colliding pairs at the end
+            entry["collision_seconds"] = collision.seconds
+        stage_log.append(entry)
+        log.info("stage %d: %d evaluations, %.2f s, mean loss %.4g%s", index, res.evaluations, entry["seconds"],
+                 float(final_terms["total"].mean()),
+                 f"; collision term {entry['collision_seconds']:.2f} s, {float(entry['collisions'].float().mean()):.1f}"
+                 " colliding pairs per person" if "collisions" in entry else "")
 
     # ---- keep the better orientation per person
     final = stage_log[-1]["terms"]["total"].to(dev)
@@ -321,7 +340,8 @@ def fit(
         if k in model.parameter_sizes():
             result_params[k] = torch.zeros(P, 3)
     stages = [{**s, "iterations": s["iterations"][best.cpu()],
-               "terms": {k: v[best.cpu()] for k, v in s["terms"].items()}} for s in stage_log]
+               "terms": {k: v[best.cpu()] for k, v in s["terms"].items()},
+               **({"collisions": s["collisions"][best.cpu()]} if "collisions" in s else {})} for s in stage_log]
     return FitResult(
         params=result_params,
         vertices=out.vertices.detach().cpu(),

@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..collision.parts import DEFAULT_IGNORED_PAIRS
+from ..collision.penalty import CollisionSettings
 from ..errors import BodyCaptureError
 from .lbfgs import LBFGSSettings
 
@@ -81,6 +83,15 @@ class FitConfig:
     ignore_keypoints: tuple[str, ...] = ("Neck", "RHip", "LHip")  # SMPLify-X's joints_to_ign
     use_confidence: bool = True
     pose_prior: str = "vposer"  # body-pose prior: "vposer" (ours, trained on CMU mocap), "gmm" or "l2"
+    # interpenetration (the stages' `collision` weights): None = on when the model has hands
+    interpenetration: bool | None = None
+    collision: CollisionSettings = field(default_factory=CollisionSettings)  # SMPLify-X fit_smplx.yaml values
+    ignored_part_pairs: tuple = DEFAULT_IGNORED_PAIRS  # part pairs that touch by design (joint names or ids)
+
+    def uses_collision(self, model) -> bool:
+        """Whether a fit of `model` computes the interpenetration term."""
+        wanted = bool(model.family.hand_parts) if self.interpenetration is None else self.interpenetration
+        return wanted and any(st.collision > 0 for st in self.stages)
 
     def summary(self) -> str:
         """A human-readable table of the schedule (for `bodycapture fit --show-config`)."""
@@ -98,6 +109,11 @@ class FitConfig:
         lines.append(f"camera: focal {focal}; depth weight {self.depth_weight:g}; side-view threshold "
                      f"{self.side_view_threshold:g} px; translation optimised in body stages: {self.optimize_translation}")
         lines.append(f"body-pose prior: {self.pose_prior}")
+        c = self.collision
+        on = {None: "on for models with hands", True: "on", False: "off"}[self.interpenetration]
+        lines.append(f"interpenetration: {on}; cone height {c.sigma:g} m, penalise outside {c.penalize_outside}, "
+                     f"max {c.max_collisions} pairs per triangle, exponent {c.exponent}, "
+                     f"{len(self.ignored_part_pairs)} ignored part pairs")
         lines.append(f"data: Geman-McClure rho {self.rho:g} (per {'coordinate' if self.robust_per_coordinate else 'point'}), "
                      f"confidences {'on' if self.use_confidence else 'off'}, face contour "
                      f"{'on' if self.use_face_contour else 'off'}, ignored: {', '.join(self.ignore_keypoints)}")
@@ -122,11 +138,14 @@ _SCALAR_KEYS = {  # SMPLify-X name or ours -> FitConfig field
     "optimize_translation": "optimize_translation", "use_joints_conf": "use_confidence",
 }  # fmt: skip
 _STRING_KEYS = {"pose_prior": "pose_prior"}
+_COLLISION_KEYS = {  # SMPLify-X name or ours -> CollisionSettings field
+    "df_cone_height": "sigma", "penalize_outside": "penalize_outside", "max_collisions": "max_collisions",
+    "point2plane": "point2plane", "collision_exponent": "exponent",
+}  # fmt: skip
 _OPTIMIZER_KEYS = {"maxiters": "max_iter", "max_iter": "max_iter", "ftol": "ftol", "gtol": "gtol", "history": "history"}
 _IGNORED = {"dataset", "model_type", "gender", "float_dtype", "use_cuda", "use_hands", "use_face", "use_pca",
             "num_pca_comps", "flat_hand_mean", "num_gaussians", "body_prior_type", "left_hand_prior_type",
-            "right_hand_prior_type", "jaw_prior_type", "interpenetration", "df_cone_height", "ign_part_pairs",
-            "penalize_outside", "max_collisions", "optim_type", "lr", "interactive", "visualize", "use_vposer",
+            "right_hand_prior_type", "jaw_prior_type", "optim_type", "lr", "interactive", "visualize", "use_vposer",
             "vposer_ckpt", "batch_size", "max_persons", "init_joints_idxs", "body_tri_idxs", "output_folder",
             "data_folder", "model_folder", "part_segm_fn", "result_folder", "mesh_folder", "save_meshes"}  # fmt: skip
 
@@ -139,10 +158,22 @@ def _parse_jaw(value) -> tuple[float, float, float]:
     return tuple(float(v) for v in value)
 
 
+def _parse_part_pairs(value, source: str) -> tuple:
+    """SMPLify-X writes ["9,16", "9,17", ...] (joint ids); we also take [["spine3", "left_shoulder"], ...]."""
+    pairs = []
+    for item in value:
+        parts = [p.strip() for p in item.split(",")] if isinstance(item, str) else list(item)
+        if len(parts) != 2:
+            raise BodyCaptureError(f"{source}: ign_part_pairs entry {item!r} is not a pair")
+        pairs.append(tuple(int(p) if isinstance(p, int) or str(p).isdigit() else str(p) for p in parts))
+    return tuple(pairs)
+
+
 def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
     cfg = FitConfig()
     unknown = [k for k in data if k not in _STAGE_KEYS and k not in _SCALAR_KEYS and k not in _OPTIMIZER_KEYS
-               and k not in _IGNORED and k not in _STRING_KEYS]
+               and k not in _IGNORED and k not in _STRING_KEYS and k not in _COLLISION_KEYS
+               and k not in ("interpenetration", "ign_part_pairs")]
     if unknown:
         raise BodyCaptureError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
     lists = {k: v for k, v in data.items() if k in _STAGE_KEYS and v is not None}
@@ -168,6 +199,13 @@ def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
         if data["pose_prior"] not in ("vposer", "gmm", "l2"):
             raise BodyCaptureError(f"{source}: pose_prior must be 'vposer', 'gmm' or 'l2', not {data['pose_prior']!r}")
         cfg.pose_prior = data["pose_prior"]
+    if data.get("interpenetration") is not None:
+        cfg.interpenetration = bool(data["interpenetration"])
+    for key, name in _COLLISION_KEYS.items():
+        if data.get(key) is not None:
+            setattr(cfg.collision, name, type(getattr(cfg.collision, name))(data[key]))
+    if data.get("ign_part_pairs") is not None:
+        cfg.ignored_part_pairs = _parse_part_pairs(data["ign_part_pairs"], source)
     for key, name in _OPTIMIZER_KEYS.items():
         if key in data:
             setattr(cfg.optimizer, name, type(getattr(cfg.optimizer, name))(data[key]))

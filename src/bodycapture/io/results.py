@@ -53,6 +53,8 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
     for i, stage in enumerate(result.stages):
         for term, values in stage["terms"].items():
             arrays[f"stage{i}_{term}"] = values[people].numpy()
+        if "collisions" in stage:  # colliding triangle pairs at the end of the stage
+            arrays[f"stage{i}_collisions"] = stage["collisions"][people].numpy()
     for k, v in (model_info or {}).items():
         arrays[f"model_{k}"] = np.asarray(v)
     with atomic_path(out_dir / "params.npz") as tmp:
