@@ -7,7 +7,9 @@ generated with the female / male models vs the matching gendered model; more L-B
 sensitivity analysis of SMPLify-X (Pavlakos et al. 2019, section 4): every family of stage weights scaled
 by 0.75 and 1.25, and the relative change of the mean PA-v2v error reported (the paper found < 6 %).
 With --mocap (default build/cmu_poses.npz when present): VPoser vs the L2 prior on people posed with the
-held-out subjects' motion capture, and the 8-component GMM. Not yet possible: with vs without collisions.
+held-out subjects' motion capture, and the 8-component GMM. With vs without the interpenetration term
+(the paper's Table 2 row), with the self-intersecting triangle pairs of the fits; --only-collision runs
+just those rows.
 """
 
 from __future__ import annotations
@@ -48,41 +50,52 @@ def main() -> None:
     parser.add_argument("--mocap", type=Path, default=Path("build/cmu_poses.npz"),
                         help="retargeted CMU poses (tools/retarget_cmu.py): its test subjects give the prior rows")
     parser.add_argument("--only-priors", action="store_true", help="run only the pose-prior rows")
+    parser.add_argument("--only-collision", action="store_true", help="run only the with/without collision rows")
     args = parser.parse_args()
     neutral = bodycapture.load_model()
     rows, start = {}, time.time()
 
-    def run(name, truth, cfg=None, fit_model=None):
-        report = evaluate_synthetic(truth, args.n, args.seed, cfg, fit_model=fit_model)
+    test_poses = None
+    if args.mocap.is_file():
+        data = np.load(args.mocap)
+        test_poses = data["body_pose"][data["split"] == "test"]
+
+    def run(name, truth, cfg=None, fit_model=None, body_poses=None):
+        report = evaluate_synthetic(truth, args.n, args.seed, cfg, fit_model=fit_model, body_poses=body_poses)
         d = report.to_dict()
         rows[name] = {"pa_v2v_all": d["mean"]["pa_v2v_all"], "pa_mpjpe_body": d["mean"]["pa_mpjpe_body"],
                       "pa_v2v_hands": d["mean"].get("pa_v2v_hands"), "pa_v2v_face": d["mean"].get("pa_v2v_face"),
-                      "failures": d["failures"], "seconds_per_person": d["seconds_per_person"]}
-        print(f"{name:<42} PA-v2v {rows[name]['pa_v2v_all']:6.1f} mm  PA-MPJPE {rows[name]['pa_mpjpe_body']:6.1f} mm"
-              f"  {rows[name]['seconds_per_person']:.2f} s/person  ({time.time() - start:.0f} s)", flush=True)
+                      "failures": d["failures"], "seconds_per_person": d["seconds_per_person"],
+                      "intersecting_pairs": d["mean"].get("intersecting_pairs")}
+        print(f"{name:<46} PA-v2v {rows[name]['pa_v2v_all']:6.1f} mm  PA-MPJPE {rows[name]['pa_mpjpe_body']:6.1f} mm"
+              f"  {rows[name]['seconds_per_person']:.2f} s/person  {rows[name]['intersecting_pairs']:.1f} isect pairs"
+              f"  ({time.time() - start:.0f} s)", flush=True)
         return report
 
-    base = FitConfig()
-    if args.mocap.is_file():  # learned vs L2 pose prior, on held-out subjects' real poses
-        data = np.load(args.mocap)
-        test_poses = data["body_pose"][data["split"] == "test"]
-        for prior in ("vposer", "gmm", "l2"):
-            cfg = copy.deepcopy(base)
-            cfg.pose_prior = prior
-            report = evaluate_synthetic(neutral, args.n, args.seed, cfg, body_poses=test_poses)
-            d = report.to_dict()
-            rows[f"held-out mocap poses, {prior} prior"] = {
-                "pa_v2v_all": d["mean"]["pa_v2v_all"], "pa_mpjpe_body": d["mean"]["pa_mpjpe_body"],
-                "failures": d["failures"], "seconds_per_person": d["seconds_per_person"]}
-            print(f"held-out mocap poses, {prior} prior: PA-v2v {d['mean']['pa_v2v_all']:.1f} mm, "
-                  f"PA-MPJPE {d['mean']['pa_mpjpe_body']:.1f} mm", flush=True)
-    if args.only_priors:
+    def save() -> None:  # partial runs add their rows to the file
         args.out.parent.mkdir(parents=True, exist_ok=True)
         old = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": {}}
         old["rows"].update(rows)
         args.out.write_text(json.dumps(old, indent=1))
-        return
+
+    base = FitConfig()
+    no_collision = FitConfig(interpenetration=False)
+    if args.only_collision:
+        run("default (body + hands + face, neutral)", neutral)
+        run("without the collision term", neutral, no_collision)
+        if test_poses is not None:
+            run("held-out mocap poses, with collision term", neutral, body_poses=test_poses)
+            run("held-out mocap poses, without collision term", neutral, no_collision, body_poses=test_poses)
+        return save()
+    if test_poses is not None:  # learned vs L2 pose prior, on held-out subjects' real poses
+        for prior in ("vposer", "gmm", "l2"):
+            cfg = copy.deepcopy(base)
+            cfg.pose_prior = prior
+            run(f"held-out mocap poses, {prior} prior", neutral, cfg, body_poses=test_poses)
+    if args.only_priors:
+        return save()
     run("default (body + hands + face, neutral)", neutral)
+    run("without the collision term", neutral, no_collision)
     body_only = copy.deepcopy(base)
     for st in body_only.stages:
         st.hand_joints = st.face_joints = 0.0

@@ -186,6 +186,22 @@ def test_lbfgs_batched_equals_single_and_finds_minima():
         torch.testing.assert_close(single.x[0], batch.x[i], atol=1e-12, rtol=0)
         assert int(single.iterations) == int(batch.iterations[i])
 
+    # partial evaluation (only the problems still searching): same answers, fewer problem evaluations
+    evaluated = []
+
+    def rosen_rows(x, rows):
+        rows = torch.arange(len(x)) if rows is None else rows
+        evaluated.append(len(rows))
+        x = x.detach().requires_grad_()
+        f = (100 * (x[:, 1:] - x[:, :-1] ** 2) ** 2 + (1 - x[:, :-1]) ** 2).sum(1) * scale[rows]
+        (grad,) = torch.autograd.grad(f.sum(), x)
+        return f.detach(), grad
+
+    part = minimize(rosen_rows, x0, settings, partial=True)
+    torch.testing.assert_close(part.x, batch.x, atol=1e-12, rtol=0)
+    assert torch.equal(part.iterations, batch.iterations)
+    assert sum(evaluated) < 0.8 * 3 * len(evaluated)
+
 
 def test_lbfgs_never_accepts_nan():
     def cliff(x):

@@ -133,11 +133,12 @@ def _spread_bits(x: Tensor) -> Tensor:
 
 
 def morton_codes(points: Tensor) -> Tensor:
-    """(B, N) 30-bit Morton codes of points (B, N, 3), quantised in each item's bounding box."""
+    """(B, N) 30-bit Morton codes (int32) of points (B, N, 3), quantised in each item's bounding box."""
     lo = points.amin(1, keepdim=True)
     size = (points.amax(1, keepdim=True) - lo).clamp_min(1e-12)
     q = ((points - lo) / size * 1023).clamp(0, 1023).long()
-    return _spread_bits(q[..., 0]) | (_spread_bits(q[..., 1]) << 1) | (_spread_bits(q[..., 2]) << 2)
+    code = _spread_bits(q[..., 0]) | (_spread_bits(q[..., 1]) << 1) | (_spread_bits(q[..., 2]) << 2)
+    return code.int()  # 30 bits: int32 sorts faster
 
 
 def _or_levels(leaf: Tensor, depth: int) -> list[Tensor]:
@@ -147,6 +148,19 @@ def _or_levels(leaf: Tensor, depth: int) -> list[Tensor]:
         pairs = levels[-1].view(leaf.shape[0], -1, 2)
         levels.append(pairs[..., 0] | pairs[..., 1])
     return [x.reshape(-1) for x in reversed(levels)]
+
+
+def _part_masks(part_sorted: Tensor, N: int, depth: int, allowed_parts: Tensor) -> tuple[list, list]:
+    """Per tree level, for every node: the parts below it and the parts those may collide with (bitmasks).
+
+    part_sorted: (B, F) part of each leaf in tree order. Node ids: b * 2**level + node."""
+    dev = part_sorted.device
+    K = allowed_parts.shape[0]
+    bits = torch.ones(K, dtype=torch.long, device=dev) << torch.arange(K, device=dev)
+    may_hit = (allowed_parts.to(dev).long() * bits).sum(1)  # (K,)
+    pad = torch.zeros(part_sorted.shape[0], N - part_sorted.shape[1], dtype=torch.long, device=dev)
+    return (_or_levels(torch.cat([bits[part_sorted], pad], 1), depth),
+            _or_levels(torch.cat([may_hit[part_sorted], pad], 1), depth))
 
 
 @torch.no_grad()
@@ -171,46 +185,47 @@ def find_collisions(
     empty = torch.zeros(0, dtype=torch.long, device=dev)
     if F < 2 or B == 0:
         return Collisions(empty, empty.reshape(0, 2))
-    tri = vertices[:, faces]  # (B, F, 3, 3)
-    lo, hi = tri.amin(2), tri.amax(2)  # (B, F, 3)
-    finite = (torch.isfinite(lo) & torch.isfinite(hi)).all(-1, keepdim=True)  # (B, F, 1)
-    centre = torch.where(finite, (lo + hi) / 2, lo.new_zeros(()))
-    order = torch.argsort(morton_codes(centre), dim=1)  # (B, F) faces in tree order
     depth = max(1, (F - 1).bit_length())
     N = 1 << depth  # leaves; the last N - F are empty boxes (and so are non-finite faces)
-    box = torch.cat([lo.masked_fill(~finite, float("inf")), hi.masked_fill(~finite, float("-inf"))], -1)
-    leaf = torch.cat([box.new_full((B, N, 3), float("inf")), box.new_full((B, N, 3), float("-inf"))], -1)
+    all_finite = bool(torch.isfinite(vertices).all())
+    corners = [vertices.index_select(1, faces[:, k]) for k in range(3)]  # 3 x (B, F, 3)
+    lo = torch.minimum(torch.minimum(corners[0], corners[1]), corners[2])  # (B, F, 3)
+    hi = torch.maximum(torch.maximum(corners[0], corners[1]), corners[2])
+    finite = None if all_finite else (torch.isfinite(lo) & torch.isfinite(hi)).all(-1, keepdim=True)  # (B, F, 1)
+    # a box is stored as (min, -max): the box of two boxes is then one elementwise minimum, and two
+    # boxes overlap when min_a + (-max_b) <= 0 and min_b + (-max_a) <= 0 on every axis
+    box = torch.cat([lo, -hi], -1)
+    if not all_finite:
+        box = box.masked_fill(~finite, float("inf"))
+    leaf = box.new_full((B, N, 6), float("inf"))
+    prune = face_part is not None and allowed_parts.shape[0] <= 63
+    # the tree is rebuilt for every mesh (a tree built once at rest and refitted was measured slower:
+    # its boxes loosen when the limbs move)
+    centre = (lo + hi) / 2 if all_finite else torch.where(finite, (lo + hi) / 2, lo.new_zeros(()))
+    order = torch.argsort(morton_codes(centre), dim=1)  # (B, F) faces in tree order
     leaf[:, :F] = torch.gather(box, 1, order[..., None].expand(B, F, 6))
+    if prune:  # per node (of every mesh): parts below it, and parts that any of those may collide with
+        parts_below, hits_below = _part_masks(face_part.to(dev)[order], N, depth, allowed_parts)
     boxes = [leaf]
     for _ in range(depth):
         pairs = boxes[-1].view(B, -1, 2, 6)
-        boxes.append(torch.cat([pairs[..., 0, :3].minimum(pairs[..., 1, :3]),
-                                pairs[..., 0, 3:].maximum(pairs[..., 1, 3:])], -1))
+        boxes.append(torch.minimum(pairs[:, :, 0], pairs[:, :, 1]))
     boxes = [x.reshape(-1, 6) for x in reversed(boxes)]  # boxes[l]: level l, node id b * 2**l + node
-
-    prune = face_part is not None and allowed_parts.shape[0] <= 63
-    if prune:  # per node: parts below it, and parts that any of those may collide with
-        K = allowed_parts.shape[0]
-        bits = torch.ones(K, dtype=torch.long, device=dev) << torch.arange(K, device=dev)
-        may_hit = (allowed_parts.to(dev).long() * bits).sum(1)  # (K,)
-        part_sorted = face_part.to(dev)[order]  # (B, F)
-        pad = torch.zeros(B, N - F, dtype=torch.long, device=dev)
-        parts_below = _or_levels(torch.cat([bits[part_sorted], pad], 1), depth)
-        hits_below = _or_levels(torch.cat([may_hit[part_sorted], pad], 1), depth)
 
     a = torch.arange(B, device=dev)  # frontier of node pairs (a <= b), starting at the roots
     b = a
+    child_a = torch.tensor([0, 0, 1, 1], device=dev)
+    child_b = torch.tensor([0, 1, 0, 1], device=dev)
     for level in range(1, depth + 1):
-        a2, b2 = a * 2, b * 2
-        ca = torch.stack([a2, a2, a2 + 1, a2 + 1], 1).flatten()
-        cb = torch.stack([b2, b2 + 1, b2, b2 + 1], 1).flatten()
+        ca = (a[:, None] * 2 + child_a).flatten()  # the four child pairs of every frontier pair
+        cb = (b[:, None] * 2 + child_b).flatten()
         keep = ca < cb if level == depth else ca <= cb  # (2a+1, 2a) repeats (2a, 2a+1); leaves never self-pair
         if prune:  # the cheap test first: can any part below ca collide with any part below cb?
             keep &= (hits_below[level].index_select(0, ca) & parts_below[level].index_select(0, cb)) != 0
         idx = torch.nonzero(keep).flatten()
         ca, cb = ca.index_select(0, idx), cb.index_select(0, idx)
         ba, bb = boxes[level].index_select(0, ca), boxes[level].index_select(0, cb)  # faster than [] on CPU
-        overlap = torch.maximum(ba[:, :3] - bb[:, 3:], bb[:, :3] - ba[:, 3:]).amax(1) <= 0
+        overlap = torch.maximum(ba[:, :3] + bb[:, 3:], bb[:, :3] + ba[:, 3:]).amax(1) <= 0
         idx = torch.nonzero(overlap).flatten()
         a, b = ca.index_select(0, idx), cb.index_select(0, idx)
     batch = a // N
@@ -218,7 +233,10 @@ def find_collisions(
     fj = order[batch, b % N]
     keep = torch.nonzero(_pair_filter(faces, fi, fj, face_part, allowed_parts)).flatten()
     batch, fi, fj = batch[keep], fi[keep], fj[keep]
-    hit = torch.nonzero(triangles_intersect(tri[batch, fi], tri[batch, fj])).flatten()
+    flat = vertices.reshape(-1, 3)
+    tri_i = flat.index_select(0, (batch[:, None] * vertices.shape[1] + faces[fi]).flatten()).view(-1, 3, 3)
+    tri_j = flat.index_select(0, (batch[:, None] * vertices.shape[1] + faces[fj]).flatten()).view(-1, 3, 3)
+    hit = torch.nonzero(triangles_intersect(tri_i, tri_j)).flatten()
     batch, fi, fj = batch[hit], fi[hit], fj[hit]
     return _sorted_result(batch, torch.minimum(fi, fj), torch.maximum(fi, fj), F, max_per_face)
 

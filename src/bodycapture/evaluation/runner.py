@@ -3,7 +3,9 @@
 Scores per person, in millimetres unless said otherwise: PA-v2v of the whole mesh and of its body, hand
 and face regions (each region Procrustes-aligned on its own, as EHF-style tables do), PA-MPJPE of the 22
 body joints, the 2D error of the fitted keypoints against the true (noiseless) projections, the time per
-person, and failures (a non-finite fit, or a whole-mesh PA-v2v above 200 mm).
+person, failures (a non-finite fit, or a whole-mesh PA-v2v above 200 mm), and the number of
+self-intersecting triangle pairs of the fitted mesh (collision/search.py, part pairs that touch by
+design excluded; reported as a count, not in mm).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..models.body_model import BodyModel
 from .metrics import pa_mpjpe, pixel_error, v2v
 from .synthetic import generate
 
-__all__ = ["vertex_regions", "score", "evaluate_synthetic", "evaluate_folder", "summary_table", "FAILURE_MM"]
+__all__ = ["vertex_regions", "score", "intersecting_pairs", "evaluate_synthetic", "evaluate_folder", "summary_table", "FAILURE_MM"]
 
 FAILURE_MM = 200.0
 
@@ -41,6 +43,17 @@ def vertex_regions(model: BodyModel) -> dict[str, torch.Tensor]:
     return {"hands": hands.cpu(), "face": face.cpu(), "body": (~hands & ~face).cpu()}
 
 
+def intersecting_pairs(model: BodyModel, vertices: torch.Tensor) -> np.ndarray:
+    """(P,) self-intersecting triangle pairs of each mesh (P, V, 3) of `model`'s topology."""
+    from ..collision import CollisionTerm
+
+    term = CollisionTerm.for_model(model)
+    verts = vertices.to(model.v_template)
+    finite = torch.isfinite(verts).all(2).all(1)
+    counts = term.search(torch.where(finite[:, None, None], verts, torch.zeros_like(verts))).counts(len(verts))
+    return counts.cpu().numpy().astype(np.float64)
+
+
 def score(model: BodyModel, result, true_vertices, true_joints, true_kp2d, available) -> dict[str, np.ndarray]:
     """Per-person scores of a FitResult against the truth (camera space)."""
     pred_v, true_v = result.vertices.double(), true_vertices.double()
@@ -55,6 +68,7 @@ def score(model: BodyModel, result, true_vertices, true_joints, true_kp2d, avail
         m = avail[:, idx]
         scores[f"px_{group}"] = pixel_error(result.keypoints_2d[:, idx].double(), true_kp2d[:, idx].double(), m)
     out = {k: (v * (1 if k.startswith("px") else 1000)).numpy() for k, v in scores.items()}
+    out["intersecting_pairs"] = intersecting_pairs(model, result.vertices)
     finite = torch.isfinite(result.vertices).all(2).all(1).numpy()
     out["failed"] = ~finite | (out["pa_v2v_all"] > FAILURE_MM)
     return out
@@ -141,6 +155,7 @@ def evaluate_folder(folder: Path, model: BodyModel, config=None, device=None, fo
         scores[f"pa_v2v_{name}"] = v2v(result.vertices.double(), true_v, region=mask)
     scores["pa_mpjpe_body"] = pa_mpjpe(result.joints[:, :22].double(), true_j[:, :22])
     per_person = {k: (v * 1000).numpy() for k, v in scores.items()}
+    per_person["intersecting_pairs"] = intersecting_pairs(model, result.vertices)
     per_person["failed"] = per_person["pa_v2v_all"] > FAILURE_MM
     return EvalReport(f"folder {folder}", per_person, seconds, len(frames))
 
@@ -150,8 +165,8 @@ def summary_table(report: EvalReport) -> str:
     m = d["mean"]
     cols = [("PA-v2v all", "pa_v2v_all"), ("body", "pa_v2v_body"), ("hands", "pa_v2v_hands"), ("face", "pa_v2v_face"),
             ("PA-MPJPE", "pa_mpjpe_body"), ("2D body px", "px_body"), ("2D hands px", "px_hands"),
-            ("2D face px", "px_face")]
+            ("2D face px", "px_face"), ("isect pairs", "intersecting_pairs")]
     cols = [(h, k) for h, k in cols if k in m]
     head = " | ".join(f"{h:>11}" for h, _ in cols) + " | s/person | failures"
     row = " | ".join(f"{m[k]:>11.1f}" for _, k in cols) + f" | {d['seconds_per_person']:>8.2f} | {d['failures']}/{d['n']}"
-    return f"{d['suite']}\n(mm unless px)\n{head}\n{row}"
+    return f"{d['suite']}\n(mm unless px; isect pairs: self-intersecting triangle pairs per person)\n{head}\n{row}"

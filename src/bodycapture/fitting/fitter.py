@@ -47,7 +47,8 @@ class FitResult:
     focal, center: (P, 2) the camera of each person. image_index: (P,) which input image each came from.
     stages: per stage, dict with the final value of every loss term (P,), iterations (P,), evaluations,
         seconds; stages with the interpenetration term also have collisions (P,) (colliding triangle pairs
-        at the end of the stage) and collision_seconds (time spent in search + penalty). flipped: (P,) whether the kept orientation faces away from the camera. two_orientations:
+        at the end of the stage) and collision_seconds (time spent in search + penalty).
+        flipped: (P,) whether the kept orientation faces away from the camera. two_orientations:
         (P,) whether both orientations were tried. recovered: (P,) a stage could not start from a finite
         loss and was rolled back. loss: (P,) final total loss.
     """
@@ -130,21 +131,24 @@ class ObjectiveContext:
     hand_components: dict
     collision: CollisionTerm | None = None  # None: no interpenetration term in this fit
 
-    def body_params(self, p: dict) -> dict:
-        """Optimised variables -> the model's parameters (the pose latent decoded)."""
+    def body_params(self, p: dict, rows: Tensor | None = None) -> dict:
+        """Optimised variables (of the items `rows`, None: all) -> the model's parameters (latent decoded)."""
         out = {k: v for k, v in p.items() if k != "pose_latent"}
         out["body_pose"] = self.pose_prior.decode(p["pose_latent"])
         if "transl" not in out:
-            out["transl"] = self.fixed_transl
+            out["transl"] = self.fixed_transl if rows is None else self.fixed_transl.index_select(0, rows)
         return out
 
-    def terms(self, p: dict, stage) -> dict[str, Tensor]:
+    def terms(self, p: dict, stage, rows: Tensor | None = None) -> dict[str, Tensor]:
+        """Every term per item; `rows` (R,): p holds only those items of the batch (None: all)."""
         cfg, dtype, dev = self.config, self.target.dtype, self.target.device
-        params = self.body_params(p)
+        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+        params = self.body_params(p, rows)
         out = self.model(**params)
-        proj = self.camera.project(self.regressor(out))
-        w = keypoint_weights(self.confidence, self.base_weights, GROUPS, stage.hand_joints, stage.face_joints)
-        terms = {"data": stage.data**2 * data_term(proj, self.target, w, self.image_height, cfg.rho,
+        camera = Camera(pick(self.camera.focal), pick(self.camera.center))
+        proj = camera.project(self.regressor(out))
+        w = keypoint_weights(pick(self.confidence), self.base_weights, GROUPS, stage.hand_joints, stage.face_joints)
+        terms = {"data": stage.data**2 * data_term(proj, pick(self.target), w, pick(self.image_height), cfg.rho,
                                                    cfg.robust_per_coordinate)}
         terms["body_pose"] = stage.body_pose**2 * self.pose_prior.penalty(p["pose_latent"])
         terms["bending"] = stage.bending * bending_prior(params["body_pose"])
@@ -161,7 +165,7 @@ class ObjectiveContext:
             penalty, _ = self.collision(out.vertices)
             terms["collision"] = stage.collision * penalty
         if "transl" in p:
-            terms["depth"] = cfg.depth_weight**2 * (p["transl"][:, 2] - self.depth0).square()
+            terms["depth"] = cfg.depth_weight**2 * (p["transl"][:, 2] - pick(self.depth0)).square()
         return terms
 
 
@@ -251,21 +255,23 @@ def fit(
 
     cam_pack = _Packer({"global_orient": 3, "transl": 3})
 
-    def camera_objective(x: Tensor):
+    cam_weights = torch.where(few[:, None], body_w, torch.zeros_like(body_w).index_copy(1, cam_idx, cam_w))
+
+    def camera_objective(x: Tensor, rows: Tensor | None):
+        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
         x = x.detach().requires_grad_(True)
         p = cam_pack.unpack(x)
-        out = model(global_orient=p["global_orient"], transl=p["transl"], body_pose=mean_pose)
-        proj = camera.project(regressor(out)[:, :25])
-        res = (proj - target[:, :25]) * (1000.0 / sizes_n[:, 0])[:, None, None]
+        out = model(global_orient=p["global_orient"], transl=p["transl"], body_pose=pick(mean_pose))
+        proj = Camera(pick(focal_n), pick(center_n)).project(regressor(out)[:, :25])
+        res = (proj - pick(target)[:, :25]) * (1000.0 / pick(sizes_n)[:, 0])[:, None, None]
         sq = res.square().sum(-1)
-        w = torch.where(few[:, None], body_w, torch.zeros_like(body_w).index_copy(1, cam_idx, cam_w))
-        f = (w * sq).sum(1) + config.depth_weight**2 * (p["transl"][:, 2] - depth0).square()
+        f = (pick(cam_weights) * sq).sum(1) + config.depth_weight**2 * (p["transl"][:, 2] - pick(depth0)).square()
         (g,) = torch.autograd.grad(f.sum(), x)
         return f.detach(), g
 
     t0 = time.perf_counter()
     res = minimize(camera_objective, cam_pack.pack({"global_orient": orient0, "transl": transl0}),
-                   config.camera_optimizer)
+                   config.camera_optimizer, partial=True)
     cam = cam_pack.unpack(res.x)
     stage_log.append({"name": "camera", "iterations": res.iterations.cpu(), "evaluations": res.evaluations,
                       "seconds": time.perf_counter() - t0, "terms": {"total": res.f.cpu()}})
@@ -296,9 +302,9 @@ def fit(
     body_params, terms_for = ctx.body_params, ctx.terms
 
     for index, stage in enumerate(config.stages):
-        def objective(x: Tensor, stage=stage):
+        def objective(x: Tensor, rows: Tensor | None, stage=stage):
             x = x.detach().requires_grad_(True)
-            f = sum(terms_for(pack.unpack(x), stage).values())
+            f = sum(terms_for(pack.unpack(x), stage, rows).values())
             (g,) = torch.autograd.grad(f.sum(), x)
             return f.detach(), g
 
@@ -306,7 +312,7 @@ def fit(
         if collision is not None:
             collision.seconds, collision.calls = 0.0, 0
         x0 = pack.pack(state)
-        res = minimize(objective, x0, config.optimizer)
+        res = minimize(objective, x0, config.optimizer, partial=True)
         recovered |= res.failed
         state = pack.unpack(res.x)
         with torch.no_grad():

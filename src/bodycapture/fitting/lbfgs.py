@@ -20,7 +20,7 @@ from torch import Tensor
 
 __all__ = ["LBFGSSettings", "LBFGSResult", "minimize"]
 
-Objective = Callable[[Tensor], tuple[Tensor, Tensor]]  # x (B, n) -> (f (B,), g (B, n))
+Objective = Callable[..., tuple[Tensor, Tensor]]  # x (B, n) -> (f (B,), g (B, n)); partial: (x (R, n), rows (R,))
 
 
 @dataclass
@@ -40,7 +40,7 @@ class LBFGSResult:
     x: Tensor  # (B, n)
     f: Tensor  # (B,)
     iterations: Tensor  # (B,) iterations each problem made
-    evaluations: int  # objective calls (each evaluates all problems)
+    evaluations: int  # objective calls (each evaluates all problems, or with `partial` those still searching)
     converged: Tensor  # (B,) bool
     failed: Tensor  # (B,) bool: the objective was not finite at the start
 
@@ -61,8 +61,11 @@ def _cubic_min(a, fa, ga, b, fb, gb):
     return t.clamp(lo + margin, hi - margin)
 
 
-def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings):
-    """Strong-Wolfe step lengths for every active problem. Returns (alpha, f_new, g_new, evaluations)."""
+def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, partial: bool = False):
+    """Strong-Wolfe step lengths for every active problem. Returns (alpha, f_new, g_new, evaluations).
+
+    partial: evaluate only the problems still searching (`fun(x_rows, rows)`); the others keep their
+    accepted values. Otherwise every call evaluates all B problems."""
     B = x.shape[0]
     dphi0 = (g * d).sum(1)
     a_prev = torch.zeros(B, dtype=x.dtype, device=x.device)
@@ -77,7 +80,12 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings):
     evals = 0
     for it in range(s.max_ls):
         a_eval = torch.where(done, best_a, a)
-        f_a, g_a = fun(x + a_eval[:, None] * d)
+        if partial:
+            rows = torch.nonzero(~done).flatten()
+            f_r, g_r = fun((x + a_eval[:, None] * d).index_select(0, rows), rows)
+            f_a, g_a = best_f.index_copy(0, rows, f_r), best_g.index_copy(0, rows, g_r)
+        else:
+            f_a, g_a = fun(x + a_eval[:, None] * d)
         evals += 1
         f_a = torch.where(torch.isfinite(f_a) & torch.isfinite(g_a).all(1), f_a, torch.full_like(f_a, float("inf")))
         dphi = (g_a * d).sum(1)
@@ -136,14 +144,18 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings):
 
 
 def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
-             active: Tensor | None = None) -> LBFGSResult:
+             active: Tensor | None = None, partial: bool = False) -> LBFGSResult:
     """Minimise B independent objectives from x0 (B, n). `active` (B,) bool: problems to optimise
-    (the others are returned unchanged)."""
+    (the others are returned unchanged).
+
+    partial: `fun(x, rows)` can evaluate a subset of the problems (x (R, n) holds rows `rows` (R,) of
+    the batch; rows is None for all). Line searches then evaluate only the problems still searching,
+    so one slow problem does not make the whole batch pay (the results are the same)."""
     s = settings or LBFGSSettings()
     x = x0.detach().clone()
     B, n = x.shape
     active = torch.ones(B, dtype=torch.bool, device=x.device) if active is None else active.clone()
-    f, g = fun(x)
+    f, g = fun(x, None) if partial else fun(x)
     evals = 1
     failed = ~(torch.isfinite(f) & torch.isfinite(g).all(1))
     active &= ~failed
@@ -184,7 +196,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         descent = (g * d).sum(1) < 0
         d = torch.where((active & ~descent)[:, None], -g, d)  # reset to steepest descent if needed
         alpha0 = torch.where(count > 0, torch.ones_like(gamma), (1.0 / g.abs().sum(1).clamp_min(1e-12)).clamp(max=1.0))
-        step, f_new, g_new, e = _line_search(fun, x, f, g, d, alpha0, active, s)
+        step, f_new, g_new, e = _line_search(fun, x, f, g, d, alpha0, active, s, partial)
         evals += e
         moved = active & (step > 0) & torch.isfinite(f_new)
         x_new = torch.where(moved[:, None], x + step[:, None] * d, x)
