@@ -202,7 +202,10 @@ def find_collisions(
     # the tree is rebuilt for every mesh (a tree built once at rest and refitted was measured slower:
     # its boxes loosen when the limbs move)
     centre = (lo + hi) / 2 if all_finite else torch.where(finite, (lo + hi) / 2, lo.new_zeros(()))
-    order = torch.argsort(morton_codes(centre), dim=1)  # (B, F) faces in tree order
+    key = morton_codes(centre)
+    if prune:  # group each part's faces: subtrees then hold one part, and same-part pairs go at once
+        key = (face_part.to(dev)[None] << 30) | key.long()
+    order = torch.argsort(key, dim=1)  # (B, F) faces in tree order
     leaf[:, :F] = torch.gather(box, 1, order[..., None].expand(B, F, 6))
     if prune:  # per node (of every mesh): parts below it, and parts that any of those may collide with
         parts_below, hits_below = _part_masks(face_part.to(dev)[order], N, depth, allowed_parts)
