@@ -50,6 +50,9 @@ def check_outputs(folder: Path, people: int = 1, formats=("obj",)):
 def test_fit_a_photo_end_to_end(tmp_path, capsys):
     assert main(["fit", str(PHOTO), "--out", str(tmp_path), "--format", "obj,ply,glb"]) == 0
     check_outputs(tmp_path / "coco_623", formats=("obj", "ply", "glb"))
+    params = np.load(tmp_path / "coco_623" / "params.npz")  # the collision stages report what is left
+    assert params["stage4_collisions"].shape == (1,) and params["stage4_collision"].shape == (1,)
+    assert "stage2_collisions" not in params and "stage2_collision" not in params
     # an existing result is kept unless --overwrite
     assert main(["fit", str(PHOTO), "--out", str(tmp_path)]) == 1
     assert "--overwrite" in capsys.readouterr().err
@@ -102,3 +105,10 @@ def test_show_config(capsys):
     assert main(["fit", "--show-config"]) == 0
     out = capsys.readouterr().out
     assert "404" in out and "L-BFGS" in out
+
+
+def test_no_collision_flag(capsys):
+    assert main(["fit", "--show-config"]) == 0
+    assert "interpenetration: on for models with hands" in capsys.readouterr().out
+    assert main(["fit", "--show-config", "--no-collision"]) == 0
+    assert "interpenetration: off" in capsys.readouterr().out

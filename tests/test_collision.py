@@ -412,3 +412,15 @@ def test_collision_settings_from_config_files_and_defaults(tmp_path, model):
     bad.write_text("ign_part_pairs: ['9,16,17']\n")
     with pytest.raises(bodycapture.errors.BodyCaptureError, match="bad.yaml: ign_part_pairs entry"):
         load_config(bad)
+
+
+def test_a_collapsed_mesh_gives_a_clear_error_not_an_out_of_memory(model):
+    vertices = torch.zeros(1, model.num_vertices, 3)  # every triangle at one point: all pairs touch
+    with pytest.raises(bodycapture.errors.BodyCaptureError, match="degenerate"):
+        find_collisions(vertices, model.faces_tensor)
+    # inside a fit, the collapsed item gets an infinite penalty (a rejected trial point), the others theirs
+    term = CollisionTerm.for_model(model)
+    batch = torch.cat([model(body_pose=_body_pose(model, **ARM_IN_TORSO)).vertices, vertices])
+    penalty, count = term(batch)
+    assert torch.isfinite(penalty[0]) and penalty[0] > 0 and count[0] > 50
+    assert penalty[1] == float("inf") and count[1] == 0

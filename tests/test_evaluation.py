@@ -89,7 +89,21 @@ def test_eval_command_end_to_end(tmp_path, capsys):
     assert data["n"] == 3 and len(data["per_person"]["pa_v2v_all"]) == 3
     for key in ("pa_v2v_all", "pa_v2v_body", "pa_v2v_hands", "pa_v2v_face", "pa_mpjpe_body", "px_body"):
         assert math.isfinite(data["mean"][key]) and data["mean"][key] >= 0
+    pairs = data["per_person"]["intersecting_pairs"]
+    assert len(pairs) == 3 and all(p >= 0 and p == int(p) for p in pairs)
     assert "PA-v2v" in capsys.readouterr().out
+
+
+def test_intersecting_pairs_counts_the_filtered_self_intersections():
+    from bodycapture.evaluation.runner import intersecting_pairs
+
+    model = bodycapture.load_model()
+    pose = torch.zeros(2, 21, 3)
+    pose[1, model.joint_names.index("left_shoulder") - 1] = torch.tensor([0.0, 0.0, -1.7])  # arm into torso
+    vertices = model(body_pose=pose.reshape(2, -1)).vertices
+    vertices = torch.cat([vertices, torch.full_like(vertices[:1], float("nan"))])  # a failed fit counts 0
+    counts = intersecting_pairs(model, vertices)
+    assert counts[0] == 0 and counts[1] > 50 and counts[2] == 0
 
 
 def test_ehf_like_folder(tmp_path):

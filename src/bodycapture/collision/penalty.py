@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .parts import PartFilter
-from .search import Collisions, find_collisions
+from .search import Collisions, DegenerateMeshError, find_collisions
 
 __all__ = ["CollisionSettings", "conic_penalty", "CollisionTerm"]
 
@@ -116,8 +116,29 @@ class CollisionTerm:
 
     def __call__(self, vertices: Tensor) -> tuple[Tensor, Tensor]:
         start = time.perf_counter()
-        found = self.search(vertices)
+        B = vertices.shape[0]
+        try:
+            found = self.search(vertices)
+            degenerate = None
+        except DegenerateMeshError:  # rare (a wild line-search trial): find the culprits one by one
+            found, degenerate = self._search_each(vertices)
         loss = conic_penalty(vertices, self.faces, found, self.settings)
+        if degenerate is not None:  # an infinite loss: the optimiser rejects such a trial point
+            loss = torch.where(degenerate, torch.full_like(loss, float("inf")), loss)
         self.seconds += time.perf_counter() - start
         self.calls += 1
-        return loss, found.counts(vertices.shape[0])
+        return loss, found.counts(B)
+
+    def _search_each(self, vertices: Tensor) -> tuple[Collisions, Tensor]:
+        parts, degenerate = [], torch.zeros(vertices.shape[0], dtype=torch.bool, device=vertices.device)
+        for b in range(vertices.shape[0]):
+            try:
+                one = self.search(vertices[b : b + 1])
+            except DegenerateMeshError:
+                degenerate[b] = True
+                continue
+            parts.append(Collisions(torch.full_like(one.batch, b), one.faces))
+        if not parts:
+            empty = torch.zeros(0, dtype=torch.long, device=vertices.device)
+            return Collisions(empty, empty.reshape(0, 2)), degenerate
+        return Collisions(torch.cat([p.batch for p in parts]), torch.cat([p.faces for p in parts])), degenerate

@@ -27,7 +27,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Collisions", "find_collisions", "triangles_intersect", "all_pairs_collisions", "morton_codes"]
+from ..errors import BodyCaptureError
+
+__all__ = ["Collisions", "find_collisions", "triangles_intersect", "all_pairs_collisions", "morton_codes", "DegenerateMeshError"]
+
+
+class DegenerateMeshError(BodyCaptureError):
+    """The search met a mesh whose triangles nearly all overlap (collapsed to a point or a line)."""
+
+
+_MAX_PAIRS_PER_FACE = 16  # a posed body has under 2 per triangle at the busiest tree level
 
 
 @dataclass
@@ -231,6 +240,9 @@ def find_collisions(
         overlap = torch.maximum(ba[:, :3] + bb[:, 3:], bb[:, :3] + ba[:, 3:]).amax(1) <= 0
         idx = torch.nonzero(overlap).flatten()
         a, b = ca.index_select(0, idx), cb.index_select(0, idx)
+        if a.numel() > max(_MAX_PAIRS_PER_FACE * F * B, 1 << 18):  # small soups may be dense
+            raise DegenerateMeshError(f"collision search: over {_MAX_PAIRS_PER_FACE} overlapping box pairs per "
+                                   "triangle; the mesh is degenerate (collapsed to a point or a line?)")
     batch = a // N
     fi = order[batch, a % N]
     fj = order[batch, b % N]

@@ -49,8 +49,9 @@ def intersecting_pairs(model: BodyModel, vertices: torch.Tensor) -> np.ndarray:
 
     term = CollisionTerm.for_model(model)
     verts = vertices.to(model.v_template)
-    finite = torch.isfinite(verts).all(2).all(1)
-    counts = term.search(torch.where(finite[:, None, None], verts, torch.zeros_like(verts))).counts(len(verts))
+    finite = torch.nonzero(torch.isfinite(verts).all(2).all(1)).flatten()  # failed fits count 0
+    counts = torch.zeros(len(verts), dtype=torch.long, device=verts.device)
+    counts[finite] = term.search(verts[finite]).counts(len(finite))
     return counts.cpu().numpy().astype(np.float64)
 
 
