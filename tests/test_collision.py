@@ -424,3 +424,28 @@ def test_a_collapsed_mesh_gives_a_clear_error_not_an_out_of_memory(model):
     penalty, count = term(batch)
     assert torch.isfinite(penalty[0]) and penalty[0] > 0 and count[0] > 50
     assert penalty[1] == float("inf") and count[1] == 0
+
+
+@pytest.mark.parametrize("family", ["smpl", "smplh", "smplx", "mano"])
+def test_part_filter_and_search_on_official_layout_models(family):
+    """Files in the official layouts (written by our test helpers): parts come from their skinning
+    weights, SMPLify-X's ignored pairs apply where the joints exist, and the search agrees with brute force."""
+    from conftest import make_model
+
+    model = make_model(family, dtype=torch.float64)
+    pf = PartFilter.for_model(model)
+    names, K = model.joint_names, model.num_joints
+    assert pf.allowed.shape == (K, K) and pf.face_part.max() < K
+    parents = model.parents.tolist()
+    for child, parent in enumerate(parents):
+        if parent >= 0:
+            assert not pf.allowed[child, parent] and not pf.allowed[parent, child]
+    if "spine3" in names:
+        assert not pf.allowed[names.index("spine3"), names.index("left_shoulder")]
+    if family == "smpl":  # joint 22 is SMPL's left hand, not a jaw: SMPLify-X's "12,22" must not hit it
+        assert PartFilter.for_model(model, [(12, 22)]).allowed[12, 22]
+        assert not PartFilter.for_model(model, [(9, 16)]).allowed[9, 16]  # spine3 - left shoulder
+    vertices = model(**{k: 0.3 * torch.randn(2, n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+                        for k, n in model.parameter_sizes().items()}).vertices
+    found = find_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed)
+    assert _same(found, all_pairs_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed))

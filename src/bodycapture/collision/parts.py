@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..models.joint_names import SMPLX_JOINTS
+
 __all__ = ["PartFilter", "face_parts", "DEFAULT_IGNORED_PAIRS"]
 
 DEFAULT_IGNORED_PAIRS: tuple[tuple[str, str], ...] = (
@@ -48,8 +50,9 @@ class PartFilter:
     ) -> "PartFilter":
         """Parts from skinning weights (V, J); same part, parent-child and `ignored_pairs` are not collisions.
 
-        ignored_pairs: joint-name pairs (names missing from `joint_names` are skipped, so the SMPL-X
-        defaults also work for SMPL or SMPL-H) or joint-index pairs.
+        ignored_pairs: joint-name pairs, or SMPL-X joint-id pairs as in SMPLify-X's configs (9 = spine3,
+        16 = left_shoulder, ...); joints this model lacks are skipped, so the SMPL-X defaults also work
+        for SMPL or SMPL-H (whose joint 22 is a hand, not the jaw).
         """
         dev = lbs_weights.device
         parents = torch.as_tensor(parents, dtype=torch.long, device=dev)
@@ -59,14 +62,14 @@ class PartFilter:
         allowed[child, parents[child]] = False
         allowed[parents[child], child] = False
         names = list(joint_names or [])
-        for a, b in ignored_pairs:
-            if isinstance(a, str) or isinstance(b, str):
-                if a not in names or b not in names:
-                    continue
-                a, b = names.index(a), names.index(b)
-            if not (0 <= int(a) < K and 0 <= int(b) < K):
-                continue  # a joint id this model does not have
-            allowed[int(a), int(b)] = allowed[int(b), int(a)] = False
+        for pair in ignored_pairs:
+            # numbers are SMPL-X joint ids (SMPLify-X's "9,16" form): read them as SMPL-X joint names
+            a, b = (SMPLX_JOINTS[p] if not isinstance(p, str) and 0 <= int(p) < len(SMPLX_JOINTS) else p
+                    for p in pair)
+            if not (isinstance(a, str) and isinstance(b, str) and a in names and b in names):
+                continue  # a joint this model does not have
+            a, b = names.index(a), names.index(b)
+            allowed[a, b] = allowed[b, a] = False
         return cls(face_parts(lbs_weights, faces.to(dev)), allowed)
 
     @classmethod
