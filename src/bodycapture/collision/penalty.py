@@ -58,8 +58,8 @@ def _cone_field(receiver: Tensor, intruder: Tensor, s: CollisionSettings) -> Ten
     rel = intruder - centre[:, None]  # (P, 3, 3)
     d = (rel * normal[:, None]).sum(-1)  # (P, 3) signed height
     radial = _safe_norm(rel - d[..., None] * normal[:, None])
-    cone_radius = radius - radius * d / s.sigma + 1e-6
-    a = radial / cone_radius
+    cone_radius = radius - radius * d / s.sigma + 1e-6  # <= 0 beyond the apex (d >= sigma): no field
+    a = radial / torch.where(cone_radius > 0, cone_radius, torch.ones_like(cone_radius))  # no inf, no NaN grads
     sigma = s.sigma
     linear = -d + 1 - sigma
     quadratic = -(1 - 2 * sigma) / (4 * sigma**2) * d.square() - d / (2 * sigma) + 0.25 * (3 - 2 * sigma)

@@ -141,13 +141,13 @@ def _spread_bits(x: Tensor) -> Tensor:
     return (x | (x << 2)) & 0x09249249
 
 
-def morton_codes(points: Tensor) -> Tensor:
-    """(B, N) 30-bit Morton codes (int32) of points (B, N, 3), quantised in each item's bounding box."""
+def morton_codes(points: Tensor, bits: int = 10) -> Tensor:
+    """(B, N) Morton codes (int64, 3 x `bits` <= 30 bits) of points (B, N, 3), quantised in each item's box."""
     lo = points.amin(1, keepdim=True)
     size = (points.amax(1, keepdim=True) - lo).clamp_min(1e-12)
-    q = ((points - lo) / size * 1023).clamp(0, 1023).long()
-    code = _spread_bits(q[..., 0]) | (_spread_bits(q[..., 1]) << 1) | (_spread_bits(q[..., 2]) << 2)
-    return code.int()  # 30 bits: int32 sorts faster
+    top = (1 << bits) - 1
+    q = ((points - lo) / size * top).clamp(0, top).long()
+    return _spread_bits(q[..., 0]) | (_spread_bits(q[..., 1]) << 1) | (_spread_bits(q[..., 2]) << 2)
 
 
 def _or_levels(leaf: Tensor, depth: int) -> list[Tensor]:
@@ -211,10 +211,11 @@ def find_collisions(
     # the tree is rebuilt for every mesh (a tree built once at rest and refitted was measured slower:
     # its boxes loosen when the limbs move)
     centre = (lo + hi) / 2 if all_finite else torch.where(finite, (lo + hi) / 2, lo.new_zeros(()))
-    key = morton_codes(centre)
     if prune:  # group each part's faces: subtrees then hold one part, and same-part pairs go at once
-        key = (face_part.to(dev)[None] << 30) | key.long()
-    order = torch.argsort(key, dim=1)  # (B, F) faces in tree order
+        key = (face_part.to(dev)[None] << 24) | morton_codes(centre, bits=8)  # 6 + 24 bits (K <= 63)
+    else:
+        key = morton_codes(centre)
+    order = torch.argsort(key.int(), dim=1)  # (B, F) faces in tree order (int32 sorts faster)
     leaf[:, :F] = torch.gather(box, 1, order[..., None].expand(B, F, 6))
     if prune:  # per node (of every mesh): parts below it, and parts that any of those may collide with
         parts_below, hits_below = _part_masks(face_part.to(dev)[order], N, depth, allowed_parts)
