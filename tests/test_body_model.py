@@ -168,3 +168,22 @@ def test_transl_moves_vertices_and_joints():
     base, moved = model(), model(transl=t)
     torch.testing.assert_close(moved.vertices, base.vertices + t[:, None])
     torch.testing.assert_close(moved.joints, base.joints + t[:, None])
+
+
+def test_pose_given_as_rotation_matrices_equals_axis_angle():
+    """A pose parameter may be (B, N, 3, 3) matrices in axis-angle mode (VPoser's output, no round trip)."""
+    from bodycapture.models.lbs import axis_angle_to_matrix
+
+    model = make_model("smplx", use_pca=False)
+    params = random_params(model, 3, seed=4)
+    reference = model(**params)
+    mats = axis_angle_to_matrix(params["body_pose"].reshape(3, -1, 3))
+    out = model(**{**params, "body_pose": mats})
+    torch.testing.assert_close(out.vertices, reference.vertices, atol=1e-10, rtol=0)
+    torch.testing.assert_close(out.full_pose, reference.full_pose, atol=1e-8, rtol=0)
+    # gradients flow through the matrices
+    m = mats.clone().requires_grad_(True)
+    model(**{**params, "body_pose": m}).vertices.sum().backward()
+    assert m.grad is not None and m.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="body_pose: rotation matrices must be"):
+        model(body_pose=mats[:, :5])

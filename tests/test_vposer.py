@@ -147,3 +147,18 @@ def test_shipped_gmm_prefers_real_poses(heldout):
     assert prior.penalty(heldout.double()).median() + 50 < prior.penalty(random_pose.double()).median()
     start = prior.init_latent(2, dtype=torch.float64)
     assert start.shape == (2, 63) and torch.isfinite(prior.penalty(start)).all()
+
+
+def test_rotations_path_matches_axis_angle_path():
+    """The fitter hands VPoser's matrices straight to the model; the bending prior reads them too."""
+    from bodycapture.priors import bending_prior
+
+    prior = VPoserPrior()
+    z = torch.randn(4, prior.latent_size, generator=torch.Generator().manual_seed(0))
+    rot = prior.decode_rotations(z)
+    aa = prior.decode(z)
+    torch.testing.assert_close(rot, axis_angle_to_matrix(aa.reshape(4, -1, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(bending_prior(rot), bending_prior(aa), atol=1e-4, rtol=1e-4)
+    padded = VPoserPrior(prior.net, body_pose_size=69)  # SMPL: two more joints, at rest
+    assert padded.decode_rotations(z).shape == (4, 23, 3, 3)
+    torch.testing.assert_close(padded.decode_rotations(z)[:, 21:], torch.eye(3).expand(4, 2, 3, 3))

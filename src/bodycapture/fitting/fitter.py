@@ -134,7 +134,7 @@ class ObjectiveContext:
     def body_params(self, p: dict, rows: Tensor | None = None) -> dict:
         """Optimised variables (of the items `rows`, None: all) -> the model's parameters (latent decoded)."""
         out = {k: v for k, v in p.items() if k != "pose_latent"}
-        out["body_pose"] = self.pose_prior.decode(p["pose_latent"])
+        out["body_pose"] = self.pose_prior.decode_rotations(p["pose_latent"])  # axis-angle or (B, N, 3, 3)
         if "transl" not in out:
             out["transl"] = self.fixed_transl if rows is None else self.fixed_transl.index_select(0, rows)
         return out
@@ -340,6 +340,8 @@ def fit(
     with torch.no_grad():
         params = body_params({k: v[best] for k, v in state.items()})
         out = model(**params)
+        if params["body_pose"].dim() == 4:  # results carry axis-angle, as SMPL-X files do
+            params["body_pose"] = matrix_to_axis_angle(params["body_pose"]).reshape(P, -1)
         proj = Camera(focal, center).project(regressor(out))
     result_params = {k: v.detach().cpu() for k, v in params.items()}
     for k in ("leye_pose", "reye_pose"):

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .families import Family
 from .files import ModelData
-from .lbs import axis_angle_to_matrix, kinematic_levels, lbs
+from .lbs import axis_angle_to_matrix, kinematic_levels, lbs, matrix_to_axis_angle
 
 __all__ = ["BodyModel", "BodyOutput"]
 
@@ -189,8 +189,11 @@ class BodyModel(nn.Module):
         Keyword parameters (each optional, missing ones are zero; leading dimension B or 1):
             betas (B, num_betas); expression (B, num_expression); transl (B, 3); and the family's pose
             parameters (`parameter_sizes()` lists them): axis-angle (B, 3 N) or (B, N, 3), hand poses as
-            (B, num_pca_comps) PCA coefficients when use_pca. With pose2rot=False every pose parameter
-            is rotation matrices (B, N, 3, 3) or (B, 9 N), hand means are not added and PCA is off.
+            (B, num_pca_comps) PCA coefficients when use_pca. A pose parameter may also be given as
+            rotation matrices (B, N, 3, 3) (e.g. body_pose straight from VPoser's decoder, saving the
+            round trip through axis-angle); full_pose then holds their axis-angle without gradient.
+            With pose2rot=False every pose parameter is rotation matrices (B, N, 3, 3) or (B, 9 N), hand
+            means are not added and PCA is off.
         """
         sizes = self.parameter_sizes(pose2rot)
         unknown = set(params) - set(sizes)
@@ -204,9 +207,20 @@ class BodyModel(nn.Module):
         dtype, device = self.v_template.dtype, self.v_template.device
         given = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in params.items() if v is not None}
         batch = self._batch_size(given)
+        pose_joints = dict(self.family.pose_parts)
+        hands = dict(self.family.hand_parts)
+        matrices = {}  # pose parameters given as rotation matrices (B, N, 3, 3) in axis-angle mode
+        if pose2rot:
+            for name, value in given.items():
+                if value.dim() == 4 and name in pose_joints:
+                    n = pose_joints[name]
+                    if value.shape[1:] != (n, 3, 3) or (name in hands and self.use_pca):
+                        raise ValueError(f"{name}: rotation matrices must be (B, {n}, 3, 3)"
+                                         + (" and need use_pca=False" if name in hands else ""))
+                    matrices[name] = value.expand(batch, n, 3, 3)
         flat = {}
         for name, size in sizes.items():
-            if name not in given:
+            if name not in given or name in matrices:
                 flat[name] = None
                 continue
             value = given[name]
@@ -224,7 +238,19 @@ class BodyModel(nn.Module):
             coeffs = torch.cat([betas, expression], 1)
         transl = flat["transl"] if flat["transl"] is not None else zeros(3)
 
-        if pose2rot:
+        if pose2rot and matrices:  # given matrices replace the Rodrigues of their (zero) axis-angle slots
+            full_pose = self._full_axis_angle(flat, batch)  # (B, J, 3)
+            computed = axis_angle_to_matrix(full_pose)
+            rot_parts, aa_parts, start = [], [], 0
+            for name, n in self.family.pose_parts:
+                mats = matrices.get(name)
+                rot_parts.append(computed[:, start : start + n] if mats is None else mats)
+                # the output's axis-angle of joints given as matrices is not differentiable
+                aa_parts.append(full_pose[:, start : start + n] if mats is None else matrix_to_axis_angle(mats.detach()))
+                start += n
+            rot_mats = torch.cat(rot_parts, 1)
+            full_pose_out = torch.cat(aa_parts, 1).reshape(batch, -1)
+        elif pose2rot:
             full_pose = self._full_axis_angle(flat, batch)  # (B, J, 3)
             rot_mats = axis_angle_to_matrix(full_pose)
             full_pose_out = full_pose.reshape(batch, -1)

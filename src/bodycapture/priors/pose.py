@@ -21,6 +21,11 @@ class PosePrior:
     def decode(self, latent: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def decode_rotations(self, latent: Tensor) -> Tensor:
+        """What the fitter hands the body model: axis-angle (B, 3N), or rotation matrices (B, N, 3, 3)
+        where the prior produces those natively (VPoser: no round trip through axis-angle)."""
+        return self.decode(latent)
+
     def penalty(self, latent: Tensor) -> Tensor:
         """Prior energy per item (B,)."""
         raise NotImplementedError

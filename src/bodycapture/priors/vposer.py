@@ -96,12 +96,24 @@ class VPoserPrior(PosePrior):
         self.latent_size = self.net.latent_size
         self.padding = body_pose_size - NUM_JOINTS * 3  # SMPL's 23 body joints: its two hand joints stay at rest
 
-    def decode(self, latent: Tensor) -> Tensor:
+    def _follow(self, latent: Tensor) -> None:
         p = next(self.net.parameters())
         if p.dtype != latent.dtype or p.device != latent.device:
             self.net = self.net.to(dtype=latent.dtype, device=latent.device)
+
+    def decode(self, latent: Tensor) -> Tensor:
+        self._follow(latent)
         pose = self.net.decode(latent)
         return pose if self.padding <= 0 else torch.cat([pose, pose.new_zeros(pose.shape[0], self.padding)], 1)
+
+    def decode_rotations(self, latent: Tensor) -> Tensor:
+        """(B, 32) -> (B, N, 3, 3): the decoder's rotations as they are (SMPL's two hand joints: identity)."""
+        self._follow(latent)
+        rot = self.net.decode_matrices(latent)
+        if self.padding <= 0:
+            return rot
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(rot.shape[0], self.padding // 3, 3, 3)
+        return torch.cat([rot, eye], 1)
 
     def penalty(self, latent: Tensor) -> Tensor:
         return latent.square().sum(-1)
