@@ -66,7 +66,7 @@ def main() -> None:
         rows[name] = {"pa_v2v_all": d["mean"]["pa_v2v_all"], "pa_mpjpe_body": d["mean"]["pa_mpjpe_body"],
                       "pa_v2v_hands": d["mean"].get("pa_v2v_hands"), "pa_v2v_face": d["mean"].get("pa_v2v_face"),
                       "failures": d["failures"], "seconds_per_person": d["seconds_per_person"],
-                      "intersecting_pairs": d["mean"].get("intersecting_pairs")}
+                      "intersecting_pairs": d["mean"].get("intersecting_pairs"), "n": args.n, "seed": args.seed}
         print(f"{name:<46} PA-v2v {rows[name]['pa_v2v_all']:6.1f} mm  PA-MPJPE {rows[name]['pa_mpjpe_body']:6.1f} mm"
               f"  {rows[name]['seconds_per_person']:.2f} s/person  {rows[name]['intersecting_pairs']:.1f} isect pairs"
               f"  ({time.time() - start:.0f} s)", flush=True)
@@ -80,11 +80,17 @@ def main() -> None:
 
     base = FitConfig()
     no_collision = FitConfig(interpenetration=False)
+    last_stage_collision = copy.deepcopy(base)
+    for st in last_stage_collision.stages[:-1]:
+        st.collision = 0.0
     if args.only_collision:
         run("default (body + hands + face, neutral)", neutral)
+        run("collision term in the last stage only", neutral, last_stage_collision)
         run("without the collision term", neutral, no_collision)
         if test_poses is not None:
             run("held-out mocap poses, with collision term", neutral, body_poses=test_poses)
+            run("held-out mocap poses, collision in the last stage only", neutral, last_stage_collision,
+                body_poses=test_poses)
             run("held-out mocap poses, without collision term", neutral, no_collision, body_poses=test_poses)
         return save()
     if test_poses is not None:  # learned vs L2 pose prior, on held-out subjects' real poses
