@@ -83,15 +83,15 @@ def main() -> None:
     last_stage_collision = copy.deepcopy(base)
     for st in last_stage_collision.stages[:-1]:
         st.collision = 0.0
-    if args.only_collision:
-        run("default (body + hands + face, neutral)", neutral)
-        run("collision term in the last stage only", neutral, last_stage_collision)
-        run("without the collision term", neutral, no_collision)
+    if args.only_collision:  # rows named apart from the full run's, which may use another n
+        run("collision ablation: default", neutral)
+        run("collision ablation: last stage only", neutral, last_stage_collision)
+        run("collision ablation: off", neutral, no_collision)
         if test_poses is not None:
-            run("held-out mocap poses, with collision term", neutral, body_poses=test_poses)
-            run("held-out mocap poses, collision in the last stage only", neutral, last_stage_collision,
+            run("collision ablation, held-out mocap poses: default", neutral, body_poses=test_poses)
+            run("collision ablation, held-out mocap poses: last stage only", neutral, last_stage_collision,
                 body_poses=test_poses)
-            run("held-out mocap poses, without collision term", neutral, no_collision, body_poses=test_poses)
+            run("collision ablation, held-out mocap poses: off", neutral, no_collision, body_poses=test_poses)
         return save()
     if test_poses is not None:  # learned vs L2 pose prior, on held-out subjects' real poses
         for prior in ("vposer", "gmm", "l2"):
@@ -123,9 +123,10 @@ def main() -> None:
             sensitivity[label] = 100 * (rows[label]["pa_v2v_all"] - reference) / reference
     worst = max(abs(v) for v in sensitivity.values())
     print(f"sensitivity: largest relative change of PA-v2v {worst:.1f} % (paper: < 6 %)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"n": args.n, "seed": args.seed, "rows": rows,
-                                    "sensitivity_percent": sensitivity}, indent=1))
+    save()
+    data = json.loads(args.out.read_text())
+    data.update({"n": args.n, "seed": args.seed, "sensitivity_percent": sensitivity})
+    args.out.write_text(json.dumps(data, indent=1))
     print("wrote", args.out)
 
 
