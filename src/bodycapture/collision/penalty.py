@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .parts import PartFilter
-from .search import Collisions, DegenerateMeshError, find_collisions
+from .parts import DEFAULT_IGNORED_PAIRS, PartFilter
+from .search import Collisions, DegenerateMeshError, find_collisions, gather_triangles
 
 __all__ = ["CollisionSettings", "conic_penalty", "CollisionTerm"]
 
@@ -84,8 +84,8 @@ def conic_penalty(vertices: Tensor, faces: Tensor, collisions: Collisions,
         return out + 0 * vertices.sum()  # keeps the graph (and a zero gradient) for the caller
     faces = faces.to(device=vertices.device, dtype=torch.long)
     b = collisions.batch
-    t1 = vertices[b[:, None], faces[collisions.faces[:, 0]]]  # (P, 3, 3)
-    t2 = vertices[b[:, None], faces[collisions.faces[:, 1]]]
+    t1 = gather_triangles(vertices, faces, b, collisions.faces[:, 0])  # (P, 3, 3)
+    t2 = gather_triangles(vertices, faces, b, collisions.faces[:, 1])
     phi = torch.cat([_cone_field(t1, t2, s), _cone_field(t2, t1, s)], 1)  # (P, 6)
     per_pair = phi.abs().pow(s.exponent).sum(1)
     return out.index_add(0, b, per_pair)
@@ -94,7 +94,8 @@ def conic_penalty(vertices: Tensor, faces: Tensor, collisions: Collisions,
 class CollisionTerm:
     """Search + penalty for one model's mesh, with the time spent in it (for per-stage reports).
 
-    Call with vertices (B, V, 3) -> (penalty (B,), number of colliding pairs (B,)).
+    Call with vertices (B, V, 3) -> (penalty (B,), number of colliding pairs (B,)). `seconds` adds up the
+    time of every call; `last_counts` keeps the pair counts of the last one.
     """
 
     def __init__(self, faces: Tensor, part_filter: PartFilter | None, settings: CollisionSettings | None = None):
@@ -102,12 +103,12 @@ class CollisionTerm:
         self.part_filter = part_filter
         self.settings = settings or CollisionSettings()
         self.seconds = 0.0
-        self.calls = 0
+        self.last_counts: Tensor | None = None
 
     @classmethod
-    def for_model(cls, model, settings: CollisionSettings | None = None, ignored_pairs=None) -> "CollisionTerm":
-        pf = PartFilter.for_model(model) if ignored_pairs is None else PartFilter.for_model(model, ignored_pairs)
-        return cls(model.faces_tensor, pf, settings)
+    def for_model(cls, model, settings: CollisionSettings | None = None,
+                  ignored_pairs=DEFAULT_IGNORED_PAIRS) -> "CollisionTerm":
+        return cls(model.faces_tensor, PartFilter.for_model(model, ignored_pairs), settings)
 
     def search(self, vertices: Tensor) -> Collisions:
         pf = self.part_filter
@@ -126,8 +127,8 @@ class CollisionTerm:
         if degenerate is not None:  # an infinite loss: the optimiser rejects such a trial point
             loss = torch.where(degenerate, torch.full_like(loss, float("inf")), loss)
         self.seconds += time.perf_counter() - start
-        self.calls += 1
-        return loss, found.counts(B)
+        self.last_counts = found.counts(B)
+        return loss, self.last_counts
 
     def _search_each(self, vertices: Tensor) -> tuple[Collisions, Tensor]:
         parts, degenerate = [], torch.zeros(vertices.shape[0], dtype=torch.bool, device=vertices.device)
@@ -139,6 +140,5 @@ class CollisionTerm:
                 continue
             parts.append(Collisions(torch.full_like(one.batch, b), one.faces))
         if not parts:
-            empty = torch.zeros(0, dtype=torch.long, device=vertices.device)
-            return Collisions(empty, empty.reshape(0, 2)), degenerate
+            return Collisions.empty(vertices.device), degenerate
         return Collisions(torch.cat([p.batch for p in parts]), torch.cat([p.faces for p in parts])), degenerate

@@ -31,8 +31,8 @@ from torch import Tensor
 from ..errors import BodyCaptureError
 
 __all__ = [
-    "Collisions", "DegenerateMeshError", "all_pairs_collisions", "find_collisions", "morton_codes",
-    "triangles_intersect",
+    "Collisions", "DegenerateMeshError", "all_pairs_collisions", "find_collisions", "gather_triangles",
+    "morton_codes", "triangles_intersect",
 ]  # fmt: skip
 
 
@@ -53,6 +53,11 @@ class Collisions:
 
     batch: Tensor
     faces: Tensor
+
+    @classmethod
+    def empty(cls, device=None) -> "Collisions":
+        none = torch.zeros(0, dtype=torch.long, device=device)
+        return cls(none, none.reshape(0, 2))
 
     def __len__(self) -> int:
         return int(self.batch.shape[0])
@@ -104,6 +109,12 @@ def triangles_intersect(a: Tensor, b: Tensor) -> Tensor:
     separated = (pa.amax(2) < pb.amin(2)) | (pb.amax(2) < pa.amin(2))
     result[keep] = ~separated.any(1)
     return result
+
+
+def gather_triangles(vertices: Tensor, faces: Tensor, batch: Tensor, face_ids: Tensor) -> Tensor:
+    """(P, 3, 3) corners of faces[face_ids[k]] of mesh batch[k]; vertices (B, V, 3) (differentiable)."""
+    index = batch[:, None] * vertices.shape[1] + faces[face_ids]  # (P, 3) rows of the flattened vertices
+    return vertices.reshape(-1, 3).index_select(0, index.flatten()).view(-1, 3, 3)
 
 
 def _shared_vertex(fa: Tensor, fb: Tensor) -> Tensor:
@@ -195,9 +206,8 @@ def find_collisions(
     B, F = vertices.shape[0], faces.shape[0]
     dev = vertices.device
     faces = faces.to(device=dev, dtype=torch.long)
-    empty = torch.zeros(0, dtype=torch.long, device=dev)
     if F < 2 or B == 0:
-        return Collisions(empty, empty.reshape(0, 2))
+        return Collisions.empty(dev)
     depth = max(1, (F - 1).bit_length())
     N = 1 << depth  # leaves; the last N - F are empty boxes (and so are non-finite faces)
     all_finite = bool(torch.isfinite(vertices).all())
@@ -253,9 +263,7 @@ def find_collisions(
     fj = order[batch, b % N]
     keep = torch.nonzero(_pair_filter(faces, fi, fj, face_part, allowed_parts)).flatten()
     batch, fi, fj = batch[keep], fi[keep], fj[keep]
-    flat = vertices.reshape(-1, 3)
-    tri_i = flat.index_select(0, (batch[:, None] * vertices.shape[1] + faces[fi]).flatten()).view(-1, 3, 3)
-    tri_j = flat.index_select(0, (batch[:, None] * vertices.shape[1] + faces[fj]).flatten()).view(-1, 3, 3)
+    tri_i, tri_j = gather_triangles(vertices, faces, batch, fi), gather_triangles(vertices, faces, batch, fj)
     hit = torch.nonzero(triangles_intersect(tri_i, tri_j)).flatten()
     batch, fi, fj = batch[hit], fi[hit], fj[hit]
     return _sorted_result(batch, torch.minimum(fi, fj), torch.maximum(fi, fj), F, max_per_face)
@@ -295,6 +303,5 @@ def all_pairs_collisions(
             out_i.append(ii[hit])
             out_j.append(jj[hit])
     if not out_b:
-        empty = torch.zeros(0, dtype=torch.long, device=dev)
-        return Collisions(empty, empty.reshape(0, 2))
+        return Collisions.empty(dev)
     return _sorted_result(torch.cat(out_b), torch.cat(out_i), torch.cat(out_j), F, None)

@@ -88,6 +88,11 @@ class _Packer:
         return dict(zip(self.names, torch.split(x, self.sizes, dim=1)))
 
 
+def _pick(t: Tensor, rows: Tensor | None) -> Tensor:
+    """The items `rows` of a per-item tensor (all of them for None): for partial objective evaluations."""
+    return t if rows is None else t.index_select(0, rows)
+
+
 def _rot_x_pi(n: int, dtype, device) -> Tensor:
     return torch.tensor([[math.pi, 0.0, 0.0]], dtype=dtype, device=device).expand(n, 3)
 
@@ -136,13 +141,13 @@ class ObjectiveContext:
         out = {k: v for k, v in p.items() if k != "pose_latent"}
         out["body_pose"] = self.pose_prior.decode_rotations(p["pose_latent"])  # axis-angle or (B, N, 3, 3)
         if "transl" not in out:
-            out["transl"] = self.fixed_transl if rows is None else self.fixed_transl.index_select(0, rows)
+            out["transl"] = _pick(self.fixed_transl, rows)
         return out
 
     def terms(self, p: dict, stage, rows: Tensor | None = None) -> dict[str, Tensor]:
         """Every term per item; `rows` (R,): p holds only those items of the batch (None: all)."""
         cfg, dtype, dev = self.config, self.target.dtype, self.target.device
-        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+        pick = lambda t: _pick(t, rows)  # noqa: E731
         params = self.body_params(p, rows)
         out = self.model(**params)
         camera = Camera(pick(self.camera.focal), pick(self.camera.center))
@@ -258,7 +263,7 @@ def fit(
     cam_weights = torch.where(few[:, None], body_w, torch.zeros_like(body_w).index_copy(1, cam_idx, cam_w))
 
     def camera_objective(x: Tensor, rows: Tensor | None):
-        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+        pick = lambda t: _pick(t, rows)  # noqa: E731
         x = x.detach().requires_grad_(True)
         p = cam_pack.unpack(x)
         out = model(global_orient=p["global_orient"], transl=p["transl"], body_pose=pick(mean_pose))
@@ -310,7 +315,7 @@ def fit(
 
         t0 = time.perf_counter()
         if collision is not None:
-            collision.seconds, collision.calls = 0.0, 0
+            collision.seconds = 0.0
         x0 = pack.pack(state)
         res = minimize(objective, x0, config.optimizer, partial=True)
         recovered |= res.failed
@@ -320,10 +325,8 @@ def fit(
         final_terms["total"] = sum(final_terms.values())
         entry = {"name": f"stage {index}", "iterations": res.iterations.cpu(), "evaluations": res.evaluations,
                  "seconds": time.perf_counter() - t0, "terms": final_terms}
-        if collision is not None and stage.collision > 0:
-            with torch.no_grad():
-                vertices = model(**body_params(state)).vertices
-            entry["collisions"] = collision.search(vertices).counts(N).cpu()  # colliding pairs at the end
+        if collision is not None and stage.collision > 0:  # final_terms' evaluation ran the term last
+            entry["collisions"] = collision.last_counts.cpu()  # colliding pairs at the end of the stage
             entry["collision_seconds"] = collision.seconds
         stage_log.append(entry)
         log.info("stage %d: %d evaluations, %.2f s, mean loss %.4g%s", index, res.evaluations, entry["seconds"],
