@@ -1,29 +1,43 @@
-"""bodycapture: expressive 3D humans (body, hands, face) from a single image.
-
-Public API so far: the body-model layer.
+"""bodycapture: expressive 3D humans (body, hands, face) from photos.
 
     import bodycapture
-    model = bodycapture.load_model("path/to/models", gender="neutral")   # official SMPL-X files
-    out = model(betas=betas, body_pose=body_pose)                         # out.vertices (B, V, 3)
+    report = bodycapture.capture("photos/", out="out")          # detect every person, fit, write results
+    model = bodycapture.load_model()                             # the bundled open model (SMPL-X layout)
+    result = bodycapture.fit(keypoints, model)                   # fit keypoints already in hand
+    out = model(betas=betas, body_pose=body_pose)                # out.vertices (B, V, 3)
+
+Names are imported on first use (PEP 562), so `import bodycapture` does not import torch or MediaPipe:
+the command line starts detecting before torch has loaded.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import BodyCaptureError, ModelFileError, ModelNotFoundError
-from .models import BodyModel, BodyOutput, load_model, read_model_file
 
 try:
     __version__ = version("bodycapture")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = [
-    "BodyCaptureError",
-    "ModelFileError",
-    "ModelNotFoundError",
-    "BodyModel",
-    "BodyOutput",
-    "load_model",
-    "read_model_file",
-    "__version__",
-]
+_LAZY = {
+    "BodyModel": ".models", "BodyOutput": ".models", "load_model": ".models", "read_model_file": ".models",
+    "fit": ".fitting", "FitConfig": ".fitting", "FitResult": ".fitting", "load_config": ".fitting",
+    "capture": ".pipeline", "CaptureOptions": ".pipeline", "CaptureReport": ".pipeline",
+    "detect_images": ".pipeline", "detect": ".keypoints.mediapipe", "MediaPipeDetector": ".keypoints.mediapipe",
+    "ImageKeypoints": ".keypoints.types", "read_keypoints": ".keypoints.openpose",
+}
+
+__all__ = ["BodyCaptureError", "ModelFileError", "ModelNotFoundError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bodycapture' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

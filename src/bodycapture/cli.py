@@ -2,13 +2,13 @@
 
     bodycapture --version
     bodycapture models [--folder DIR ...] [--check]
-    bodycapture detect IMAGE|FOLDER --out DIR [--show]
+    bodycapture detect IMAGE|FOLDER --out DIR [--show] [--max-people N] [--min-height H]
     bodycapture fit IMAGE|FOLDER [--out DIR] [--keypoints FILE|DIR] [--model open|PATH] [--format obj,ply,glb]
     bodycapture eval [--suite synthetic|DIR] [--n 100]
     bodycapture sample-poses --n 16 --out DIR
 
 User errors (missing or corrupt files, bad options) are printed as one line, with exit status 1;
-`-v` shows progress and details, `-vv` debugging output.
+`-v` shows details, `-vv` debugging output, `-q` nothing but errors. Progress bars go to stderr.
 """
 
 from __future__ import annotations
@@ -48,51 +48,27 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _image_list(target: Path) -> list[Path]:
-    from .keypoints.mediapipe import IMAGE_SUFFIXES
-
-    if target.is_dir():
-        images = sorted(p for p in target.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-        if not images:
-            raise BodyCaptureError(f"{target}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return images
-    if not target.exists():
-        raise BodyCaptureError(f"{target}: no such file or folder")
-    return [target]
+def _report(report, quiet: bool) -> int:
+    """Print a run's problems (one line each, stderr) and its closing line (stdout); the exit status:
+    1 when a photo failed, or when nothing at all came out of a run that had something to do."""
+    for item in report.images:
+        if item.status == "failed":
+            print(f"bodycapture: error: {item.message}", file=sys.stderr)
+        elif item.status in ("empty", "skipped") and not quiet:
+            print(f"bodycapture: {item.message}", file=sys.stderr)
+    if not quiet:
+        print(report.summary())
+    nothing = report.count("done") == 0 and report.count("empty") > 0
+    return 1 if report.count("failed") or nothing else 0
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from .pipeline import detect_images
 
-    from .io.atomic import atomic_path
-    from .io.draw import draw_keypoints
-    from .keypoints.mediapipe import MediaPipeDetector, read_image
-    from .keypoints.openpose import write_openpose
-
-    images = _image_list(Path(args.input))
-    out = Path(args.out)
-    failed = 0
-    with MediaPipeDetector(min_detection_confidence=args.min_confidence) as detector:
-        for path in tqdm(images, desc="detect", unit="image", disable=len(images) < 2):
-            try:
-                image = read_image(path)
-            except BodyCaptureError as err:
-                if len(images) == 1:
-                    raise
-                print(f"bodycapture: error: {err}", file=sys.stderr)
-                failed += 1
-                continue
-            keypoints = detector(image)
-            keypoints.source = str(path)
-            write_openpose(out / f"{path.stem}_keypoints.json", keypoints)
-            if keypoints.num_people == 0:
-                tqdm.write(f"{path}: no person found")
-            else:
-                log.info("%s: %d person(s)", path, keypoints.num_people)
-            if args.show:
-                with atomic_path(out / f"{path.stem}_rendered.png") as tmp:
-                    draw_keypoints(image, keypoints.points).save(tmp, format="PNG")
-    return 1 if failed else 0
+    report = detect_images(args.input, args.out, show=args.show, max_people=args.max_people,
+                           min_height=args.min_height, min_confidence=args.min_confidence,
+                           progress=not args.quiet)
+    return _report(report, args.quiet)
 
 
 def _load_fit_model(args: argparse.Namespace):
@@ -107,119 +83,36 @@ def _load_fit_model(args: argparse.Namespace):
                       dtype=dtype, device=args.device)
 
 
-def _keypoints_for(path: Path, source: Path | None, detector, image):
-    from .keypoints.openpose import read_keypoints
-
-    if source is None:
-        return detector(image)
-    file = source / f"{path.stem}_keypoints.json" if source.is_dir() else source
-    if not file.exists():
-        raise BodyCaptureError(f"{file}: no keypoint file for {path.name}")
-    return read_keypoints(file)
-
-
-def _check_image_size(kp, image, path: Path) -> None:
-    h, w = image.shape[:2]
-    if kp.image_size is not None and tuple(kp.image_size) != (h, w):
-        raise BodyCaptureError(f"{kp.source}: keypoints are for a {kp.image_size[1]}x{kp.image_size[0]} image, "
-                               f"{path.name} is {w}x{h}")
-    seen = kp.points[..., 2] > 0
-    xs, ys = kp.points[..., 0][seen], kp.points[..., 1][seen]
-    if len(xs) and (xs.max() > w * 1.02 or ys.max() > h * 1.02):
-        raise BodyCaptureError(f"{kp.source}: keypoints reach ({xs.max():.0f}, {ys.max():.0f}), outside the "
-                               f"{w}x{h} image {path.name}: keypoints for a different image?")
-    kp.image_size = (h, w)
-
-
-def _cmd_fit(args: argparse.Namespace) -> int:
-    import shutil
-
-    from tqdm import tqdm
-
-    from .fitting import FitConfig, fit, load_config
-    from .fitting.camera import default_focal, focal_from_exif
-    from .io.results import write_results
-    from .keypoints.mediapipe import MediaPipeDetector, read_image
+def _fit_config(args: argparse.Namespace):
+    from .fitting import FitConfig, load_config
 
     config = load_config(args.config) if args.config else FitConfig()
-    if args.focal is not None:
+    if getattr(args, "focal", None) is not None:
         config.focal_length = args.focal
     if args.pose_prior:
         config.pose_prior = args.pose_prior
     if args.no_collision:
         config.interpenetration = False
+    return config
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .pipeline import CaptureOptions, capture
+
     if args.show_config:
-        print(config.summary())
+        print(_fit_config(args).summary())
         if args.input is None:
             return 0
     if args.input is None:
         raise BodyCaptureError("fit: give an image or a folder of images (or --show-config)")
-    images = _image_list(Path(args.input))
-    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
-    bad = [f for f in formats if f not in ("obj", "ply", "glb")]
-    if bad:
-        raise BodyCaptureError(f"--format: unknown mesh format(s) {', '.join(bad)} (use obj, ply, glb)")
-    source = Path(args.keypoints) if args.keypoints else None
-    if source is not None and not source.exists():
-        raise BodyCaptureError(f"{source}: no such keypoint file or folder")
-    if source is not None and source.is_file() and len(images) > 1:
-        raise BodyCaptureError(f"{source}: one keypoint file for {len(images)} images; pass a folder of "
-                               "NAME_keypoints.json files")
-    model = _load_fit_model(args)
-    info = {"name": str(model.path.name if model.path else "model"), "gender": model.gender,
-            "family": model.family.name}
-    out_root = Path(args.out)
-    failures: list[str] = []
-    detector = MediaPipeDetector() if source is None else None
-    todo = []
-    for path in images:
-        target = out_root / path.stem
-        if target.exists() and any(target.iterdir()) and not args.overwrite:
-            failures.append(f"{target}: exists (use --overwrite to replace it)")
-            continue
-        todo.append(path)
-    progress = tqdm(total=len(todo), desc="fit", unit="image", disable=len(todo) < 2)
-    for start in range(0, len(todo), args.batch_images):
-        group = []
-        for path in todo[start : start + args.batch_images]:
-            try:
-                image = read_image(path)
-                kp = _keypoints_for(path, source, detector, image)
-                _check_image_size(kp, image, path)
-                if kp.num_people == 0:
-                    raise BodyCaptureError(f"{path}: no person found")
-                h, w = image.shape[:2]
-                focal = config.focal_length or focal_from_exif(path, w, h)
-                group.append((path, image, kp, focal))
-            except BodyCaptureError as err:
-                failures.append(str(err))
-                progress.update(1)
-        if not group:
-            continue
-        focal = [g[3] or default_focal(*g[1].shape[:2]) for g in group for _ in range(g[2].num_people)]
-        result = fit([g[2] for g in group], model, config, device=args.device, focal_length=focal)
-        for i, (path, image, kp, _) in enumerate(group):
-            people = (result.image_index == i).nonzero().flatten().numpy()
-            target = out_root / path.stem
-            staging = out_root / f".{path.stem}.partial"
-            shutil.rmtree(staging, ignore_errors=True)
-            write_results(staging, result, people, kp, image, formats, info)
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-            log.info("%s: %d person(s) -> %s (loss %s)", path.name, len(people), target,
-                     ", ".join(f"{float(v):.4g}" for v in result.loss[people]))
-            progress.update(1)
-    progress.close()
-    if detector is not None:
-        detector.close()
-    done = len(images) - len(failures)
-    for line in failures:
-        print(f"bodycapture: error: {line}", file=sys.stderr)
-    if len(images) > 1 or failures:
-        print(f"fitted {done} of {len(images)} image(s) into {out_root}" +
-              (f"; failed: {len(failures)}" if failures else ""))
-    return 1 if failures else 0
+    options = CaptureOptions(out=Path(args.out), keypoints=Path(args.keypoints) if args.keypoints else None,
+                             formats=tuple(args.format.split(",")), batch_images=args.batch_images,
+                             overwrite=args.overwrite, max_people=args.max_people, min_height=args.min_height,
+                             device=args.device, threads=args.threads, progress=not args.quiet)
+    # model and config are made once detection has started (torch's import overlaps with it)
+    report = capture(args.input, model=lambda: _load_fit_model(args), config=lambda: _fit_config(args),
+                     options=options)
+    return _report(report, args.quiet)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -282,6 +175,28 @@ def _cmd_sample_poses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _height(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be pixels (> 1) or a fraction of the image height (<= 1), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _people_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-people", type=_positive_int, default=20,
+                        help="at most this many people per image, the largest first (default 20)")
+    parser.add_argument("--min-height", type=_height, default=0.1,
+                        help="ignore people shorter than this: pixels, or a fraction of the image height "
+                             "when <= 1 (default 0.1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bodycapture",
@@ -289,9 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bodycapture {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debugging)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)  # -v also works after the subcommand
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
 
     models = sub.add_parser("models", parents=[common], help="list the body models that can be loaded, with their licences")
     models.add_argument("--folder", action="append", default=[], metavar="DIR",
@@ -304,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--out", required=True, metavar="DIR", help="writes DIR/NAME_keypoints.json per image")
     detect.add_argument("--show", action="store_true", help="also write DIR/NAME_rendered.png with the skeleton")
     detect.add_argument("--min-confidence", type=float, default=0.5, help="MediaPipe's person detection threshold")
+    _people_arguments(detect)
     detect.set_defaults(func=_cmd_detect)
 
     fitp = sub.add_parser("fit", parents=[common], help="fit the body model to a photo (or a folder of photos)")
@@ -318,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "SMPLify-X used 5000)")
     fitp.add_argument("--format", default="obj", help="mesh formats, comma-separated: obj, ply, glb")
     fitp.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
-    fitp.add_argument("--batch-images", type=int, default=8, help="images fitted together in one batch")
+    fitp.add_argument("--batch-images", type=_positive_int, default=8, help="images fitted together in one batch")
+    fitp.add_argument("--threads", type=_positive_int, help="torch threads for fitting (default: chosen for this machine)")
+    _people_arguments(fitp)
     fitp.add_argument("--float64", action="store_true", help="fit in double precision")
     fitp.add_argument("--overwrite", action="store_true", help="replace existing results")
     fitp.add_argument("--show-config", action="store_true", help="print the schedule and settings")
@@ -356,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    level = logging.ERROR if args.quiet else logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()

@@ -7,6 +7,7 @@ body in front of it, so `transl` is SMPLify-X's `camera_translation`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from ..keypoints.layout import BODY_25
 
-__all__ = ["Camera", "focal_from_exif", "default_focal", "initial_translation", "SMPLIFYX_FOCAL"]
+__all__ = ["Camera", "choose_focal", "focal_from_exif", "default_focal", "initial_translation", "SMPLIFYX_FOCAL"]
 
 SMPLIFYX_FOCAL = 5000.0  # SMPLify-X's fixed focal length in pixels (for compatibility: --focal 5000)
 
@@ -42,20 +43,38 @@ def default_focal(height: float, width: float) -> float:
 
 
 def focal_from_exif(path: str | Path, width: int, height: int) -> float | None:
-    """Focal length in pixels from a photo's EXIF 35 mm-equivalent focal length, if present.
+    """Focal length in pixels from a photo's EXIF 35 mm-equivalent focal length, if present and sane.
 
-    f_px = f_35mm / 36 mm x max(width, height) (the 35 mm frame is 36 mm wide along its long side)."""
+    f_px = f_35mm / 36 mm x max(width, height) (the 35 mm frame is 36 mm wide along its long side).
+    A missing, non-numeric, zero, x/0 or absurd value (outside 1-5000 mm) counts as absent."""
     try:
         from PIL import Image
 
         with Image.open(path) as img:
             exif = img.getexif()
             f35 = exif.get_ifd(0x8769).get(0xA405) or exif.get(0xA405)  # FocalLengthIn35mmFilm
-    except Exception:  # no EXIF, or not an image: fall back to the default
+        f35 = float(f35) if f35 is not None else None
+    except Exception:  # no EXIF, not an image, or a value that is not a number: fall back to the default
         return None
-    if not f35:
+    if f35 is None or not math.isfinite(f35) or not 1.0 <= f35 <= 5000.0:
         return None
-    return float(f35) / 36.0 * max(width, height)
+    return f35 / 36.0 * max(width, height)
+
+
+def choose_focal(height: int, width: int, path: str | Path | None = None,
+                 focal: float | None = None) -> tuple[float, str]:
+    """The one place that decides an image's focal length in pixels: the given value, else the photo's
+    EXIF, else the image diagonal. Returns (focal, where it came from: 'given', 'EXIF' or 'diagonal')."""
+    if focal is not None:
+        focal = float(focal)
+        if not math.isfinite(focal) or focal <= 0:
+            raise ValueError(f"focal length must be a positive number of pixels, got {focal}")
+        return focal, "given"
+    if path is not None:
+        exif = focal_from_exif(path, width, height)
+        if exif is not None:
+            return exif, "EXIF"
+    return default_focal(height, width), "diagonal"
 
 
 def initial_translation(keypoints: Tensor, model_joints: Tensor, focal: Tensor, center: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,6 +73,15 @@ class FitResult:
     @property
     def num_people(self) -> int:
         return self.vertices.shape[0]
+
+    def save(self, folder, people=None, keypoints: ImageKeypoints | None = None, image: np.ndarray | None = None,
+             formats=("obj",), model_info: dict | None = None, overwrite: bool = False):
+        """Write `people` (indices; default: all) as one image's result folder, atomically: params.npz,
+        result.pkl, meshes in `formats`, keypoints.json and overlay.png (over `image`, else grey).
+        See io/results.py. Returns the folder's path."""
+        from ..io.results import save_result
+
+        return save_result(folder, self, people, keypoints, image, formats, model_info, overwrite)
 
 
 class _Packer:
@@ -182,6 +192,7 @@ def fit(
     device: str | torch.device | None = None,
     focal_length: float | np.ndarray | None = None,
     pose_prior: PosePrior | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Fit `model` (default: the bundled open model) to 2D keypoints.
 
@@ -189,6 +200,7 @@ def fit(
         or an array (P, 135, 3) with `image_size`.
     focal_length: pixels, one value or one per person; default: config.focal_length, else the image
         diagonal (see camera.default_focal).
+    progress: called with each stage's name when the stage ends (e.g. to move a progress bar).
     """
     start = time.perf_counter()
     if model is None:
@@ -280,6 +292,8 @@ def fit(
     cam = cam_pack.unpack(res.x)
     stage_log.append({"name": "camera", "iterations": res.iterations.cpu(), "evaluations": res.evaluations,
                       "seconds": time.perf_counter() - t0, "terms": {"total": res.f.cpu()}})
+    if progress is not None:
+        progress("camera")
     recovered = res.failed.clone()
 
     # ---- body stages
@@ -329,6 +343,8 @@ def fit(
             entry["collisions"] = collision.last_counts.cpu()  # colliding pairs at the end of the stage
             entry["collision_seconds"] = collision.seconds
         stage_log.append(entry)
+        if progress is not None:
+            progress(entry["name"])
         log.info("stage %d: %d evaluations, %.2f s, mean loss %.4g%s", index, res.evaluations, entry["seconds"],
                  float(final_terms["total"].mean()),
                  f"; collision term {entry['collision_seconds']:.2f} s, {float(entry['collisions'].float().mean()):.1f}"

@@ -26,40 +26,56 @@ def rasterize(points: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: tu
 
     points: (V, 2) pixel x (right), y (down); depth: (V,) distance from the camera (smaller is nearer);
     faces: (F, 3); size: (H, W). Pixel centres are at integer + 0.5. Barycentric coordinates are
-    screen-space (exact for orthographic views; fine for figures under perspective).
+    screen-space (exact for orthographic views; fine for figures under perspective). Where triangles
+    tie in depth, the one listed first wins.
+
+    Vectorised: triangles are grouped by the size of their pixel box (1, 2, 4, ... pixels), each group
+    tests all the pixels of its boxes at once, and the nearest fragment per pixel wins (a sort).
     """
     h, w = size
     face_buf = -np.ones((h, w), dtype=np.int64)
     bary_buf = np.zeros((h, w, 3))
     depth_buf = np.full((h, w), np.inf)
-    tri = points[faces]  # (F, 3, 2)
+    tri = np.asarray(points, dtype=np.float64)[faces]  # (F, 3, 2)
     lo = np.floor(tri.min(1) - 0.5).astype(np.int64).clip(0, [w - 1, h - 1])
     hi = np.ceil(tri.max(1) - 0.5).astype(np.int64).clip(0, [w - 1, h - 1])
-    visible = (tri.max(1) >= 0).all(1) & (tri.min(1)[:, 0] < w) & (tri.min(1)[:, 1] < h)
-    for f in np.nonzero(visible)[0]:
-        xs = np.arange(lo[f, 0], hi[f, 0] + 1) + 0.5
-        ys = np.arange(lo[f, 1], hi[f, 1] + 1) + 0.5
-        if not len(xs) or not len(ys):
-            continue
-        px, py = np.meshgrid(xs, ys)
-        (x0, y0), (x1, y1), (x2, y2) = tri[f]
-        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        if abs(area) < 1e-12:
-            continue
-        b1 = ((px - x0) * (y2 - y0) - (x2 - x0) * (py - y0)) / area
-        b2 = ((x1 - x0) * (py - y0) - (px - x0) * (y1 - y0)) / area
-        b0 = 1.0 - b1 - b2
-        inside = (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
-        if not inside.any():
-            continue
-        z = b0 * depth[faces[f, 0]] + b1 * depth[faces[f, 1]] + b2 * depth[faces[f, 2]]
-        rows = (py[inside] - 0.5).astype(np.int64)
-        cols = (px[inside] - 0.5).astype(np.int64)
-        nearer = z[inside] < depth_buf[rows, cols]
-        rows, cols = rows[nearer], cols[nearer]
-        depth_buf[rows, cols] = z[inside][nearer]
-        face_buf[rows, cols] = f
-        bary_buf[rows, cols] = np.stack([b0[inside][nearer], b1[inside][nearer], b2[inside][nearer]], -1)
+    (x0, y0), (x1, y1), (x2, y2) = tri[:, 0].T, tri[:, 1].T, tri[:, 2].T
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    visible = (tri.max(1) >= 0).all(1) & (tri.min(1)[:, 0] < w) & (tri.min(1)[:, 1] < h) & (np.abs(area) >= 1e-12)
+    extent = (hi - lo + 1).max(1)
+    fragments = []  # (face, pixel, depth, b0, b1, b2) per group
+    k_prev = 0
+    k = 1
+    while k_prev < extent[visible].max(initial=0):
+        group = np.nonzero(visible & (extent > k_prev) & (extent <= k))[0]
+        per_chunk = max(1, 4_000_000 // (k * k))  # bound the memory of one step
+        for start in range(0, len(group), per_chunk):
+            f = group[start : start + per_chunk]
+            offs = np.arange(k)
+            px = (lo[f, 0, None, None] + offs[None, None, :]) + 0.5  # (n, 1, k)
+            py = (lo[f, 1, None, None] + offs[None, :, None]) + 0.5  # (n, k, 1)
+            ex, ey, a = (v[f, None, None] for v in (x0, y0, area))
+            b1 = ((px - ex) * (y2[f, None, None] - ey) - (x2[f, None, None] - ex) * (py - ey)) / a
+            b2 = ((x1[f, None, None] - ex) * (py - ey) - (px - ex) * (y1[f, None, None] - ey)) / a
+            b0 = 1.0 - b1 - b2
+            inside = ((b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
+                      & (px <= hi[f, 0, None, None] + 0.5) & (py <= hi[f, 1, None, None] + 0.5))
+            n, r, c = np.nonzero(inside)
+            b = np.stack([b0[n, r, c], b1[n, r, c], b2[n, r, c]], 1)
+            face = f[n]
+            z = (b * depth[faces[face]]).sum(1)
+            pixel = (lo[face, 1] + r) * w + (lo[face, 0] + c)
+            fragments.append((face, pixel, z, b))
+        k_prev, k = k, 2 * k
+    if fragments:
+        face, pixel, z, b = (np.concatenate(x) for x in zip(*fragments))
+        order = np.lexsort((face, z, pixel))  # by pixel, then nearest, then first listed
+        pixel_sorted = pixel[order]
+        first = order[np.r_[True, pixel_sorted[1:] != pixel_sorted[:-1]]]
+        rows, cols = np.divmod(pixel[first], w)
+        depth_buf[rows, cols] = z[first]
+        face_buf[rows, cols] = face[first]
+        bary_buf[rows, cols] = b[first]
     return Raster(face_buf, bary_buf, depth_buf)
 
 

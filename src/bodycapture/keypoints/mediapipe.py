@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,11 +92,41 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+class _LazyModule(types.ModuleType):
+    """Stands in for a module during MediaPipe's import; the real one is imported on first use."""
+
+    def __getattr__(self, attr):
+        import importlib
+
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+@contextmanager
+def _matplotlib_deferred() -> Iterator[None]:
+    """MediaPipe's package import pulls in matplotlib.pyplot (for a plotting helper we never call): 0.7 s
+    of a 1.2 s import. While MediaPipe imports, matplotlib and pyplot are lazy stand-ins; afterwards they
+    leave sys.modules, so anyone importing matplotlib later gets the real one."""
+    names = ("matplotlib", "matplotlib.pyplot")
+    if any(n in sys.modules for n in names):
+        yield
+        return
+    stubs = {n: _LazyModule(n) for n in names}
+    stubs["matplotlib"].pyplot = stubs["matplotlib.pyplot"]
+    sys.modules.update(stubs)
+    try:
+        yield
+    finally:
+        for name, stub in stubs.items():
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
+
+
 def _import_mediapipe():
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up only
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import mediapipe
+        with _matplotlib_deferred():
+            import mediapipe
     except ImportError:
         raise ImportError(
             "the keypoint detector needs MediaPipe: pip install mediapipe==0.10.21 "
@@ -104,9 +135,10 @@ def _import_mediapipe():
     return mediapipe
 
 
-def _landmarks(lms, width: int, height: int) -> np.ndarray:
-    """MediaPipe normalised landmarks -> (N, 3) pixel x, y and visibility (1 where not given)."""
-    return np.array([[lm.x * width, lm.y * height, lm.visibility if lm.HasField("visibility") else 1.0]
+def _landmarks(lms, width: float, height: float, x0: float = 0.0, y0: float = 0.0) -> np.ndarray:
+    """MediaPipe normalised landmarks -> (N, 3) pixel x, y (of an image width x height placed at x0, y0)
+    and visibility (1 where not given)."""
+    return np.array([[x0 + lm.x * width, y0 + lm.y * height, lm.visibility if lm.HasField("visibility") else 1.0]
                      for lm in lms.landmark])
 
 
@@ -154,15 +186,32 @@ def convert(pose, left_hand, right_hand, face, world, width: int, height: int) -
 
 
 class MediaPipeDetector:
-    """MediaPipe Holistic on still images, one person per image. Reuse one detector for many images:
-    creating it costs about 0.1-0.4 s, each image then about 40 ms at 640 x 480 on 2 CPU cores."""
+    """Every person in an image: MediaPipe's person detector finds them (person_seeds.py), then Holistic
+    runs on one square crop per person (other people's faces masked, small people upscaled), and its
+    landmarks are mapped back into the image and converted into our layout.
+
+    max_people: keep at most this many people, the largest first (None: no cap).
+    min_height: drop people whose keypoints span less than this height: pixels when > 1, else a fraction
+        of the image height.
+    tiles: also search overlapping tiles of the image for small people (person_seeds.py).
+    Reuse one detector for many images: creating it costs about 0.1-0.4 s.
+    """
 
     def __init__(self, min_detection_confidence: float = 0.5, refine_face: bool = False,
-                 raw_visibility: bool = False):
+                 raw_visibility: bool = False, max_people: int | None = 20, min_height: float = 0.1,
+                 tiles: bool = True):
+        if max_people is not None and max_people < 1:
+            raise ValueError(f"max_people must be at least 1, got {max_people}")
+        if not (min_height >= 0):
+            raise ValueError(f"min_height must be >= 0, got {min_height}")
         self.min_detection_confidence = min_detection_confidence
         self.refine_face = refine_face
         self.raw_visibility = raw_visibility  # confidences = MediaPipe's visibility (for calibrating)
+        self.max_people = max_people
+        self.min_height = min_height
+        self.tiles = tiles
         self._holistic = None
+        self._seeds = None
 
     def _get(self):
         if self._holistic is None:
@@ -176,35 +225,101 @@ class MediaPipeDetector:
                 )
         return self._holistic
 
+    def _get_seeds(self):
+        if self._seeds is None:
+            from .person_seeds import PersonSeedDetector
+
+            _import_mediapipe()
+            self._seeds = PersonSeedDetector(tile_fraction=0.5 if self.tiles else None,
+                                             min_score=self.min_detection_confidence)
+        return self._seeds
+
+    def _holistic_person(self, image: np.ndarray, x0: float, y0: float, width: float, height: float):
+        """Holistic on `image` (a crop whose pixel (0, 0) is (x0, y0) of the photo and that spans width x
+        height photo pixels) -> landmark arrays in photo pixels, or None when no person is found."""
+        with _native_stderr_silenced():
+            result = self._get().process(image)
+        if result.pose_landmarks is None:
+            return None
+
+        def pts(lms):
+            return None if lms is None else _landmarks(lms, width, height, x0, y0)
+
+        world = None
+        if result.pose_world_landmarks is not None:
+            world = np.array([[lm.x, lm.y, lm.z, lm.visibility] for lm in result.pose_world_landmarks.landmark])
+        return (pts(result.pose_landmarks), pts(result.left_hand_landmarks), pts(result.right_hand_landmarks),
+                pts(result.face_landmarks), world)
+
     def __call__(self, image: np.ndarray | str | Path) -> ImageKeypoints:
         source = str(image) if isinstance(image, (str, Path)) else "array"
         if isinstance(image, (str, Path)):
             image = read_image(image)
         image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
         height, width = image.shape[:2]
-        holistic = self._get()
         with _native_stderr_silenced():
-            result = holistic.process(image)
-        if result.pose_landmarks is None:
+            seeds = self._get_seeds()(image)
+        found = []  # (landmark arrays, seed score)
+        for i, seed in enumerate(seeds):
+            others = [s.face for j, s in enumerate(seeds) if j != i]
+            lms = None
+            for scale in CROP_SCALES:  # a seed's size can be off (a bowed head): then a wider crop
+                crop, x0, y0, side = person_crop(image, seed, others, scale)
+                lms = self._holistic_person(crop, x0, y0, side, side)
+                if lms is not None:
+                    break
+            if lms is None:
+                continue
+            hips = lms[0][[23, 24], :2].mean(0)
+            if np.linalg.norm(hips - seed.hip) > SEED_TOLERANCE * max(seed.radius, 1.0):
+                log.debug("%s: Holistic found someone else than the person at (%.0f, %.0f)", source, *seed.hip)
+                continue
+            found.append((lms, seed.score))
+        if not seeds:  # the person detector found nobody: Holistic on the whole image, as before
+            lms = self._holistic_person(image, 0.0, 0.0, width, height)
+            if lms is not None:
+                found.append((lms, 0.5))
+        people = []
+        for lms, score in found:
+            points, world25 = convert(*lms, width, height)
+            visibility = points[:25, 2].copy()
+            if not self.raw_visibility:
+                points = calibrate(points)
+            people.append((points, world25, visibility, score))
+        return self._select(people, (height, width), source)
+
+    def _select(self, people, size, source) -> ImageKeypoints:
+        """Merge duplicates, drop the too small, order by size (tallest first), cap the count."""
+        height = size[0]
+        min_px = self.min_height if self.min_height > 1 else self.min_height * height
+        kept = []
+        for points, world, vis, score in people:
+            box = keypoint_box(points)
+            if box is None or box[3] - box[1] < min_px:
+                continue
+            kept.append((box, points, world, vis, score))
+        kept.sort(key=lambda p: -(p[0][3] - p[0][1]))
+        unique = []
+        for person in kept:
+            if not any(_same_person(person[1], other[1]) for other in unique):
+                unique.append(person)
+        if self.max_people is not None:
+            unique = unique[: self.max_people]
+        if not unique:
             log.info("%s: no person found", source)
-            return ImageKeypoints.empty((height, width), source)
-
-        def pts(lms):
-            return None if lms is None else _landmarks(lms, width, height)
-
-        world = None
-        if result.pose_world_landmarks is not None:
-            world = np.array([[lm.x, lm.y, lm.z, lm.visibility] for lm in result.pose_world_landmarks.landmark])
-        points, world25 = convert(pts(result.pose_landmarks), pts(result.left_hand_landmarks),
-                                  pts(result.right_hand_landmarks), pts(result.face_landmarks), world, width, height)
-        if not self.raw_visibility:
-            points = calibrate(points)
-        return ImageKeypoints(points[None], (height, width), None if world25 is None else world25[None], source)
+            return ImageKeypoints.empty(size, source)
+        boxes, points, worlds, vis, scores = zip(*unique)
+        world = None if any(w is None for w in worlds) else np.stack(worlds)
+        return ImageKeypoints(np.stack(points), size, world, source, boxes=np.stack(boxes),
+                              scores=np.array(scores), visibility=np.stack(vis))
 
     def close(self) -> None:
         if self._holistic is not None:
             self._holistic.close()
             self._holistic = None
+        if self._seeds is not None:
+            self._seeds.close()
+            self._seeds = None
 
     def __enter__(self):
         return self
@@ -213,8 +328,63 @@ class MediaPipeDetector:
         self.close()
 
 
+# Holistic's hip centre must lie within this many seed radii of the seed's, else it followed someone else.
+SEED_TOLERANCE = 0.6
+CROP_SCALES = (3.0, 6.0)  # crop side / seed radius (MediaPipe's own region is 2.5), then a retry
+CROP_MIN_PX = 384  # smaller crops are upscaled to this (hand and face landmarks get more pixels)
+CROP_MAX_PX = 1024
+
+
+def person_crop(image: np.ndarray, seed, others: list[np.ndarray],
+                scale: float = CROP_SCALES[0]) -> tuple[np.ndarray, float, float, float]:
+    """The square crop around a seed person: (crop (S, S, 3) uint8, x0, y0, side in photo pixels). Other
+    people's face boxes inside it are filled with grey (Holistic's own detector looks for faces), unless
+    they overlap this person's face; parts outside the photo are black."""
+    from PIL import Image
+
+    side = max(scale * seed.radius, 32.0)
+    x0, y0 = seed.hip[0] - side / 2, seed.hip[1] - side / 2
+    work = image
+    if others:
+        from .person_seeds import box_iou
+
+        faces = np.stack(others)
+        keep = box_iou(faces, seed.face[None])[:, 0] < 0.05
+        if keep.any():
+            work = image.copy()
+            h, w = image.shape[:2]
+            for fx0, fy0, fx1, fy1 in faces[keep]:
+                pad_x, pad_y = 0.15 * (fx1 - fx0), 0.15 * (fy1 - fy0)
+                xa, xb = int(max(fx0 - pad_x, 0)), int(min(fx1 + pad_x, w))
+                ya, yb = int(max(fy0 - pad_y, 0)), int(min(fy1 + pad_y, h))
+                work[ya:yb, xa:xb] = 128
+    px = int(np.clip(round(side), CROP_MIN_PX, CROP_MAX_PX))
+    crop = Image.fromarray(work).transform((px, px), Image.Transform.EXTENT, (x0, y0, x0 + side, y0 + side),
+                                            Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(crop)), float(x0), float(y0), float(side)
+
+
+def keypoint_box(points: np.ndarray) -> np.ndarray | None:
+    """(135, 3) keypoints -> (4,) box x0, y0, x1, y1 of the detected points, or None if there are none."""
+    seen = points[:, 2] > 0
+    if not seen.any():
+        return None
+    xy = points[seen, :2]
+    return np.concatenate([xy.min(0), xy.max(0)])
+
+
+def _same_person(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two detections of one person: their body points seen in both lie within 10 % of the body's size."""
+    both = (a[:25, 2] > 0) & (b[:25, 2] > 0)
+    if both.sum() < 3:
+        return False
+    box = keypoint_box(a)
+    size = max(box[3] - box[1], box[2] - box[0], 1.0)
+    return float(np.median(np.linalg.norm(a[:25, :2][both] - b[:25, :2][both], axis=1))) < 0.1 * size
+
+
 def detect(image: np.ndarray | str | Path, detector: MediaPipeDetector | None = None) -> ImageKeypoints:
-    """Detect the keypoints of the person in an image (array or file); no person gives 0 people."""
+    """Detect the keypoints of every person in an image (array or file); nobody gives 0 people."""
     if detector is not None:
         return detector(image)
     with MediaPipeDetector() as det:

@@ -18,7 +18,8 @@ from ..io.atomic import atomic_path, write_bytes_atomic
 from .layout import BODY, CONTOUR, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND, BODY_25
 from .types import ImageKeypoints, KeypointFileError, midpoint
 
-__all__ = ["read_keypoints", "read_openpose", "write_openpose", "read_coco_wholebody", "read_npz", "write_npz"]
+__all__ = ["read_keypoints", "read_openpose", "write_openpose", "read_coco_wholebody", "read_npz", "write_npz",
+           "people_file", "write_people", "read_people"]
 
 # OpenPose's COCO-18 body model, in its own order, as BODY_25 indices.
 _COCO18_TO_BODY25 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
@@ -80,7 +81,72 @@ def read_openpose(path: str | Path) -> ImageKeypoints:
     worlds = [w for _, w in people]
     world = np.stack(worlds) if people and all(w is not None for w in worlds) else None
     size = data.get("image_size")  # our addition; OpenPose itself does not store it
-    return ImageKeypoints(points, tuple(size) if size else None, world, str(path))
+    kp = ImageKeypoints(points, tuple(size) if size else None, world, str(path))
+    side = people_file(path)
+    if side.is_file():
+        read_people(side, kp)
+    return kp
+
+
+def people_file(keypoint_file: str | Path) -> Path:
+    """The side file that holds what OpenPose JSON has no field for: NAME_keypoints.json -> NAME_people.json
+    (keypoints.json -> people.json)."""
+    path = Path(keypoint_file)
+    if path.name == "keypoints.json":  # in a result folder: keypoints.json + people.json
+        return path.with_name("people.json")
+    stem = path.name[: -len("_keypoints.json")] if path.name.endswith("_keypoints.json") else path.stem
+    return path.with_name(f"{stem}_people.json")
+
+
+def write_people(path: str | Path, keypoints: ImageKeypoints) -> None:
+    """Write the detector's record of each person (box, score, MediaPipe's per-point visibility and metric
+    world landmarks, in the order of the OpenPose file's `people`) as JSON, atomically."""
+    people = []
+    for i in range(keypoints.num_people):
+        entry = {}
+        if keypoints.boxes is not None:
+            entry["box"] = _flat(keypoints.boxes[i])
+        if keypoints.scores is not None:
+            entry["score"] = float(keypoints.scores[i])
+        if keypoints.visibility is not None:
+            entry["visibility"] = _flat(keypoints.visibility[i])
+        if keypoints.world is not None:
+            entry["world_landmarks"] = np.asarray(keypoints.world[i], dtype=float).round(5).tolist()
+        people.append(entry)
+    data = {"format": "bodycapture people 1", "points": "BODY_25", "box": "x0 y0 x1 y1 (pixels)",
+            "world_landmarks": "MediaPipe world landmarks: metres, hip-centred, x y z confidence",
+            "people": people}
+    write_bytes_atomic(path, json.dumps(data).encode())
+
+
+def read_people(path: str | Path, keypoints: ImageKeypoints) -> ImageKeypoints:
+    """Attach a people side file's boxes, scores, visibility and world landmarks to `keypoints` (in place)."""
+    path = Path(path)
+    data = _load_json(path)
+    people = data.get("people") if isinstance(data, dict) else None
+    if not isinstance(people, list) or len(people) != keypoints.num_people:
+        raise KeypointFileError(path, f"expected a 'people' list of {keypoints.num_people} entries, one per "
+                                      "person of the keypoint file")
+    fields = {"box": 4, "score": 1, "visibility": 25, "world_landmarks": 100}
+    arrays = {}
+    for key, size in fields.items():
+        if people and all(isinstance(p, dict) and key in p for p in people):
+            try:
+                values = np.asarray([p[key] for p in people], dtype=np.float64).reshape(len(people), -1)
+            except (TypeError, ValueError):
+                raise KeypointFileError(path, f"'{key}' must be {size} numbers per person") from None
+            if values.shape[1] != size or not np.isfinite(values).all():
+                raise KeypointFileError(path, f"'{key}' must be {size} finite numbers per person")
+            arrays[key] = values
+    if "box" in arrays:
+        keypoints.boxes = arrays["box"]
+    if "score" in arrays:
+        keypoints.scores = arrays["score"][:, 0]
+    if "visibility" in arrays:
+        keypoints.visibility = arrays["visibility"]
+    if "world_landmarks" in arrays and keypoints.world is None:
+        keypoints.world = arrays["world_landmarks"].reshape(-1, 25, 4)
+    return keypoints
 
 
 def _flat(values: np.ndarray) -> list[float]:

@@ -1,0 +1,148 @@
+"""Where the people are: MediaPipe's BlazePose person detector, run over the image and over tiles of it.
+
+Holistic follows one person per image: its graph takes the first of the person detector's detections.
+The detector itself (`PoseDetectionCpu`, the wheel's `pose_detection.tflite`) returns every person after
+non-maximum suppression, so we run it alone (a one-node graph) and then drive Holistic with one crop per
+person (mediapipe.py). Each detection is a face box and four points: the hip centre, a point whose
+distance from the hip centre gives the full body's size, the shoulder centre and an upper-body point.
+
+The detector sees a 224 x 224 letterboxed copy of its input, so a person 50 px tall in a 640 x 480 photo
+is 17 px to it and is missed (and, measured on the COCO test photos, even some 230 px tall players were
+missed at full frame). We therefore also run it on overlapping square tiles (half the image's short side,
+stride a quarter): people of 10 % of the image height become about 20 % of a tile. Detections of the
+same person from different tiles are merged (non-maximum suppression on their regions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds"]
+
+# MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
+# (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
+ROI_SCALE = 2.5
+
+_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }
+"""
+
+
+@dataclass
+class PersonSeed:
+    """One detected person, in image pixels.
+
+    score: the detector's score in [0, 1]. face: (4,) face box x0, y0, x1, y1. hip: (2,) hip centre.
+    radius: |full-body size point - hip centre| (the body's half-extent, roughly).
+    """
+
+    score: float
+    face: np.ndarray
+    hip: np.ndarray
+    radius: float
+
+    @property
+    def roi(self) -> np.ndarray:
+        """(4,) MediaPipe's square region around the person, x0, y0, x1, y1."""
+        half = ROI_SCALE * self.radius / 2
+        return np.array([self.hip[0] - half, self.hip[1] - half, self.hip[0] + half, self.hip[1] + half])
+
+
+def tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5) -> list[tuple[int, int, int]]:
+    """Square tiles (x0, y0, side) of side `fraction` x the short side, covering the image, neighbours
+    overlapping by `overlap` of a side. The whole image is not included."""
+    side = max(int(round(min(height, width) * fraction)), 1)
+    step = max(int(side * (1 - overlap)), 1)
+
+    def starts(extent: int) -> list[int]:
+        if extent <= side:
+            return [0]
+        s = list(range(0, extent - side, step))
+        return s + [extent - side]
+
+    return [(x, y, side) for y in starts(height) for x in starts(width)]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes (N, 4) and (M, 4), x0 y0 x1 y1 -> (N, M)."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+
+
+def merge_seeds(seeds: list[PersonSeed], iou: float = 0.3) -> list[PersonSeed]:
+    """Non-maximum suppression: of seeds whose face boxes or regions overlap by more than `iou`, the
+    highest-scoring one is kept. Returned by descending score."""
+    if not seeds:
+        return []
+    order = sorted(seeds, key=lambda s: -s.score)
+    faces = np.stack([s.face for s in order])
+    rois = np.stack([s.roi for s in order])
+    same = (box_iou(faces, faces) > iou) | (box_iou(rois, rois) > 0.6)
+    keep: list[int] = []
+    for i in range(len(order)):
+        if not any(same[i, k] for k in keep):
+            keep.append(i)
+    return [order[i] for i in keep]
+
+
+class PersonSeedDetector:
+    """Every person in an image: the BlazePose person detector on the whole image and on tiles.
+
+    tile_fraction: tile side as a fraction of the image's short side (None: whole image only).
+    min_score: detections below it are dropped (the graph itself keeps >= 0.5).
+    """
+
+    def __init__(self, tile_fraction: float | None = 0.5, min_score: float = 0.5):
+        self.tile_fraction = tile_fraction
+        self.min_score = min_score
+        self._graph = None
+
+    def _get(self):
+        if self._graph is None:
+            from google.protobuf import text_format
+            from mediapipe.framework import calculator_pb2
+            from mediapipe.python.solution_base import SolutionBase
+
+            config = text_format.Parse(_GRAPH, calculator_pb2.CalculatorGraphConfig())
+            self._graph = SolutionBase(graph_config=config)
+        return self._graph
+
+    def _run(self, image: np.ndarray, x0: float, y0: float) -> list[PersonSeed]:
+        """Detections in `image` (H, W, 3) uint8, shifted by (x0, y0) into the full image's pixels."""
+        h, w = image.shape[:2]
+        result = self._get().process({"image": np.ascontiguousarray(image)})
+        seeds = []
+        for det in result.detections or []:
+            score = float(det.score[0]) if det.score else 0.0
+            if score < self.min_score:
+                continue
+            loc = det.location_data
+            bb = loc.relative_bounding_box
+            kp = np.array([[k.x * w + x0, k.y * h + y0] for k in loc.relative_keypoints])
+            if len(kp) < 2:
+                continue
+            face = np.array([bb.xmin * w + x0, bb.ymin * h + y0, (bb.xmin + bb.width) * w + x0,
+                             (bb.ymin + bb.height) * h + y0])
+            seeds.append(PersonSeed(score, face, kp[0], float(np.linalg.norm(kp[1] - kp[0]))))
+        return seeds
+
+    def __call__(self, image: np.ndarray) -> list[PersonSeed]:
+        """(H, W, 3) uint8 RGB -> seeds, merged, by descending score."""
+        h, w = image.shape[:2]
+        seeds = self._run(image, 0, 0)
+        if self.tile_fraction:
+            for x, y, side in tiles(h, w, self.tile_fraction):
+                seeds += self._run(image[y : y + side, x : x + side], x, y)
+        return merge_seeds(seeds)
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
