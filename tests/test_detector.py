@@ -32,11 +32,19 @@ def detector():
         yield det
 
 
+COUNTS = json.loads((IMAGES.parent / "people_counts.json").read_text())
+
+
 @pytest.mark.parametrize("name", sorted(set(FACING_CAMERA + STANDING + OTHERS)))
 def test_finds_the_person_with_plausible_geometry(detector, name):
+    """The largest person of each photo (people are ordered by size) has a plausible skeleton; photos with
+    one person give exactly one, the others at most their hand count."""
     kp = detector(IMAGES / name)
     h, w = read_image(IMAGES / name).shape[:2]
-    assert kp.num_people == 1 and kp.image_size == (h, w)
+    expected = COUNTS[name]["people"]
+    assert kp.image_size == (h, w) and 1 <= kp.num_people <= expected
+    if expected == 1:
+        assert kp.num_people == 1
     p = kp.points[0]
     seen = p[:, 2] > 0
     assert ((p[seen, 0] >= 0) & (p[seen, 0] <= w) & (p[seen, 1] >= 0) & (p[seen, 1] <= h)).all()
@@ -46,11 +54,11 @@ def test_finds_the_person_with_plausible_geometry(detector, name):
         assert p[B("Nose"), 1] < p[B("MidHip"), 1]  # the nose above the hips (image y points down)
     if name in STANDING:
         assert p[B("Nose"), 1] < p[B("Neck"), 1] < p[B("MidHip"), 1] < min(p[B("LAnkle"), 1], p[B("RAnkle"), 1])
-        assert p[B("LAnkle"), 2] > 0.5 and p[B("RAnkle"), 2] > 0.5
+        assert p[B("LAnkle"), 2] > 0.4 and p[B("RAnkle"), 2] > 0.4  # seen (crops move MediaPipe's scores a little)
     if name in FACING_CAMERA:  # the subject's left appears on the image's right
         assert p[B("LShoulder"), 0] > p[B("RShoulder"), 0]
         assert p[B("LEye"), 0] > p[B("REye"), 0]
-    assert kp.world is not None and kp.world.shape == (1, 25, 4)
+    assert kp.world is not None and kp.world.shape == (kp.num_people, 25, 4)
     assert abs(kp.world[0, B("MidHip"), :3]).max() < 0.1  # MediaPipe's world points are hip-centred
 
 

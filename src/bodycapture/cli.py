@@ -50,7 +50,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _report(report, quiet: bool) -> int:
     """Print a run's problems (one line each, stderr) and its closing line (stdout); the exit status:
-    1 when a photo failed, or when nothing at all came out of a run that had something to do."""
+    1 when a photo failed, or when a fit found nobody at all to fit (detection writes an empty file then)."""
     for item in report.images:
         if item.status == "failed":
             print(f"bodycapture: error: {item.message}", file=sys.stderr)
@@ -58,7 +58,7 @@ def _report(report, quiet: bool) -> int:
             print(f"bodycapture: {item.message}", file=sys.stderr)
     if not quiet:
         print(report.summary())
-    nothing = report.count("done") == 0 and report.count("empty") > 0
+    nothing = report.task == "fit" and report.count("done") == 0 and report.count("empty") > 0
     return 1 if report.count("failed") or nothing else 0
 
 

@@ -10,9 +10,9 @@ How one run goes:
 1. The inputs are listed (`find_images`), each gets a result name (`result_names`: the file's stem, made
    unique when two inputs share one, e.g. person.jpg and person.png), and existing results are skipped
    unless `overwrite` (a note, not a failure).
-2. A background thread reads the photos and detects every person (keypoints/mediapipe.py), or reads the
-   given keypoint files, while the main thread imports torch and loads the model, and later while it
-   fits the previous batch: detection runs in C++ with the GIL released, so the two overlap.
+2. A detection process reads the photos and detects every person (keypoints/mediapipe.py) while the
+   main process imports torch and loads the model, and later while it fits the previous batch (given
+   keypoint files are read in the main process instead).
 3. `batch_images` photos at a time are fitted as one batch (every person of every photo is an item).
 4. Each photo's results are staged in a hidden folder unique to this process and renamed into place
    (io/results.py): a result appears whole or not at all.
@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ import numpy as np
 
 from .errors import BodyCaptureError
 
-__all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "capture", "detect_images",
+__all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "DetectionProcess", "capture", "detect_images",
            "find_images", "result_names", "prepare_image", "fit_prepared", "choose_threads", "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
@@ -247,53 +245,69 @@ def prepare_image(path: Path, keypoints: Path | None = None, detector=None, max_
     return Prepared(path, image, kp)
 
 
-def _prepared_stream(paths: Sequence[Path], options: CaptureOptions, make_detector) -> Iterator[tuple[Path, object]]:
-    """(path, Prepared or BodyCaptureError) for each path, in order, produced by a background thread that
-    runs ahead of the consumer by a few photos."""
-    out: queue.Queue = queue.Queue(maxsize=max(2, options.batch_images))
-    stop = threading.Event()
-
-    def work():
-        detector = None
-        try:
-            if options.keypoints is None:
-                detector = make_detector()
-            for path in paths:
-                if stop.is_set():
-                    break
-                try:
-                    item = prepare_image(path, options.keypoints, detector, options.max_people)
-                except BodyCaptureError as err:
-                    item = err
-                out.put((path, item))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            out.put((None, err))
-        finally:
-            if detector is not None:
-                detector.close()
-            out.put((None, None))
-
-    thread = threading.Thread(target=work, name="bodycapture-detect", daemon=True)
-    thread.start()  # now, not at the first next(): this function is not a generator itself
-    return _drain(out, stop, thread)
-
-
-def _drain(out: queue.Queue, stop: threading.Event, thread: threading.Thread) -> Iterator[tuple[Path, object]]:
+def _prepared_inline(paths: Sequence[Path], options: CaptureOptions, make_detector) -> Iterator[tuple[Path, object]]:
+    """(path, Prepared or BodyCaptureError) for each path, in order, prepared in this thread."""
+    detector = make_detector() if options.keypoints is None else None
     try:
-        while True:
-            path, item = out.get()
-            if path is None:
-                if item is not None:
-                    raise item
-                break
-            yield path, item
-    finally:
-        stop.set()
-        while thread.is_alive():  # let the worker finish its current photo and see the stop flag
+        for path in paths:
             try:
-                out.get(timeout=0.1)
-            except queue.Empty:
-                pass
+                yield path, prepare_image(path, options.keypoints, detector, options.max_people)
+            except BodyCaptureError as err:
+                yield path, err
+    finally:
+        if detector is not None:
+            detector.close()
+
+
+class DetectionProcess:
+    """Detection in a separate process (detect_worker.py), running ahead of the fitting.
+
+    On a 2-core machine this keeps both cores busy without oversubscribing either: the detector
+    (MediaPipe) on one, the fitter (torch, one thread) on the other, and no GIL between them; the first
+    photo is detected while the main process imports torch and loads the model. A thread was tried
+    first and measured no faster: torch's import and the fitter's many small operations hold the GIL.
+    The pipe between the two is the bound on how far ahead detection runs (about one photo)."""
+
+    def __init__(self, paths: Sequence[Path], detector_kwargs: dict, max_people):
+        import pickle
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen([sys.executable, "-m", "bodycapture.detect_worker"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        job = {"paths": [str(p) for p in paths], "detector": detector_kwargs, "max_people": max_people,
+               "log_level": logging.getLogger("bodycapture").getEffectiveLevel()}
+        try:
+            pickle.dump(job, self.process.stdin)
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass  # reported when reading
+
+    def __iter__(self) -> Iterator[tuple[Path, object]]:
+        import pickle
+
+        try:
+            while True:
+                try:
+                    path, item = pickle.load(self.process.stdout)
+                except (EOFError, pickle.UnpicklingError):
+                    code = self.process.wait()
+                    raise BodyCaptureError(f"the detector process ended unexpectedly (exit code {code})") from None
+                if path is None:
+                    if item is not None:
+                        raise RuntimeError(f"the detector process failed:\n{item[1]}")
+                    return
+                if isinstance(item, tuple):
+                    item = BodyCaptureError(item[1])
+                yield Path(path), item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()
 
 
 def fit_prepared(batch: Sequence[Prepared], model, config, device=None, progress=None):
@@ -338,7 +352,9 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     Returns a CaptureReport: per photo its status, people, result folder and the reason for a failure.
     """
     start = time.perf_counter()
-    options = options or CaptureOptions(**{k: v for k, v in kwargs.items()})
+    import dataclasses
+
+    options = dataclasses.replace(options, **kwargs) if options is not None else CaptureOptions(**kwargs)
     if not isinstance(options.out, Path):
         options.out = Path(options.out)
     options.formats = tuple(f.strip().lower() for f in options.formats if f.strip())
@@ -367,15 +383,28 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
             report.message = f"{target}: exists, skipped (use --overwrite to replace it)"
         else:
             todo.append(report)
-    by_path = {r.input: r for r in todo}
 
-    if detector_factory is None:
-        def detector_factory():
-            from .keypoints.mediapipe import MediaPipeDetector
+    paths_todo = [r.input for r in todo]
+    process = None
+    if not todo:
+        stream = iter(())
+    elif options.keypoints is None and detector_factory is None:
+        process = DetectionProcess(paths_todo, {"max_people": options.max_people, "min_height": options.min_height},
+                                   options.max_people)
+        stream = iter(process)
+    else:
+        stream = _prepared_inline(paths_todo, options, detector_factory)
+    try:
+        return _run(stream, todo, reports, model, config, options, start)
+    finally:
+        if process is not None:
+            process.close()
+        if hasattr(stream, "close"):
+            stream.close()
 
-            return MediaPipeDetector(max_people=options.max_people, min_height=options.min_height)
 
-    stream = _prepared_stream([r.input for r in todo], options, detector_factory) if todo else iter(())
+def _run(stream, todo, reports, model, config, options: CaptureOptions, start: float) -> CaptureReport:
+    """Fit what `stream` prepares, `options.batch_images` photos per batch, and write the results."""
     if todo:
         import torch
 
@@ -389,16 +418,15 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
         if config is None:
             config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
     bar = _progress(options, len(todo), "images", "image", disable=len(todo) < 2)
-    batch: list[Prepared] = []
+    batch: list[tuple[ImageReport, Prepared]] = []
 
     def flush():
         if batch:
-            _fit_and_write(batch, model, config, options, by_path, bar)
+            _fit_and_write(batch, model, config, options, bar)
             batch.clear()
 
     try:
-        for path, item in stream:
-            report = by_path[path]
+        for report, (path, item) in zip(todo, stream):  # the stream keeps the order of `todo`
             if isinstance(item, BaseException):
                 report.status, report.message = "failed", str(item)
                 bar.update(1)
@@ -408,16 +436,13 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
                 report.status, report.message = "empty", f"{path}: no person found"
                 bar.update(1)
                 continue
-            batch.append(item)
+            batch.append((report, item))
             if len(batch) >= options.batch_images:
                 flush()
         flush()
     finally:
         bar.close()
-        if hasattr(stream, "close"):
-            stream.close()
-    report = CaptureReport(reports, options.out, time.perf_counter() - start)
-    return report
+    return CaptureReport(reports, options.out, time.perf_counter() - start)
 
 
 def _default_model(device):
@@ -427,19 +452,19 @@ def _default_model(device):
     return load_model(None, num_betas=10, num_expression_coeffs=10, num_pca_comps=12, device=device)
 
 
-def _fit_and_write(batch: list[Prepared], model, config, options: CaptureOptions, by_path: dict, bar) -> None:
+def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, options: CaptureOptions, bar) -> None:
     from .io.results import ResultExistsError, save_result
 
     t0 = time.perf_counter()
-    n = sum(b.keypoints.num_people for b in batch)
+    n = sum(b.keypoints.num_people for _, b in batch)
     stages = _progress(options, len(config.stages) + 1, f"fitting {n} {'person' if n == 1 else 'people'}", "stage")
     try:
-        result = fit_prepared(batch, model, config, device=options.device, progress=lambda name: stages.update(1))
+        result = fit_prepared([b for _, b in batch], model, config, device=options.device,
+                              progress=lambda name: stages.update(1))
     finally:
         stages.close()
     per_image = (time.perf_counter() - t0) / len(batch)
-    for i, item in enumerate(batch):
-        report = by_path[item.path]
+    for i, (report, item) in enumerate(batch):
         people = np.nonzero(result.image_index.numpy() == i)[0]
         target = options.out / report.name
         try:
@@ -500,10 +525,8 @@ def detect_images(inputs, out: str | Path, show: bool = False, max_people: int |
                                  min_height=min_height)
 
     bar = _progress(options, len(paths), "detect", "image")
-    by_path = {r.input: r for r in reports}
     try:
-        for path, item in _prepared_stream(paths, options, make_detector):
-            report = by_path[path]
+        for report, (path, item) in zip(reports, _prepared_inline(paths, options, make_detector)):
             bar.update(1)
             if isinstance(item, BaseException):
                 report.status, report.message = "failed", str(item)

@@ -120,34 +120,36 @@ def evaluate_synthetic(model: BodyModel, n: int = 100, seed: int = 0, config=Non
 
 def evaluate_folder(folder: Path, model: BodyModel, config=None, device=None, focal: float | None = None) -> EvalReport:
     """A folder laid out like EHF: NN_img.(png|jpg), NN_2Djnt.json (OpenPose), NN_align.ply (ground-truth
-    mesh with the model's topology). PA-v2v is scored; joints are regressed from the true mesh."""
-    from ..fitting import fit
+    mesh with the model's topology). PA-v2v is scored; joints are regressed from the true mesh. Images and
+    keypoints go through the capture pipeline's own reading and checks, and its focal-length choice
+    (`focal`, else EXIF, else the image diagonal; EHF: 1498.22)."""
+    import copy
+
+    from ..fitting import FitConfig
     from ..io.mesh import read_ply_vertices
-    from ..keypoints.mediapipe import read_image
-    from ..keypoints.openpose import read_openpose
+    from ..pipeline import fit_prepared, prepare_image
 
     folder = Path(folder)
     frames = sorted(p.name[: -len("_align.ply")] for p in folder.glob("*_align.ply"))
     if not frames:
         raise BodyCaptureError(f"{folder}: no NN_align.ply ground-truth meshes (EHF layout)")
-    kps, truths = [], []
+    prepared, truths = [], []
     for frame in frames:
         image = next((folder / f"{frame}_img{ext}" for ext in (".png", ".jpg") if (folder / f"{frame}_img{ext}").exists()),
                      None)
-        kp = read_openpose(folder / f"{frame}_2Djnt.json")
-        if image is not None:
-            kp.image_size = read_image(image).shape[:2]
-        if kp.image_size is None:
+        if image is None:
             raise BodyCaptureError(f"{folder}: no image for frame {frame} (needed for its size)")
-        kp.points = kp.points[:1]
-        kps.append(kp)
+        prepared.append(prepare_image(image, keypoints=folder / f"{frame}_2Djnt.json", max_people=1))
         verts = read_ply_vertices(folder / f"{frame}_align.ply")
         if len(verts) != model.num_vertices:
             raise BodyCaptureError(f"{folder / (frame + '_align.ply')}: {len(verts)} vertices, the model has "
                                    f"{model.num_vertices}: v2v needs the same topology (official SMPL-X files)")
         truths.append(verts)
+    config = copy.deepcopy(config) if config is not None else FitConfig()
+    if focal is not None:
+        config.focal_length = focal
     start = time.perf_counter()
-    result = fit(kps, model, config, device=device, focal_length=focal)
+    result = fit_prepared(prepared, model, config, device=device)
     seconds = (time.perf_counter() - start) / len(frames)
     true_v = torch.as_tensor(np.stack(truths))
     true_j = torch.einsum("jv,bvc->bjc", model.J_regressor.double().cpu(), true_v)

@@ -1,0 +1,53 @@
+"""The detection process of the capture pipeline (pipeline.py, `DetectionProcess`).
+
+Started as `python -m bodycapture.detect_worker`: reads one job (pickled: paths, detector settings, log
+level) from stdin, then writes one pickled (path, Prepared or ('error', message)) per photo to stdout, in
+order, and (None, None) at the end, or (None, ('crash', traceback)) if something unexpected broke. A
+separate interpreter (not multiprocessing) so that it never re-runs the caller's main script.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write to the result pipe
+    try:
+        job = pickle.load(sys.stdin.buffer)
+        logging.basicConfig(level=job["log_level"], format="%(levelname)s %(name)s: %(message)s")
+        from .errors import BodyCaptureError
+        from .keypoints.mediapipe import MediaPipeDetector
+        from .pipeline import prepare_image
+
+        with MediaPipeDetector(**job["detector"]) as detector:
+            for path in job["paths"]:
+                try:
+                    item = prepare_image(Path(path), None, detector, job["max_people"])
+                except BodyCaptureError as err:
+                    item = ("error", str(err))
+                pickle.dump((path, item), out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.flush()
+        pickle.dump((None, None), out)
+        out.flush()
+    except (BrokenPipeError, EOFError):  # the parent stopped listening: nothing more to do
+        return 0
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            pickle.dump((None, ("crash", traceback.format_exc())), out)
+            out.flush()
+        except BrokenPipeError:
+            pass
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
