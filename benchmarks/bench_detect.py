@@ -1,10 +1,12 @@
-"""Speed of the bundled MediaPipe Holistic detector (CPU).
+"""Speed of the bundled detector (CPU): every person of a photo, MediaPipe's person detector over the
+photo and its tiles, then Holistic on one crop per person.
 
-    python benchmarks/bench_detect.py [--repeats 20]
+    python benchmarks/bench_detect.py [--images DIR] [--repeats 3]
 
-Reports the first-call cost (creating the detector and the first image, which loads the models) and the
-median time per image at 640 x 480 and 1600 x 1200 (a COCO photo resized), conversion to our layout
-included.
+Reports the first-call cost (creating the detector and the first photo, which loads the models), then per
+photo the median time of `--repeats` runs and the people found, and a least-squares fit of
+time = a + b x people over the photos (a: the person search, b: each person's Holistic crop).
+Default photos: ../shared/data/images when present, else tests/data/images.
 """
 
 from __future__ import annotations
@@ -15,35 +17,41 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
+from bodycapture.keypoints.mediapipe import IMAGE_SUFFIXES, MediaPipeDetector, read_image
 
-PHOTO = Path(__file__).resolve().parents[1] / "tests" / "data" / "images" / "coco_623.jpg"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image", type=Path, default=PHOTO)
-    parser.add_argument("--repeats", type=int, default=20)
+    shared = ROOT.parent / "shared" / "data" / "images"
+    parser.add_argument("--images", type=Path, default=shared if shared.is_dir() else ROOT / "tests" / "data" / "images")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    photo = Image.fromarray(read_image(args.image))
-    sizes = {"640x480": (640, 480), "1600x1200": (1600, 1200)}
-    images = {k: np.asarray(photo.resize(v, Image.BILINEAR)) for k, v in sizes.items()}
+    photos = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = {p.name: read_image(p) for p in photos}
 
     start = time.perf_counter()
     detector = MediaPipeDetector()
-    found = detector(images["640x480"])
-    first = time.perf_counter() - start
-    print(f"first call (create + first 640x480 image): {first * 1e3:.0f} ms, people found: {found.num_people}")
+    first = next(iter(images.values()))
+    detector(first)
+    print(f"first call (create + first photo): {(time.perf_counter() - start) * 1e3:.0f} ms")
+    rows = []
     for name, image in images.items():
-        detector(image)
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            detector(image)
+            people = detector(image).num_people
             times.append(time.perf_counter() - t)
-        print(f"{name}: {statistics.median(times) * 1e3:.1f} ms per image (median of {args.repeats})")
+        rows.append((name, image.shape[1], image.shape[0], people, statistics.median(times)))
+        print(f"{name} {image.shape[1]}x{image.shape[0]}: {people} people, {rows[-1][-1] * 1e3:.0f} ms "
+              f"(median of {args.repeats})")
+    n = np.array([r[3] for r in rows], dtype=float)
+    t = np.array([r[4] for r in rows])
+    a, b = np.linalg.lstsq(np.stack([np.ones_like(n), n], 1), t, rcond=None)[0]
+    print(f"time per photo = {a * 1e3:.0f} ms + {b * 1e3:.0f} ms per person (least squares over {len(rows)} photos); "
+          f"median per photo {np.median(t) * 1e3:.0f} ms, {n.sum():.0f} people in all")
     detector.close()
 
 

@@ -51,8 +51,8 @@ def test_fit_a_photo_end_to_end(tmp_path, capsys):
     assert main(["fit", str(PHOTO), "--out", str(tmp_path), "--format", "obj,ply,glb"]) == 0
     check_outputs(tmp_path / "coco_623", formats=("obj", "ply", "glb"))
     params = np.load(tmp_path / "coco_623" / "params.npz")  # the collision stages report what is left
-    assert params["stage4_collisions"].shape == (1,) and params["stage4_collision"].shape == (1,)
-    assert "stage2_collisions" not in params and "stage2_collision" not in params
+    assert params["stage5_collisions"].shape == (1,) and params["stage5_collision"].shape == (1,)
+    assert "stage4_collisions" not in params and "stage4_collision" not in params  # last stage only
     # an existing result is kept unless --overwrite: a note, not a failure
     capsys.readouterr()
     assert main(["fit", str(PHOTO), "--out", str(tmp_path)]) == 0

@@ -14,6 +14,7 @@ User errors (missing or corrupt files, bad options) are printed as one line, wit
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -112,6 +113,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     # model and config are made once detection has started (torch's import overlaps with it)
     report = capture(args.input, model=lambda: _load_fit_model(args), config=lambda: _fit_config(args),
                      options=options)
+    log.info("timings: %s", json.dumps({k: round(v, 3) for k, v in report.timings.items()}))
     return _report(report, args.quiet)
 
 

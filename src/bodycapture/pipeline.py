@@ -104,6 +104,8 @@ class CaptureReport:
     out: Path
     seconds: float = 0.0
     task: str = "fit"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: model (import + load), fit, write;
+    # first_keypoints: from the start of the run until the first photo's people were known
 
     def count(self, status: str) -> int:
         return sum(1 for i in self.images if i.status == status)
@@ -405,7 +407,9 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
 
 def _run(stream, todo, reports, model, config, options: CaptureOptions, start: float) -> CaptureReport:
     """Fit what `stream` prepares, `options.batch_images` photos per batch, and write the results."""
+    timings = {"model": 0.0, "fit": 0.0, "write": 0.0}
     if todo:
+        t0 = time.perf_counter()
         import torch
 
         torch.set_num_threads(choose_threads(options.threads, concurrent_detection=len(todo) > 1))
@@ -417,16 +421,18 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
         config = config() if callable(config) else config
         if config is None:
             config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
+        timings["model"] = time.perf_counter() - t0
     bar = _progress(options, len(todo), "images", "image", disable=len(todo) < 2)
     batch: list[tuple[ImageReport, Prepared]] = []
 
     def flush():
         if batch:
-            _fit_and_write(batch, model, config, options, bar)
+            _fit_and_write(batch, model, config, options, bar, timings)
             batch.clear()
 
     try:
         for report, (path, item) in zip(todo, stream):  # the stream keeps the order of `todo`
+            timings.setdefault("first_keypoints", time.perf_counter() - start)
             if isinstance(item, BaseException):
                 report.status, report.message = "failed", str(item)
                 bar.update(1)
@@ -442,7 +448,7 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
         flush()
     finally:
         bar.close()
-    return CaptureReport(reports, options.out, time.perf_counter() - start)
+    return CaptureReport(reports, options.out, time.perf_counter() - start, timings=timings)
 
 
 def _default_model(device):
@@ -452,7 +458,8 @@ def _default_model(device):
     return load_model(None, num_betas=10, num_expression_coeffs=10, num_pca_comps=12, device=device)
 
 
-def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, options: CaptureOptions, bar) -> None:
+def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, options: CaptureOptions, bar,
+                   timings: dict) -> None:
     from .io.results import ResultExistsError, save_result
 
     t0 = time.perf_counter()
@@ -463,7 +470,9 @@ def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, opt
                               progress=lambda name: stages.update(1))
     finally:
         stages.close()
+    timings["fit"] += time.perf_counter() - t0
     per_image = (time.perf_counter() - t0) / len(batch)
+    t0 = time.perf_counter()
     for i, (report, item) in enumerate(batch):
         people = np.nonzero(result.image_index.numpy() == i)[0]
         target = options.out / report.name
@@ -484,6 +493,7 @@ def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, opt
                      ", ".join(f"{v:.4g}" for v in report.losses), item.focal, item.focal_source)
         report.seconds = per_image
         bar.update(1)
+    timings["write"] += time.perf_counter() - t0
 
 
 def keypoint_residuals(result, person: int, detected: np.ndarray) -> dict[str, float]:

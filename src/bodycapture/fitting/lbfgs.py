@@ -173,25 +173,25 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     for k in range(s.max_iter):
         if not bool(active.any()):
             break
-        # two-loop recursion over each problem's own history, newest pair first, masked where empty
-        order = (head[:, None] - 1 - back[None, :]) % m  # (B, m) ring positions, newest first
-        valid = back[None, :] < count[:, None]
+        # two-loop recursion over each problem's own history, newest pair first, masked where empty;
+        # only as many steps as the longest history holds (early iterations have few pairs)
+        c = max(1, int(count.max()))
+        order = (head[:, None] - 1 - back[None, :c]) % m  # (B, c) ring positions, newest first
+        S_o, Y_o = S[rows[:, None], order], Y[rows[:, None], order]  # (B, c, n)
+        rho_o = rho[rows[:, None], order] * (back[None, :c] < count[:, None])  # (B, c), 0 where empty
         q = -g
         alphas = []
-        for i in range(m):
-            j = order[:, i]
-            s_j, y_j = S[rows, j], Y[rows, j]
-            a_j = rho[rows, j] * (s_j * q).sum(1) * valid[:, i]
-            q = q - a_j[:, None] * y_j
-            alphas.append(a_j)
-        s_new, y_new = S[rows, order[:, 0]], Y[rows, order[:, 0]]
+        for i in range(c):
+            a_i = rho_o[:, i] * (S_o[:, i] * q).sum(1)
+            q = q - a_i[:, None] * Y_o[:, i]
+            alphas.append(a_i)
+        s_new, y_new = S_o[:, 0], Y_o[:, 0]
         yy = (y_new * y_new).sum(1)
         gamma = torch.where(count > 0, (s_new * y_new).sum(1) / yy.clamp_min(1e-30), torch.ones_like(yy))
         r = gamma[:, None] * q
-        for i in reversed(range(m)):
-            j = order[:, i]
-            b_j = rho[rows, j] * (Y[rows, j] * r).sum(1) * valid[:, i]
-            r = r + S[rows, j] * (alphas[i] - b_j)[:, None]
+        for i in reversed(range(c)):
+            b_i = rho_o[:, i] * (Y_o[:, i] * r).sum(1)
+            r = r + S_o[:, i] * (alphas[i] - b_i)[:, None]
         d = torch.where(active[:, None], r, torch.zeros_like(r))
         descent = (g * d).sum(1) < 0
         d = torch.where((active & ~descent)[:, None], -g, d)  # reset to steepest descent if needed

@@ -260,7 +260,10 @@ class MediaPipeDetector:
         with _native_stderr_silenced():
             seeds = self._get_seeds()(image)
         found = []  # (landmark arrays, seed score)
+        hips = []  # hip centre of each person found so far
         for i, seed in enumerate(seeds):
+            if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
+                continue  # the seed of someone already found (seen from another tile): skip the crop
             others = [s.face for j, s in enumerate(seeds) if j != i]
             lms = None
             for scale in CROP_SCALES:  # a seed's size can be off (a bowed head): then a wider crop
@@ -274,6 +277,7 @@ class MediaPipeDetector:
                 log.debug("%s: Holistic found someone else than the person at (%.0f, %.0f)", source, *seed.hip)
                 continue
             found.append((lms, seed.score))
+            hips.append(lms[0][[23, 24], :2].mean(0))
         if not seeds:  # the person detector found nobody: Holistic on the whole image, as before
             lms = self._holistic_person(image, 0.0, 0.0, width, height)
             if lms is not None:
@@ -329,6 +333,9 @@ class MediaPipeDetector:
 
 # Holistic's hip centre must lie within this many seed radii of the seed's, else it followed someone else.
 SEED_TOLERANCE = 0.6
+# A seed whose hip centre is this close (in seed radii) to a person already found is taken for that person
+# (a detection of them from another tile) and not cropped again. 0.6 lost the catcher behind an umpire.
+SKIP_TOLERANCE = 0.3
 MIN_BODY_SCALE = 0.2
 CROP_SCALES = (3.0, 6.0)  # crop side / seed radius (MediaPipe's own region is 2.5), then a retry
 CROP_MIN_PX = 384  # smaller crops are upscaled to this (hand and face landmarks get more pixels)

@@ -24,6 +24,7 @@ __all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds"]
 # MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
 # (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
 ROI_SCALE = 2.5
+MAX_TILES = 24  # detector runs per image on tiles (about 19 ms each on a 2-core CPU); fewer lost people
 
 _GRAPH = """
 input_stream: "image"
@@ -52,19 +53,22 @@ class PersonSeed:
         return np.array([self.hip[0] - half, self.hip[1] - half, self.hip[0] + half, self.hip[1] + half])
 
 
-def tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5) -> list[tuple[int, int, int]]:
+def tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5,
+          max_tiles: int = MAX_TILES) -> list[tuple[int, int, int]]:
     """Square tiles (x0, y0, side) of side `fraction` x the short side, covering the image, neighbours
-    overlapping by `overlap` of a side. The whole image is not included."""
+    overlapping by `overlap` of a side; for very wide or tall images the side grows until there are at
+    most `max_tiles` (each tile is one detector run). The whole image is not included."""
     side = max(int(round(min(height, width) * fraction)), 1)
-    step = max(int(side * (1 - overlap)), 1)
 
-    def starts(extent: int) -> list[int]:
+    def starts(extent: int, side: int) -> list[int]:
         if extent <= side:
             return [0]
-        s = list(range(0, extent - side, step))
+        s = list(range(0, extent - side, max(int(side * (1 - overlap)), 1)))
         return s + [extent - side]
 
-    return [(x, y, side) for y in starts(height) for x in starts(width)]
+    while len(starts(height, side)) * len(starts(width, side)) > max_tiles and side < min(height, width):
+        side = min(int(side * 1.2) + 1, min(height, width))
+    return [(x, y, side) for y in starts(height, side) for x in starts(width, side)]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
