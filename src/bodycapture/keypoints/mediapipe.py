@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import BODY, BODY_25, CONTOUR, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
+from .layout import BODY, BODY_25, CONTOUR, FACE, FLIP, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 from .types import ImageKeypoints, KeypointFileError, midpoint
 
 __all__ = ["MediaPipeDetector", "detect", "read_image", "MEDIAPIPE_TO_IBUG68"]
@@ -212,6 +212,7 @@ class MediaPipeDetector:
         self.tiles = tiles
         self._holistic = None
         self._seeds = None
+        self._by_region = None
 
     def _get(self):
         if self._holistic is None:
@@ -234,22 +235,45 @@ class MediaPipeDetector:
                                              min_score=self.min_detection_confidence)
         return self._seeds
 
+    def _get_by_region(self):
+        if self._by_region is None:
+            from google.protobuf import text_format
+            from mediapipe.framework import calculator_pb2
+            from mediapipe.python.solution_base import SolutionBase
+
+            config = text_format.Parse(_HOLISTIC_BY_REGION, calculator_pb2.CalculatorGraphConfig())
+            with _native_stderr_silenced():
+                self._by_region = SolutionBase(graph_config=config, side_inputs={
+                    "model_complexity": 1, "enable_segmentation": False, "refine_face_landmarks": self.refine_face})
+        return self._by_region
+
+    def _person_by_region(self, image: np.ndarray, seed):
+        """Holistic's landmark models on MediaPipe's own region around a seed (no second person search):
+        landmark arrays in photo pixels, or None when the pose model says there is no person there."""
+        from mediapipe.framework.formats import detection_pb2
+
+        height, width = image.shape[:2]
+        det = detection_pb2.Detection()
+        det.score.append(seed.score)
+        det.label_id.append(0)
+        loc = det.location_data
+        loc.format = loc.RELATIVE_BOUNDING_BOX
+        box = loc.relative_bounding_box
+        box.xmin, box.ymin = seed.face[0] / width, seed.face[1] / height
+        box.width, box.height = (seed.face[2] - seed.face[0]) / width, (seed.face[3] - seed.face[1]) / height
+        for x, y in seed.keypoints:
+            point = loc.relative_keypoints.add()
+            point.x, point.y = x / width, y / height
+        with _native_stderr_silenced():
+            result = self._get_by_region().process({"image": image, "detection": det})
+        return _result_arrays(result, 0.0, 0.0, width, height)
+
     def _holistic_person(self, image: np.ndarray, x0: float, y0: float, width: float, height: float):
         """Holistic on `image` (a crop whose pixel (0, 0) is (x0, y0) of the photo and that spans width x
         height photo pixels) -> landmark arrays in photo pixels, or None when no person is found."""
         with _native_stderr_silenced():
             result = self._get().process(image)
-        if result.pose_landmarks is None:
-            return None
-
-        def pts(lms):
-            return None if lms is None else _landmarks(lms, width, height, x0, y0)
-
-        world = None
-        if result.pose_world_landmarks is not None:
-            world = np.array([[lm.x, lm.y, lm.z, lm.visibility] for lm in result.pose_world_landmarks.landmark])
-        return (pts(result.pose_landmarks), pts(result.left_hand_landmarks), pts(result.right_hand_landmarks),
-                pts(result.face_landmarks), world)
+        return _result_arrays(result, x0, y0, width, height)
 
     def __call__(self, image: np.ndarray | str | Path) -> ImageKeypoints:
         source = str(image) if isinstance(image, (str, Path)) else "array"
@@ -264,13 +288,16 @@ class MediaPipeDetector:
         for i, seed in enumerate(seeds):
             if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
                 continue  # the seed of someone already found (seen from another tile): skip the crop
-            others = [s.face for j, s in enumerate(seeds) if j != i]
-            lms = None
-            for scale in CROP_SCALES:  # a seed's size can be off (a bowed head): then a wider crop
-                crop, x0, y0, side = person_crop(image, seed, others, scale)
-                lms = self._holistic_person(crop, x0, y0, side, side)
-                if lms is not None:
-                    break
+            lms = self._person_by_region(image, seed) if seed.keypoints is not None else None
+            if lms is None or not _agrees_with_seed(lms[0], seed):
+                # the seed's region was off (e.g. a bowed head shrinks it): Holistic on a crop around it,
+                # wider if needed, with the other people's faces greyed out
+                others = [s.face for j, s in enumerate(seeds) if j != i]
+                for scale in CROP_SCALES:
+                    crop, x0, y0, side = person_crop(image, seed, others, scale)
+                    lms = self._holistic_person(crop, x0, y0, side, side)
+                    if lms is not None:
+                        break
             if lms is None:
                 continue
             if not _agrees_with_seed(lms[0], seed):
@@ -304,8 +331,15 @@ class MediaPipeDetector:
         kept.sort(key=lambda p: -(p[0][3] - p[0][1]))
         unique = []
         for person in kept:
-            if not any(_same_person(person[1], other[1]) for other in unique):
-                unique.append(person)
+            if any(_same_person(person[1], other[1]) for other in unique):
+                continue
+            # no face and lying inside a taller person: a body that the pose model saw in a part of
+            # someone (measured: in a raised arm, between a woman's legs), not a person of its own
+            faceless = not (person[1][FACE, 2] > 0).any()
+            inside = max((_inside(person[0], other[0]) for other in unique), default=0.0)
+            if faceless and (inside > CONTAINED or (inside > 0.5 and person[4] < WEAK_SEED)):
+                continue
+            unique.append(person)
         if self.max_people is not None:
             unique = unique[: self.max_people]
         if not unique:
@@ -323,6 +357,9 @@ class MediaPipeDetector:
         if self._seeds is not None:
             self._seeds.close()
             self._seeds = None
+        if self._by_region is not None:
+            self._by_region.close()
+            self._by_region = None
 
     def __enter__(self):
         return self
@@ -331,11 +368,57 @@ class MediaPipeDetector:
         self.close()
 
 
+def _result_arrays(result, x0: float, y0: float, width: float, height: float):
+    """A Holistic-like result (pose, hands, face, world) -> landmark arrays in photo pixels (for an image
+    spanning width x height photo pixels from x0, y0), or None when there is no pose."""
+    if result.pose_landmarks is None:
+        return None
+
+    def pts(lms):
+        return None if lms is None else _landmarks(lms, width, height, x0, y0)
+
+    world = None
+    if result.pose_world_landmarks is not None:
+        world = np.array([[lm.x, lm.y, lm.z, lm.visibility] for lm in result.pose_world_landmarks.landmark])
+    return (pts(result.pose_landmarks), pts(result.left_hand_landmarks), pts(result.right_hand_landmarks),
+            pts(result.face_landmarks), world)
+
+
+# Holistic's own graph (holistic_landmark_cpu) with its person search replaced by a region from our
+# person detections: MediaPipe's PoseDetectionToRoi (the region its tracking would use), the pose
+# landmark model on it, then hands and face from the pose, as Holistic does.
+_HOLISTIC_BY_REGION = """
+input_stream: "image"
+input_stream: "detection"
+output_stream: "pose_landmarks"
+output_stream: "pose_world_landmarks"
+output_stream: "left_hand_landmarks"
+output_stream: "right_hand_landmarks"
+output_stream: "face_landmarks"
+node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE_CPU:image" output_stream: "SIZE:image_size" }
+node { calculator: "PoseDetectionToRoi" input_stream: "DETECTION:detection" input_stream: "IMAGE_SIZE:image_size"
+       output_stream: "ROI:pose_rect" }
+node { calculator: "PoseLandmarkByRoiCpu" input_stream: "IMAGE:image" input_stream: "ROI:pose_rect"
+       output_stream: "LANDMARKS:pose_landmarks" output_stream: "AUXILIARY_LANDMARKS:auxiliary_landmarks"
+       output_stream: "WORLD_LANDMARKS:pose_world_landmarks"
+       input_side_packet: "MODEL_COMPLEXITY:model_complexity" input_side_packet: "ENABLE_SEGMENTATION:enable_segmentation" }
+node { calculator: "HandLandmarksLeftAndRightCpu" input_stream: "IMAGE:image" input_stream: "POSE_LANDMARKS:pose_landmarks"
+       output_stream: "LEFT_HAND_LANDMARKS:left_hand_landmarks" output_stream: "RIGHT_HAND_LANDMARKS:right_hand_landmarks" }
+node { calculator: "SplitNormalizedLandmarkListCalculator" input_stream: "pose_landmarks"
+       output_stream: "face_landmarks_from_pose"
+       options { [mediapipe.SplitVectorCalculatorOptions.ext] { ranges { begin: 0 end: 11 } } } }
+node { calculator: "FaceLandmarksFromPoseCpu" input_stream: "IMAGE:image"
+       input_stream: "FACE_LANDMARKS_FROM_POSE:face_landmarks_from_pose" output_stream: "FACE_LANDMARKS:face_landmarks"
+       input_side_packet: "REFINE_LANDMARKS:refine_face_landmarks" }
+"""
+
 # Holistic's hip centre must lie within this many seed radii of the seed's, else it followed someone else.
 SEED_TOLERANCE = 0.6
 # A seed whose hip centre is this close (in seed radii) to a person already found is taken for that person
 # (a detection of them from another tile) and not cropped again. 0.6 lost the catcher behind an umpire.
 SKIP_TOLERANCE = 0.3
+CONTAINED = 0.8  # a faceless person with this share of their box inside a taller person's is dropped,
+WEAK_SEED = 0.6  # and with half of it inside when the person detector was unsure (score below this)
 MIN_BODY_SCALE = 0.2
 CROP_SCALES = (3.0, 6.0)  # crop side / seed radius (MediaPipe's own region is 2.5), then a retry
 CROP_MIN_PX = 384  # smaller crops are upscaled to this (hand and face landmarks get more pixels)
@@ -374,7 +457,7 @@ def person_crop(image: np.ndarray, seed, others: list[np.ndarray],
             work = image.copy()
             h, w = image.shape[:2]
             for fx0, fy0, fx1, fy1 in faces[keep]:
-                pad_x, pad_y = 0.15 * (fx1 - fx0), 0.15 * (fy1 - fy0)
+                pad_x, pad_y = 0.1 * (fx1 - fx0), 0.1 * (fy1 - fy0)
                 xa, xb = int(max(fx0 - pad_x, 0)), int(min(fx1 + pad_x, w))
                 ya, yb = int(max(fy0 - pad_y, 0)), int(min(fy1 + pad_y, h))
                 work[ya:yb, xa:xb] = 128
@@ -394,13 +477,25 @@ def keypoint_box(points: np.ndarray) -> np.ndarray | None:
 
 
 def _same_person(a: np.ndarray, b: np.ndarray) -> bool:
-    """Two detections of one person: their body points seen in both lie within 10 % of the body's size."""
-    both = (a[:25, 2] > 0) & (b[:25, 2] > 0)
-    if both.sum() < 3:
-        return False
+    """Two detections of one person: their body points seen in both lie within 10 % of the body's size,
+    as they are or with b's left and right swapped (MediaPipe may swap them between two runs)."""
     box = keypoint_box(a)
     size = max(box[3] - box[1], box[2] - box[0], 1.0)
-    return float(np.median(np.linalg.norm(a[:25, :2][both] - b[:25, :2][both], axis=1))) < 0.1 * size
+    faces = (a[FACE, 2] > 0) & (b[FACE, 2] > 0)  # one face: one person, whatever the pose model made of it
+    if faces.sum() >= 10 and np.median(np.linalg.norm(a[FACE, :2][faces] - b[FACE, :2][faces], axis=1)) < 0.05 * size:
+        return True
+    for other in (b, b[FLIP]):
+        both = (a[:25, 2] > 0) & (other[:25, 2] > 0)
+        if both.sum() >= 3 and np.median(np.linalg.norm(a[:25, :2][both] - other[:25, :2][both], axis=1)) < 0.1 * size:
+            return True
+    return False
+
+
+def _inside(small: np.ndarray, large: np.ndarray) -> float:
+    """The share of box `small`'s area that lies inside box `large` (boxes x0, y0, x1, y1)."""
+    lo, hi = np.maximum(small[:2], large[:2]), np.minimum(small[2:], large[2:])
+    inter = np.clip(hi - lo, 0, None).prod()
+    return float(inter / max(np.clip(small[2:] - small[:2], 0, None).prod(), 1e-9))
 
 
 def detect(image: np.ndarray | str | Path, detector: MediaPipeDetector | None = None) -> ImageKeypoints:

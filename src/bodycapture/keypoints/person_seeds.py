@@ -3,8 +3,10 @@
 Holistic follows one person per image: its graph takes the first of the person detector's detections.
 The detector itself (`PoseDetectionCpu`, the wheel's `pose_detection.tflite`) returns every person after
 non-maximum suppression, so we run it alone (a one-node graph) and then drive Holistic with one crop per
-person (mediapipe.py). Each detection is a face box and four points: the hip centre, a point whose
-distance from the hip centre gives the full body's size, the shoulder centre and an upper-body point.
+person (mediapipe.py). Each detection is a box around the face and four points: the hip centre, a point
+whose distance from the hip centre gives the full body's size, the shoulder centre and an upper-body
+point. Only the box's centre means something: its size is the anchor's (always 0.2 of the input's
+width, measured), so we make the face box from the body's size instead.
 
 The detector sees a 224 x 224 letterboxed copy of its input, so a person 50 px tall in a 640 x 480 photo
 is 17 px to it and is missed (and, measured on the COCO test photos, even some 230 px tall players were
@@ -24,6 +26,7 @@ __all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds"]
 # MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
 # (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
 ROI_SCALE = 2.5
+FACE_SIZE = 0.3  # face box side / body radius (a head is about an eighth of a body's height)
 MAX_TILES = 24  # detector runs per image on tiles (about 19 ms each on a 2-core CPU); fewer lost people
 
 _GRAPH = """
@@ -37,14 +40,16 @@ node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream:
 class PersonSeed:
     """One detected person, in image pixels.
 
-    score: the detector's score in [0, 1]. face: (4,) face box x0, y0, x1, y1. hip: (2,) hip centre.
-    radius: |full-body size point - hip centre| (the body's half-extent, roughly).
+    score: the detector's score in [0, 1]. face: (4,) face box x0, y0, x1, y1 (its centre is the
+    detector's; its side FACE_SIZE x radius). hip: (2,) hip centre. radius: |full-body size point - hip
+    centre| (the body's half-extent, roughly).
     """
 
     score: float
     face: np.ndarray
     hip: np.ndarray
     radius: float
+    keypoints: np.ndarray | None = None  # (4, 2) the detector's four points in image pixels
 
     @property
     def roi(self) -> np.ndarray:
@@ -132,9 +137,11 @@ class PersonSeedDetector:
             kp = np.array([[k.x * w + x0, k.y * h + y0] for k in loc.relative_keypoints])
             if len(kp) < 2:
                 continue
-            face = np.array([bb.xmin * w + x0, bb.ymin * h + y0, (bb.xmin + bb.width) * w + x0,
-                             (bb.ymin + bb.height) * h + y0])
-            seeds.append(PersonSeed(score, face, kp[0], float(np.linalg.norm(kp[1] - kp[0]))))
+            radius = float(np.linalg.norm(kp[1] - kp[0]))
+            centre = np.array([(bb.xmin + bb.width / 2) * w + x0, (bb.ymin + bb.height / 2) * h + y0])
+            half = FACE_SIZE * radius / 2
+            face = np.concatenate([centre - half, centre + half])
+            seeds.append(PersonSeed(score, face, kp[0], radius, kp[:4]))
         return seeds
 
     def __call__(self, image: np.ndarray) -> list[PersonSeed]:
