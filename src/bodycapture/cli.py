@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")
     evalp.add_argument("--suite", default="synthetic", help="'synthetic' (default) or a folder laid out like EHF")
-    evalp.add_argument("--n", type=int, default=100, help="synthetic people")
+    evalp.add_argument("--n", type=_positive_int, default=100, help="synthetic people")
     evalp.add_argument("--seed", type=int, default=0)
     evalp.add_argument("--config", metavar="FILE")
     evalp.add_argument("--model", default="open")
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.set_defaults(func=_cmd_eval)
 
     samp = sub.add_parser("sample-poses", parents=[common], help="random bodies from the learned pose prior")
-    samp.add_argument("--n", type=int, default=16)
+    samp.add_argument("--n", type=_positive_int, default=16)
     samp.add_argument("--out", required=True, metavar="DIR")
     samp.add_argument("--seed", type=int, default=0)
     samp.add_argument("--temperature", type=float, default=1.0, help="scale of the latent samples")
@@ -291,6 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bodycapture: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a full or read-only disk, a file that vanished: the system's words, one line
+        if args.verbose >= 2:
+            raise
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"bodycapture: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - a bug of ours: one line, the traceback with -vv
+        if args.verbose >= 2:
+            raise
+        print(f"bodycapture: error: unexpected {type(err).__name__}: {err} (run with -vv for the traceback, "
+              "and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -412,6 +412,8 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
         t0 = time.perf_counter()
         import torch
 
+        check_device(options.device)
+
         torch.set_num_threads(choose_threads(options.threads, concurrent_detection=len(todo) > 1))
         model = model() if callable(model) and not hasattr(model, "parameter_sizes") else model
         model = model if model is not None else _default_model(options.device)
@@ -451,6 +453,21 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     return CaptureReport(reports, options.out, time.perf_counter() - start, timings=timings)
 
 
+def check_device(device) -> None:
+    """A torch device that exists here, or a one-line error saying why not."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise BodyCaptureError(f"--device {device}: not a torch device ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BodyCaptureError(f"--device {device}: CUDA is not available here (this torch is a "
+                               f"{'CPU-only build' if torch.version.cuda is None else 'CUDA build without a usable GPU'})")
+
+
 def _default_model(device):
     from .models.zoo import load_model
 
@@ -476,6 +493,13 @@ def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, opt
     for i, (report, item) in enumerate(batch):
         people = np.nonzero(result.image_index.numpy() == i)[0]
         target = options.out / report.name
+        bad = [k for k, p in enumerate(people) if not _finite_fit(result, p)]
+        if bad:  # never written as if fitted
+            report.status = "failed"
+            report.message = (f"{item.path}: the fit of person {', '.join(str(k) for k in bad)} did not reach finite "
+                              "values; nothing written")
+            bar.update(1)
+            continue
         try:
             save_result(target, result, people, item.keypoints, item.image, options.formats, _model_info(model),
                         overwrite=options.overwrite)
@@ -494,6 +518,14 @@ def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, opt
         report.seconds = per_image
         bar.update(1)
     timings["write"] += time.perf_counter() - t0
+
+
+def _finite_fit(result, person: int) -> bool:
+    """The fit of `person` has finite vertices, parameters and loss."""
+    import torch
+
+    return bool(torch.isfinite(result.vertices[person]).all() and torch.isfinite(result.loss[person])
+                and all(torch.isfinite(v[person]).all() for v in result.params.values()))
 
 
 def keypoint_residuals(result, person: int, detected: np.ndarray) -> dict[str, float]:

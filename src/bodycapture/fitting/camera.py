@@ -68,7 +68,9 @@ def choose_focal(height: int, width: int, path: str | Path | None = None,
     if focal is not None:
         focal = float(focal)
         if not math.isfinite(focal) or focal <= 0:
-            raise ValueError(f"focal length must be a positive number of pixels, got {focal}")
+            from ..errors import BodyCaptureError
+
+            raise BodyCaptureError(f"focal length must be a positive number of pixels, got {focal}")
         return focal, "given"
     if path is not None:
         exif = focal_from_exif(path, width, height)

@@ -74,15 +74,20 @@ _LOCK = re.compile(r"^\.(?P<name>.+)\.lock$")
 
 
 def clean_stale_staging(folder: str | Path) -> int:
-    """Remove staging folders and locks left in `folder` by processes that no longer run. Returns how many."""
+    """Remove staging folders and locks left in `folder` by processes that no longer run; an old result
+    that a killed `--overwrite` had moved aside, with nothing in its place, is put back. Returns how many."""
     folder = Path(folder)
     removed = 0
     if not folder.is_dir():
         return 0
-    for entry in folder.iterdir():
+    for entry in sorted(folder.iterdir()):
         m = _STAGING.match(entry.name)
         if m and not _pid_alive(int(m["pid"])):
-            shutil.rmtree(entry, ignore_errors=True)
+            target = folder / m["name"]
+            if entry.name.startswith(f".{m['name']}.old-") and not target.exists():
+                os.rename(entry, target)  # killed between moving the old result aside and the new one in
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
             removed += 1
         elif _LOCK.match(entry.name) and entry.is_file() and not _lock_alive(entry):
             entry.unlink(missing_ok=True)

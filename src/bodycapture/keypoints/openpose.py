@@ -29,7 +29,7 @@ _COCO_FOOT_TO_BODY25 = [19, 20, 21, 22, 23, 24]
 
 
 def _triples(values, expected: int, path, key: str) -> np.ndarray:
-    arr = np.asarray(values if values is not None else [], dtype=np.float64).ravel()
+    arr = _numbers(values if values is not None else [], path, key)
     if arr.size == 0:
         return np.zeros((expected, 3))
     if arr.size != 3 * expected:
@@ -53,7 +53,7 @@ def _person_from_openpose(person: dict, path) -> tuple[np.ndarray, np.ndarray | 
         out[idx] = _triples(person.get(key + "_2d", person.get(key)), 21, path, key + "_2d")
     face = person.get("face_keypoints_2d", person.get("face_keypoints"))
     if face:
-        face = np.asarray(face, dtype=np.float64).ravel()
+        face = _numbers(face, path, "face_keypoints_2d")
         if face.size not in (70 * 3, 68 * 3):
             raise KeypointFileError(path, f"face_keypoints_2d has {face.size} values, expected 210 (70 x, y, c)")
         face = face.reshape(-1, 3)
@@ -61,11 +61,22 @@ def _person_from_openpose(person: dict, path) -> tuple[np.ndarray, np.ndarray | 
     world = None
     body3d = person.get("pose_keypoints_3d")
     if body3d:
-        arr = np.asarray(body3d, dtype=np.float64).ravel()
+        arr = _numbers(body3d, path, "pose_keypoints_3d")
         if arr.size != 25 * 4:
             raise KeypointFileError(path, f"pose_keypoints_3d has {arr.size} values, expected 100 (25 x, y, z, c)")
         world = arr.reshape(25, 4)
     return out, world
+
+
+def _numbers(values, path, key: str) -> np.ndarray:
+    """A JSON array as finite float64 numbers, flattened, or a one-line error naming the array."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise KeypointFileError(path, f"{key} must be a flat list of numbers") from None
+    if not np.isfinite(arr).all():
+        raise KeypointFileError(path, f"{key} holds NaN or infinite values")
+    return arr
 
 
 def read_openpose(path: str | Path) -> ImageKeypoints:

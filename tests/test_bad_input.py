@@ -1,0 +1,127 @@
+"""Bad input and faults on the write path: one line naming the input, exit status 1, no traceback, no
+visible partial output, and the good items of the same run still done. (More of issue 13 is to come:
+model files, config values, memory caps; see the README's Reliability section.)"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bodycapture.cli import main
+from bodycapture.io.results import clean_stale_staging
+
+DATA = Path(__file__).resolve().parent / "data"
+LSP = DATA / "openpose" / "lsp_im1010.jpg"
+LSP_JSON = DATA / "openpose" / "lsp_im1010_keypoints.json"
+
+
+def _one_error_line(err: str, *needles: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("bodycapture: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("focal", ["nan", "inf", "0", "-5"])
+def test_bad_focal_is_refused(tmp_path, capsys, focal):
+    code = main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--out", str(tmp_path / "out"), "--focal", focal])
+    assert code == 1
+    _one_error_line(capsys.readouterr().err, "focal length")
+    assert _visible(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("value", ["NaN", "null", "Infinity", '"x"', "[1, 2]"])
+def test_bad_keypoint_values_give_one_line(tmp_path, capsys, value):
+    text = LSP_JSON.read_text()
+    data = json.loads(text)
+    body = data["people"][0]["pose_keypoints_2d"]
+    raw = json.dumps(data).replace(json.dumps(body), "[" + ", ".join([value] + [str(v) for v in body[1:]]) + "]", 1)
+    bad = tmp_path / "lsp_im1010_keypoints.json"
+    bad.write_text(raw)
+    assert main(["fit", str(LSP), "--keypoints", str(bad), "--out", str(tmp_path / "out")]) == 1
+    _one_error_line(capsys.readouterr().err, str(bad), "pose_keypoints_2d")
+    assert _visible(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("shift", [(-5000, 0), (0, -5000), (5000, 0)])
+def test_keypoints_outside_any_edge_are_refused(tmp_path, capsys, shift):
+    data = json.loads(LSP_JSON.read_text())
+    body = data["people"][0]["pose_keypoints_2d"]
+    body[0] += shift[0]
+    body[1] += shift[1]
+    bad = tmp_path / "lsp_im1010_keypoints.json"
+    bad.write_text(json.dumps(data))
+    assert main(["fit", str(LSP), "--keypoints", str(bad), "--out", str(tmp_path / "out")]) == 1
+    _one_error_line(capsys.readouterr().err, "outside the")
+
+
+def test_out_that_is_a_file_is_refused_before_fitting(tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    assert main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--out", str(tmp_path / "out")]) == 1
+    _one_error_line(capsys.readouterr().err, "not a folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_read_only_output_is_refused_before_fitting(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--out", str(out)]) == 1
+        _one_error_line(capsys.readouterr().err, "cannot write results here")
+    finally:
+        out.chmod(0o700)
+
+
+def test_cuda_without_cuda_is_one_line(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 1
+    _one_error_line(capsys.readouterr().err, "CUDA is not available")
+
+
+@pytest.mark.parametrize("argv", [["fit", str(LSP), "--batch-images", "0"], ["fit", str(LSP), "--batch-images", "-1"],
+                                  ["fit", str(LSP), "--max-people", "0"], ["fit", str(LSP), "--min-height", "nan"],
+                                  ["eval", "--n", "0"], ["sample-poses", "--n", "0", "--out", "x"]])
+def test_bad_counts_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_and_a_traceback_with_vv(tmp_path, capsys, monkeypatch):
+    import bodycapture.pipeline as pipeline
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(pipeline, "capture", broken)
+    assert main(["fit", str(LSP), "--out", str(tmp_path)]) == 1
+    line = _one_error_line(capsys.readouterr().err, "unexpected ZeroDivisionError", "-vv")
+    assert line.count("\n") == 0
+    with pytest.raises(ZeroDivisionError):
+        main(["-vv", "fit", str(LSP), "--out", str(tmp_path)])
+
+
+def test_a_killed_overwrite_keeps_the_old_result(tmp_path):
+    """Killed between moving the old result aside and moving the new one in: the next run puts it back."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = dead.stdout.strip()
+    old = tmp_path / f".photo.old-{pid}-0123abcd"
+    old.mkdir()
+    (old / "params.npz").write_text("old result")
+    (tmp_path / f".photo.partial-{pid}-4567cdef").mkdir()  # the new one, half written
+    assert clean_stale_staging(tmp_path) == 2
+    assert _visible(tmp_path) == ["photo"] and (tmp_path / "photo" / "params.npz").read_text() == "old result"
