@@ -1,6 +1,6 @@
 """The first result: a fresh process fitting one photo end to end, as a new user runs it.
 
-    python benchmarks/bench_first_result.py [--photo examples/photo.jpg] [--runs 5] [--busy]
+    python benchmarks/bench_first_result.py [--photo tests/data/images/coco_623.jpg] [--runs 5] [--busy]
 
 Runs `bodycapture fit PHOTO --out TMP -v` in a new process `--runs` times (each into an empty folder) and
 reports the median wall time from /usr/bin/time, with the pipeline's own breakdown (it logs its timings
@@ -44,7 +44,7 @@ def median_rows(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photo", type=Path, default=ROOT / "examples" / "photo.jpg")
+    parser.add_argument("--photo", type=Path, default=ROOT / "tests" / "data" / "images" / "coco_623.jpg")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--busy", action="store_true", help="also measure with one core kept busy")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "first_result.json")

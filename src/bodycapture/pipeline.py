@@ -375,6 +375,7 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
 
     from .io.results import check_writable, clean_stale_staging
 
+    created = not options.out.exists()
     check_writable(options.out)
     clean_stale_staging(options.out)
     todo = []
@@ -403,6 +404,8 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
             process.close()
         if hasattr(stream, "close"):
             stream.close()
+        if created and options.out.is_dir() and not any(options.out.iterdir()):
+            options.out.rmdir()  # nothing came out: leave no empty folder behind
 
 
 def _run(stream, todo, reports, model, config, options: CaptureOptions, start: float) -> CaptureReport:
