@@ -125,3 +125,46 @@ def test_a_killed_overwrite_keeps_the_old_result(tmp_path):
     (tmp_path / f".photo.partial-{pid}-4567cdef").mkdir()  # the new one, half written
     assert clean_stale_staging(tmp_path) == 2
     assert _visible(tmp_path) == ["photo"] and (tmp_path / "photo" / "params.npz").read_text() == "old result"
+
+
+@pytest.mark.parametrize("text, needle", [("rho: .nan\n", "rho"), ("body_pose_prior_weights: [1.0e+30, 1, 1, 1, 1]\n", "body_pose"),
+                                          ("maxiters: many\n", "wrong type"), ("shape_weights: 5\n", "shape_weights"),
+                                          ("focal_length: [1, 2]\n", "wrong type"), ("- a list\n", "mapping")])
+def test_bad_config_values_give_one_line(tmp_path, capsys, text, needle):
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(text)
+    code = main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--config", str(cfg), "--out", str(tmp_path / "out")])
+    assert code == 1
+    _one_error_line(capsys.readouterr().err, str(cfg), needle)
+    assert _visible(tmp_path / "out") == []
+
+
+def test_people_without_keypoints_are_not_fitted(tmp_path, capsys):
+    data = json.loads(LSP_JSON.read_text())
+    person = data["people"][0]
+    for key in ("pose_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d", "face_keypoints_2d"):
+        values = person.get(key) or []
+        person[key] = [0.0 if i % 3 == 2 else v for i, v in enumerate(values)]  # every confidence zero
+    bad = tmp_path / "lsp_im1010_keypoints.json"
+    bad.write_text(json.dumps(data))
+    assert main(["fit", str(LSP), "--keypoints", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert "no person found" in capsys.readouterr().err
+    assert _visible(tmp_path / "out") == []
+
+
+def test_the_fit_api_refuses_what_cannot_be_fitted():
+    import numpy as np
+
+    import bodycapture
+    from bodycapture.errors import BodyCaptureError
+
+    points = np.zeros((1, 135, 3))
+    with pytest.raises(BodyCaptureError, match="detected body keypoints"):
+        bodycapture.fit(points, image_size=(480, 640))
+    points[0, :25] = [100.0, 100.0, 0.9]
+    points[0, 3, 0] = np.nan
+    with pytest.raises(BodyCaptureError, match="NaN"):
+        bodycapture.fit(points, image_size=(480, 640))
+    points[0, 3, 0] = 120.0
+    with pytest.raises(BodyCaptureError, match="image sizes"):
+        bodycapture.fit(points, image_size=(0, 0))

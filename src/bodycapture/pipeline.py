@@ -244,6 +244,13 @@ def prepare_image(path: Path, keypoints: Path | None = None, detector=None, max_
         kp = detector(image)
         kp.source = str(path)
     _check_keypoints(kp, image, path)
+    from .keypoints.layout import MIN_BODY_POINTS
+
+    usable = (kp.points[:, :25, 2] > 0).sum(1) >= MIN_BODY_POINTS
+    if not usable.all():
+        log.warning("%s: %d of %d people have fewer than %d detected body keypoints; not fitted", path,
+                    int((~usable).sum()), kp.num_people, MIN_BODY_POINTS)
+        kp = kp.take(np.nonzero(usable)[0])
     return Prepared(path, image, kp)
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..collision import CollisionTerm
-from ..keypoints.layout import BODY_25, CAMERA_INIT, CONTOUR, GROUPS, NAMES, NUM_KEYPOINTS
+from ..keypoints.layout import BODY_25, CAMERA_INIT, CONTOUR, GROUPS, MIN_BODY_POINTS, NAMES, NUM_KEYPOINTS
 from ..keypoints.regressors import KeypointRegressor
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
@@ -128,6 +128,23 @@ def _as_batch(keypoints, image_size) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return points, np.array(sizes), np.arange(len(points))
 
 
+def _check_inputs(points: np.ndarray, sizes: np.ndarray) -> None:
+    """Refuse what cannot give a meaningful fit: non-finite keypoints, image sizes that are not positive,
+    people with (almost) no detected body keypoints (all-zero confidences used to fit a default body 3 m
+    away without a word)."""
+    from ..errors import BodyCaptureError
+
+    if not np.isfinite(points).all():
+        raise BodyCaptureError("keypoints hold NaN or infinite values")
+    if not (np.isfinite(sizes).all() and (sizes >= 1).all()):
+        raise BodyCaptureError(f"image sizes must be positive (H, W) in pixels, got {sizes[~(sizes >= 1).all(1)][0]}")
+    seen = (points[:, :25, 2] > 0).sum(1)
+    few = np.nonzero(seen < MIN_BODY_POINTS)[0]
+    if len(few):
+        raise BodyCaptureError(f"person {few[0]} has {seen[few[0]]} detected body keypoints; at least "
+                               f"{MIN_BODY_POINTS} are needed to fit")
+
+
 @dataclass
 class ObjectiveContext:
     """What the body stages' objective needs; `terms` gives every loss term per item (N,)."""
@@ -209,6 +226,7 @@ def fit(
         model = load_model(device=device)
     if config is None:  # SMPLify's four body-only stages for SMPL, SMPLify-X's five for the others
         config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
+    config.validate()
     if device is not None:
         model = model.to(device)
     dtype, dev = model.v_template.dtype, model.v_template.device
@@ -216,6 +234,7 @@ def fit(
     P = len(points_np)
     if P == 0:
         raise ValueError("no people to fit")
+    _check_inputs(points_np, sizes_np)
     kp = torch.as_tensor(points_np, dtype=dtype, device=dev)
     sizes = torch.as_tensor(sizes_np, dtype=dtype, device=dev)
     if focal_length is None:

@@ -10,6 +10,7 @@ bending and collision weights are not. A config file (YAML or TOML) may use SMPL
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,9 @@ def smpl_stages() -> list[Stage]:
     return [Stage(pose[i], shape[i], shape[i], pose[i], (0.0, 0.0, 0.0), 0.0, 0.0, coll[i]) for i in range(4)]
 
 
+MAX_WEIGHT = 1e8  # the largest weight a config may give (SMPLify-X's largest default is 4.04e4)
+
+
 @dataclass
 class FitConfig:
     """Everything a fit needs besides the model and the keypoints."""
@@ -90,6 +94,43 @@ class FitConfig:
     interpenetration: bool | None = None
     collision: CollisionSettings = field(default_factory=CollisionSettings)  # SMPLify-X fit_smplx.yaml values
     ignored_part_pairs: tuple = DEFAULT_IGNORED_PAIRS  # part pairs that touch by design (joint names or ids)
+
+    def validate(self, source: str = "config") -> "FitConfig":
+        """Every value finite, of the right kind and in a sane range, or a BodyCaptureError naming it.
+        Weights may be 0 (a term switched off) up to MAX_WEIGHT; NaN, infinities and 1e30 are refused."""
+        def number(name, value, lo, hi, integer=False):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or not lo <= value <= hi or (integer and value != int(value)):
+                kind = "an integer" if integer else "a number"
+                raise BodyCaptureError(f"{source}: {name} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
+
+        if not self.stages:
+            raise BodyCaptureError(f"{source}: the schedule has no stages")
+        for i, st in enumerate(self.stages):
+            for name in ("body_pose", "shape", "expression", "hand_pose", "hand_joints", "face_joints", "collision",
+                         "data"):
+                number(f"stage {i} {name} weight", getattr(st, name), 0.0, MAX_WEIGHT)
+            if len(st.jaw) != 3:
+                raise BodyCaptureError(f"{source}: stage {i} jaw weights must be 3 numbers, got {st.jaw!r}")
+            for w in st.jaw:
+                number(f"stage {i} jaw weight", w, 0.0, MAX_WEIGHT)
+        if self.focal_length is not None:
+            number("focal_length", self.focal_length, 1e-3, 1e7)
+        number("depth_weight", self.depth_weight, 0.0, MAX_WEIGHT)
+        number("side_view_threshold", self.side_view_threshold, 0.0, 1e6)
+        number("rho", self.rho, 1e-6, 1e6)
+        for label, opt in (("optimizer", self.optimizer), ("camera optimizer", self.camera_optimizer)):
+            number(f"{label} max_iter", opt.max_iter, 0, 100_000, integer=True)
+            number(f"{label} history", opt.history, 1, 1_000, integer=True)
+            for name in ("ftol", "gtol", "xtol"):
+                number(f"{label} {name}", getattr(opt, name), 0.0, 1e6)
+        c = self.collision
+        number("df_cone_height", c.sigma, 0.0, 10.0)
+        number("max_collisions", c.max_collisions, 1, 100_000, integer=True)
+        number("collision_exponent", c.exponent, 1, 8, integer=True)
+        if self.pose_prior not in ("vposer", "gmm", "l2"):
+            raise BodyCaptureError(f"{source}: pose_prior must be 'vposer', 'gmm' or 'l2', not {self.pose_prior!r}")
+        return self
 
     def uses_collision(self, model) -> bool:
         """Whether a fit of `model` computes the interpenetration term."""
@@ -173,6 +214,14 @@ def _parse_part_pairs(value, source: str) -> tuple:
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
+    """A FitConfig from a mapping of SMPLify-X or bodycapture keys; every value is checked (`validate`)."""
+    try:
+        return _config_from_dict(data, source).validate(source)
+    except (TypeError, ValueError, OverflowError, AttributeError) as err:  # a string, a list, a mapping...
+        raise BodyCaptureError(f"{source}: a setting has the wrong type ({type(err).__name__}: {err})") from None
+
+
+def _config_from_dict(data: dict, source: str) -> FitConfig:
     cfg = FitConfig()
     unknown = [k for k in data if k not in _STAGE_KEYS and k not in _SCALAR_KEYS and k not in _OPTIMIZER_KEYS
                and k not in _IGNORED and k not in _STRING_KEYS and k not in _COLLISION_KEYS
@@ -180,6 +229,9 @@ def config_from_dict(data: dict, source: str = "<config>") -> FitConfig:
     if unknown:
         raise BodyCaptureError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
     lists = {k: v for k, v in data.items() if k in _STAGE_KEYS and v is not None}
+    for key, values in lists.items():
+        if not isinstance(values, (list, tuple)) or not 1 <= len(values) <= 20:
+            raise BodyCaptureError(f"{source}: {key} must be a list of 1 to 20 per-stage values")
     if lists:
         lengths = {len(v) for v in lists.values()}
         if len(lengths) != 1:
@@ -220,6 +272,8 @@ def load_config(path: str | Path) -> FitConfig:
     path = Path(path)
     if not path.is_file():
         raise BodyCaptureError(f"{path}: no such config file")
+    if path.stat().st_size > 1_000_000:
+        raise BodyCaptureError(f"{path}: over 1 MB, not a fitting configuration")
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(path.read_text())

@@ -72,3 +72,5 @@ def flip_keypoints(keypoints: np.ndarray, image_width: float) -> np.ndarray:
     seen = out[..., 2] > 0
     out[..., 0] = np.where(seen, image_width - out[..., 0], 0.0)
     return out
+
+MIN_BODY_POINTS = 3  # a person needs this many detected BODY_25 points to be fitted at all
