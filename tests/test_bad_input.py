@@ -168,3 +168,26 @@ def test_the_fit_api_refuses_what_cannot_be_fitted():
     points[0, 3, 0] = 120.0
     with pytest.raises(BodyCaptureError, match="image sizes"):
         bodycapture.fit(points, image_size=(0, 0))
+
+
+def test_two_runs_on_one_output_end_with_one_whole_result(tmp_path):
+    """Two `bodycapture fit` processes on the same photo and --out at the same time: one writes the result,
+    the other skips it; the folder holds one complete, unmixed result and no leftovers."""
+    cfg = tmp_path / "quick.yaml"
+    cfg.write_text("maxiters: 3\n")  # a short fit: this tests the write path, not the fit
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "bodycapture.cli", "fit", str(LSP), "--keypoints", str(LSP_JSON), "--out", str(out),
+            "--config", str(cfg), "--no-collision", "--threads", "1"]
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    summaries = [stdout for stdout, _ in results]
+    assert sorted("1 fitted" in s for s in summaries) == [False, True], summaries  # one wrote, one skipped
+    assert sum("skipped" in stderr for _, stderr in results) == 1
+    assert _visible(out) == ["lsp_im1010"]  # no staging folders, no locks
+    folder = out / "lsp_im1010"
+    assert sorted(p.name for p in folder.iterdir()) == ["keypoints.json", "mesh.obj", "overlay.png", "params.npz",
+                                                        "result.pkl"]
+    import numpy as np
+
+    assert np.load(folder / "params.npz")["betas"].shape == (1, 10)
