@@ -191,3 +191,91 @@ def test_two_runs_on_one_output_end_with_one_whole_result(tmp_path):
     import numpy as np
 
     assert np.load(folder / "params.npz")["betas"].shape == (1, 10)
+
+
+# ---------------------------------------------------------------------------------------------------
+# model files: what passes `models --check` can be posed and fitted; the rest is one line
+
+
+def _model_file(tmp_path, name="SMPLX_NEUTRAL.npz", **changes):
+    import numpy as np
+
+    from bodycapture.models.random_model import random_model_arrays
+
+    arrays = random_model_arrays("smplx", num_vertices=200, num_shape=300, num_expression=10)
+    arrays.update(changes)
+    path = tmp_path / name
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path, arrays
+
+
+def test_model_file_faults_are_one_line(tmp_path):
+    import numpy as np
+
+    from bodycapture.errors import ModelFileError
+    from bodycapture.models.zoo import check_model_file
+
+    good, arrays = _model_file(tmp_path)
+    assert "SMPL-X" in check_model_file(good)
+    kintree = arrays["kintree_table"].copy()
+    kintree[0, 1], kintree[0, 3] = 3, 1  # joints 1 and 3 each other's parent: a cycle
+    cases = {
+        "cycle": dict(kintree_table=kintree),
+        "no vertices": dict(v_template=np.zeros((0, 3)), f=np.zeros((0, 3), np.int64),
+                            weights=np.zeros((0, 55)), J_regressor=np.zeros((55, 0)),
+                            shapedirs=np.zeros((0, 3, 310)), posedirs=None),
+        "text count": dict(num_shape_components=np.array("ten"), num_expression_components=np.array(10)),
+        "negative count": dict(num_shape_components=np.array(-3), num_expression_components=np.array(10)),
+        "landmark faces": dict(lmk_faces_idx=np.array([0, 10**6]), lmk_bary_coords=np.full((2, 3), 1 / 3)),
+        "keypoint vertices": dict(keypoint_names=np.array(["nose"]), keypoint_vertex_ids=np.array([-4])),
+        "hand PCA of 60 rows": dict(hands_componentsl=np.zeros((60, 45))),
+    }
+    messages = {"cycle": "cycle", "no vertices": "not a mesh", "text count": "integers",
+                "negative count": "do not fit", "landmark faces": "lmk_faces_idx", "keypoint vertices": "keypoint_vertex_ids",
+                "hand PCA of 60 rows": "components"}
+    for name, change in cases.items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        path, _ = _model_file(folder, **change)
+        with pytest.raises(ModelFileError, match=messages[name]) as err:
+            check_model_file(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_six_component_hand_pca_asked_for_twelve(tmp_path, capsys):
+    import numpy as np
+
+    path, arrays = _model_file(tmp_path, hands_componentsl=np.eye(45)[:6], hands_componentsr=np.eye(45)[:6])
+    code = main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--model", str(path), "--out", str(tmp_path / "o")])
+    assert code == 1  # the CLI asks for SMPLify-X's 12 components
+    _one_error_line(capsys.readouterr().err, str(path), "6 components, 12 asked for")
+
+
+def test_an_npz_header_claiming_terabytes_is_refused_before_reading(tmp_path):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from bodycapture.errors import ModelFileError
+    from bodycapture.models.files import read_model_file
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (3_000_000_000_000,)})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("v_template.npy", header.getvalue() + b"\0" * 64)  # 24 TB claimed, 64 bytes given
+    with pytest.raises(ModelFileError, match=r"'v_template' claims 22351\.7 GiB"):
+        read_model_file(path)
+
+
+def test_a_mano_or_flame_model_cannot_fit_a_body(tmp_path, capsys):
+    import numpy as np
+
+    from bodycapture.models.random_model import random_model_arrays
+
+    path = tmp_path / "MANO_RIGHT.npz"
+    np.savez(path, **random_model_arrays("mano", num_vertices=100))
+    code = main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--model", str(path), "--out", str(tmp_path / "o")])
+    assert code == 1
+    _one_error_line(capsys.readouterr().err, "has no body")

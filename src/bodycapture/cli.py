@@ -26,8 +26,7 @@ log = logging.getLogger("bodycapture")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models.files import read_model_file
-    from .models.zoo import ENV_VAR, available_models
+    from .models.zoo import ENV_VAR, available_models, check_model_file
 
     folders = [Path(f) for f in args.folder] if args.folder else None
     entries = available_models(folders)
@@ -39,7 +38,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         line = f"{entry.family:<22} {entry.gender:<8} {entry.licence:<44} {entry.path}"
         if args.check:
             try:
-                line += "  [ok: " + read_model_file(entry.path).description + "]"
+                line += "  [ok: " + check_model_file(entry.path) + "]"
             except BodyCaptureError as err:
                 failed += 1
                 line += f"  [invalid: {err.problem if hasattr(err, 'problem') else err}]"

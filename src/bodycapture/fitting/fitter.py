@@ -224,6 +224,11 @@ def fit(
         from ..models.zoo import load_model
 
         model = load_model(device=device)
+    if model.family.name in ("mano", "flame"):
+        from ..errors import BodyCaptureError
+
+        raise BodyCaptureError(f"{model.path or 'model'}: a {model.family.display} model has no body; fitting needs "
+                               "SMPL, SMPL-H or SMPL-X (or the bundled open model)")
     if config is None:  # SMPLify's four body-only stages for SMPL, SMPLify-X's five for the others
         config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
     config.validate()

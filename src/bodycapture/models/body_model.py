@@ -90,7 +90,7 @@ class BodyModel(nn.Module):
         self.gender = data.gender
         self.batch_size = int(batch_size)
         if use_pca is None:
-            use_pca = any(not np.allclose(c, np.eye(45)) for c in data.hand_components.values())
+            use_pca = any(c.shape != (45, 45) or not np.allclose(c, np.eye(45)) for c in data.hand_components.values())
         self.use_pca = bool(use_pca) and bool(self.family.hand_parts)
         self.flat_hand_mean = bool(flat_hand_mean)
 
@@ -135,6 +135,11 @@ class BodyModel(nn.Module):
                     "use use_pca=False (or a file merged with MANO's hand PCA)"
                 )
             comps = data.hand_components.get(part, np.eye(45))[: self.num_pca_comps]
+            if len(comps) < self.num_pca_comps:
+                from ..errors import ModelFileError
+
+                raise ModelFileError(data.path or "<model>", f"the {part} PCA basis has {len(comps)} components, "
+                                                             f"{self.num_pca_comps} asked for (num_pca_comps)")
             mean = np.zeros(45) if flat_hand_mean else data.hand_mean.get(part, np.zeros(45))
             buf(f"{part}_components", comps)
             buf(f"{part}_mean", mean)

@@ -176,7 +176,10 @@ class _ModelUnpickler(pickle.Unpickler):
 def _plain(value, path: Path, key: str):
     """Replace chumpy / sparse stand-ins by NumPy arrays; refuse stand-ins without array state."""
     if isinstance(value, (_ChumpyStandIn, _SparseStandIn)):
-        arr = value.to_array()
+        try:
+            arr = value.to_array()
+        except Exception as err:  # noqa: BLE001 - a malformed state of every kind
+            raise ModelFileError(path, f"key {key!r} holds a malformed array ({type(err).__name__}: {err})") from None
         if arr is None:
             kind = type(value).__module__ + "." + type(value).__name__
             raise ModelFileError(path, f"key {key!r} holds a {kind} object that is not a plain array")
@@ -197,9 +200,33 @@ def _read_pickle(path: Path) -> dict:
     return {str(k): _plain(v, path, str(k)) for k, v in obj.items()}
 
 
+MAX_ARRAY_BYTES = 2 << 30  # no array of a body model comes near this (SMPL-X's largest: 61 MB of posedirs)
+
+
+def _npz_sizes(path: Path) -> dict[str, int]:
+    """Bytes each array of an .npz will take, read from the .npy headers without loading anything."""
+    sizes = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            sizes[info.filename[:-4]] = int(np.prod(shape, dtype=object)) * max(dtype.itemsize, 1)
+    return sizes
+
+
 def _read_npz(path: Path) -> dict:
     out = {}
     try:
+        for key, size in _npz_sizes(path).items():
+            if size > MAX_ARRAY_BYTES:
+                raise ModelFileError(path, f"key {key!r} claims {size / 2**30:.1f} GiB, more than any body model "
+                                           f"holds ({MAX_ARRAY_BYTES >> 30} GiB at most): a corrupt or hostile file")
         with np.load(path, allow_pickle=False) as npz:
             for key in npz.files:
                 try:
@@ -208,7 +235,9 @@ def _read_npz(path: Path) -> dict:
                     if "allow_pickle" in str(err):  # pickled metadata such as joint2num: not needed
                         continue
                     raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error) as err:
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error, MemoryError) as err:
         raise ModelFileError(path, f"corrupt or truncated .npz file ({type(err).__name__}: {err})") from None
     return out
 
@@ -283,9 +312,12 @@ def _split_shape_space(family: Family, arrays: dict, total: int, path) -> tuple[
         return total, total, 0
     n_expr = total - start
     if "num_shape_components" in arrays:  # our files say how many slots are filled (the rest are zero)
-        n_shape = int(np.asarray(arrays["num_shape_components"]))
-        n_expr = int(np.asarray(arrays.get("num_expression_components", n_expr)))
-        if n_shape > start or start + n_expr > total:
+        try:
+            n_shape = int(np.asarray(arrays["num_shape_components"]))
+            n_expr = int(np.asarray(arrays.get("num_expression_components", n_expr)))
+        except (TypeError, ValueError):
+            raise ModelFileError(path, "num_shape_components / num_expression_components must be integers") from None
+        if n_shape < 1 or n_expr < 0 or n_shape > start or start + n_expr > total:
             raise ModelFileError(path, f"num_shape_components / num_expression_components do not fit {total} columns")
     return n_shape, start, n_expr
 
@@ -319,13 +351,18 @@ def model_data_from_arrays(
     parents[0] = -1  # official files store 2**32-1 (or garbage) as the root's parent
     if not ((parents[1:] >= 0) & (parents[1:] < num_joints)).all():
         raise ModelFileError(where, "key 'kintree_table' has parent indices out of range")
+    _check_tree(parents, where)
 
     v_template = _array(arrays, "v_template", where, 2)
     _expect_shape(where, "v_template", v_template, (None, 3))
     num_vertices = v_template.shape[0]
+    if num_vertices < 3:
+        raise ModelFileError(where, f"key 'v_template' has {num_vertices} vertices: not a mesh")
 
     faces = _array(arrays, "f", where, 2, dtype=np.int64)
     _expect_shape(where, "f", faces, (None, 3))
+    if len(faces) == 0:
+        raise ModelFileError(where, "key 'f' has no faces: not a mesh")
     if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
         raise ModelFileError(where, f"key 'f' has vertex indices outside 0..{num_vertices - 1}")
 
@@ -354,6 +391,8 @@ def model_data_from_arrays(
         if comp_key in arrays:
             hand_components[part] = _array(arrays, comp_key, where, 2)
             _expect_shape(where, comp_key, hand_components[part], (None, 45))
+            if not 1 <= len(hand_components[part]) <= 45:
+                raise ModelFileError(where, f"key {comp_key!r} has {len(hand_components[part])} components, expected 1..45")
         if mean_key in arrays:
             hand_mean[part] = _array(arrays, mean_key, where, 1)
             _expect_shape(where, mean_key, hand_mean[part], (45,))
@@ -369,6 +408,7 @@ def model_data_from_arrays(
     used = {"kintree_table", "v_template", "f", "weights", "J_regressor", "shapedirs", "posedirs", "gender"}
     used |= {f"hands_components{s}" for _, s in fam.hand_parts} | {f"hands_mean{s}" for _, s in fam.hand_parts}
     extras = {k: v for k, v in arrays.items() if k not in used and isinstance(v, np.ndarray)}
+    _check_extras(extras, num_vertices, len(faces), where)
 
     return ModelData(
         family=fam,
@@ -388,6 +428,36 @@ def model_data_from_arrays(
         extras=extras,
         path=Path(path) if path is not None else None,
     )
+
+
+def _check_tree(parents: np.ndarray, where) -> None:
+    """The kinematic tree reaches the root from every joint (no cycles); one step per level."""
+    node = np.arange(len(parents))
+    for _ in range(len(parents)):
+        node = np.where(node > 0, parents[np.maximum(node, 0)], node)
+    if (node > 0).any():
+        raise ModelFileError(where, f"key 'kintree_table' has a cycle (joint {int(np.argmax(node > 0))} never "
+                                    "reaches the root)")
+
+
+def _check_extras(extras: dict, num_vertices: int, num_faces: int, where) -> None:
+    """Index arrays that keypoints and landmarks use must point at vertices / faces of this mesh."""
+    for key, limit, what in (("lmk_faces_idx", num_faces, "faces"), ("contour_lmk_faces_idx", num_faces, "faces"),
+                             ("keypoint_vertex_ids", num_vertices, "vertices"),
+                             ("mirror_vertex_ids", num_vertices, "vertices")):
+        if key in extras:
+            try:
+                ids = np.asarray(extras[key], dtype=np.int64)
+            except (TypeError, ValueError):
+                raise ModelFileError(where, f"key {key!r} is not an integer array") from None
+            if ids.size and (ids.min() < 0 or ids.max() >= limit):
+                raise ModelFileError(where, f"key {key!r} has indices outside 0..{limit - 1} (the model's {what})")
+    for faces_key, bary_key in (("lmk_faces_idx", "lmk_bary_coords"), ("contour_lmk_faces_idx", "contour_lmk_bary_coords")):
+        if faces_key in extras and bary_key in extras:
+            bary = np.asarray(extras[bary_key])
+            if bary.shape != (np.asarray(extras[faces_key]).size, 3) or not np.isfinite(bary.astype(float)).all():
+                raise ModelFileError(where, f"key {bary_key!r} has shape {bary.shape}, expected "
+                                            f"({np.asarray(extras[faces_key]).size}, 3) finite weights")
 
 
 def read_model_file(path: str | Path, family: str | Family | None = None, gender: str | None = None) -> ModelData:

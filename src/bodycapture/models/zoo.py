@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ModelNotFoundError
+from ..errors import ModelFileError, ModelNotFoundError
 from .body_model import BodyModel
 from .families import FAMILIES, Family, get_family
 from .files import read_model_file
@@ -143,6 +143,31 @@ def load_model(
     path, looked_up_gender = _resolve(name_or_path, gender, model_type, ext)
     data = read_model_file(path, family=model_type, gender=looked_up_gender)
     return BodyModel(data, **options)
+
+
+def check_model_file(path: str | os.PathLike, **options) -> str:
+    """What `bodycapture models --check` runs: read and validate the file as loading does, build the model
+    (with `options`, default SMPLify-X's component counts where the file has them) and pose it once with
+    its keypoints, so that a file that passes can be posed and fitted. Returns the file's description;
+    raises ModelFileError naming the file and the problem."""
+    import torch
+
+    from ..keypoints.regressors import KeypointRegressor
+
+    data = read_model_file(path)
+    try:
+        model = BodyModel(data, **options)
+        with torch.no_grad():
+            params = {k: 0.1 * torch.ones(1, n, dtype=model.v_template.dtype) for k, n in model.parameter_sizes().items()}
+            out = model(**params)
+            points = KeypointRegressor(model)(out)
+    except ModelFileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever breaks posing it is a property of the file
+        raise ModelFileError(path, f"cannot be posed ({type(err).__name__}: {err})") from None
+    if not (torch.isfinite(out.vertices).all() and torch.isfinite(points).all()):
+        raise ModelFileError(path, "posing it gives NaN or infinite vertices")
+    return data.description
 
 
 @dataclass
