@@ -279,3 +279,20 @@ def test_a_mano_or_flame_model_cannot_fit_a_body(tmp_path, capsys):
     code = main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--model", str(path), "--out", str(tmp_path / "o")])
     assert code == 1
     _one_error_line(capsys.readouterr().err, "has no body")
+
+
+def test_a_decompression_bomb_is_one_line_and_the_rest_runs(tmp_path, capsys):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("1", (20000, 20000)).save(photos / "bomb.png")  # 400 megapixels in 48 KB
+    (photos / "lsp_im1010.jpg").write_bytes(LSP.read_bytes())
+    cfg = tmp_path / "quick.yaml"
+    cfg.write_text("maxiters: 3\n")
+    code = main(["fit", str(photos), "--keypoints", str(LSP_JSON.parent), "--config", str(cfg), "--no-collision",
+                 "--out", str(tmp_path / "out")])
+    assert code == 1
+    captured = capsys.readouterr()
+    _one_error_line(captured.err, "bomb.png", "refused")
+    assert "1 fitted" in captured.out and _visible(tmp_path / "out") == ["lsp_im1010"]

@@ -33,6 +33,9 @@ def main() -> int:
                     item = prepare_image(Path(path), None, detector, job["max_people"])
                 except BodyCaptureError as err:
                     item = ("error", str(err))
+                except Exception as err:  # noqa: BLE001 - one photo's problem must not stop the others
+                    logging.getLogger("bodycapture").debug("%s", traceback.format_exc())
+                    item = ("error", f"{path}: could not be read or detected ({type(err).__name__}: {err})")
                 pickle.dump((path, item), out, protocol=pickle.HIGHEST_PROTOCOL)
                 out.flush()
         pickle.dump((None, None), out)

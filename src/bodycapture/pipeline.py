@@ -263,6 +263,9 @@ def _prepared_inline(paths: Sequence[Path], options: CaptureOptions, make_detect
                 yield path, prepare_image(path, options.keypoints, detector, options.max_people)
             except BodyCaptureError as err:
                 yield path, err
+            except Exception as err:  # noqa: BLE001 - one photo's problem must not stop the others
+                log.debug("%s", err, exc_info=True)
+                yield path, BodyCaptureError(f"{path}: could not be read or detected ({type(err).__name__}: {err})")
     finally:
         if detector is not None:
             detector.close()

@@ -71,8 +71,10 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise KeypointFileError(path, f"not a readable image ({err})") from None
+    except Image.DecompressionBombError as err:
+        raise KeypointFileError(path, f"refused: {err}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as err:
+        raise KeypointFileError(path, f"not a readable image ({type(err).__name__}: {err})") from None
 
 
 @contextmanager
