@@ -78,6 +78,23 @@ def test_composite_of_two_photos_yields_one_person_per_half(detector):
 
 
 @pytest.mark.detector
+def test_a_close_up_is_one_person_seeded_by_the_face(detector):
+    """A head-and-shoulders close-up (cut from coco_294, 3x): the face detector seeds it, and the person
+    found from several seeds is one person (tiles used to add two more, measured)."""
+    from bodycapture.keypoints.layout import BODY_25
+
+    image = Image.open(IMAGES / "coco_294.jpg").convert("RGB").crop((90, 90, 230, 260))
+    close_up = np.asarray(image.resize((image.width * 3, image.height * 3)))
+    faces = detector._get_seeds()._faces(close_up)
+    assert len(faces) == 1
+    kp = detector(close_up)
+    assert kp.num_people == 1
+    nose = kp.points[0, BODY_25.index("Nose"), :2]
+    x0, y0, x1, y1 = faces[0].face
+    assert x0 <= nose[0] <= x1 and y0 <= nose[1] <= y1
+
+
+@pytest.mark.detector
 def test_nobody_in_a_blank_image(detector):
     assert detector(np.full((240, 320, 3), 90, np.uint8)).num_people == 0
 

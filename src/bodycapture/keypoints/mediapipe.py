@@ -479,13 +479,16 @@ def keypoint_box(points: np.ndarray) -> np.ndarray | None:
 
 
 def _same_person(a: np.ndarray, b: np.ndarray) -> bool:
-    """Two detections of one person: their body points seen in both lie within 10 % of the body's size,
-    as they are or with b's left and right swapped (MediaPipe may swap them between two runs)."""
+    """Two detections of one person: their faces' centres lie within 0.3 face widths, or their body points
+    seen in both lie within 10 % of the body's size, as they are or with b's left and right swapped
+    (MediaPipe may swap them between two runs)."""
     box = keypoint_box(a)
     size = max(box[3] - box[1], box[2] - box[0], 1.0)
-    faces = (a[FACE, 2] > 0) & (b[FACE, 2] > 0)  # one face: one person, whatever the pose model made of it
-    if faces.sum() >= 10 and np.median(np.linalg.norm(a[FACE, :2][faces] - b[FACE, :2][faces], axis=1)) < 0.05 * size:
-        return True
+    fa, fb = a[FACE][a[FACE, 2] > 0, :2], b[FACE][b[FACE, 2] > 0, :2]
+    if len(fa) >= 10 and len(fb) >= 10:  # one face: one person, whatever the pose model made of the body
+        width = max(np.ptp(fa[:, 0]), np.ptp(fb[:, 0]), 1.0)
+        if np.linalg.norm(fa.mean(0) - fb.mean(0)) < 0.3 * width:
+            return True
     for other in (b, b[FLIP]):
         both = (a[:25, 2] > 0) & (other[:25, 2] > 0)
         if both.sum() >= 3 and np.median(np.linalg.norm(a[:25, :2][both] - other[:25, :2][both], axis=1)) < 0.1 * size:
