@@ -296,3 +296,19 @@ def test_a_decompression_bomb_is_one_line_and_the_rest_runs(tmp_path, capsys):
     captured = capsys.readouterr()
     _one_error_line(captured.err, "bomb.png", "refused")
     assert "1 fitted" in captured.out and _visible(tmp_path / "out") == ["lsp_im1010"]
+
+
+def test_people_per_image_are_capped(tmp_path, caplog):
+    """A keypoint file with many people fits only the first --max-people (it used to run without bound)."""
+    data = json.loads(LSP_JSON.read_text())
+    data["people"] = data["people"] * 50
+    many = tmp_path / "lsp_im1010_keypoints.json"
+    many.write_text(json.dumps(data))
+    cfg = tmp_path / "quick.yaml"
+    cfg.write_text("maxiters: 2\n")
+    assert main(["fit", str(LSP), "--keypoints", str(many), "--max-people", "3", "--config", str(cfg),
+                 "--no-collision", "--out", str(tmp_path / "out")]) == 0
+    assert "50 people in the keypoint file, fitting the first 3" in caplog.text
+    import numpy as np
+
+    assert np.load(tmp_path / "out" / "lsp_im1010" / "params.npz")["betas"].shape == (3, 10)

@@ -200,7 +200,10 @@ def _read_pickle(path: Path) -> dict:
     return {str(k): _plain(v, path, str(k)) for k, v in obj.items()}
 
 
-MAX_ARRAY_BYTES = 2 << 30  # no array of a body model comes near this (SMPL-X's largest: 61 MB of posedirs)
+# No body model comes near these (the largest arrays: SMPL-X's posedirs, 122 MB in float64; our open
+# model's 400-column shapedirs, 130 MB): a file that claims more is corrupt or hostile.
+MAX_ARRAY_BYTES = 512 << 20
+MAX_TOTAL_BYTES = 1536 << 20
 
 
 def _npz_sizes(path: Path) -> dict[str, int]:
@@ -223,10 +226,15 @@ def _npz_sizes(path: Path) -> dict[str, int]:
 def _read_npz(path: Path) -> dict:
     out = {}
     try:
-        for key, size in _npz_sizes(path).items():
+        sizes = _npz_sizes(path)
+        for key, size in sizes.items():
             if size > MAX_ARRAY_BYTES:
                 raise ModelFileError(path, f"key {key!r} claims {size / 2**30:.1f} GiB, more than any body model "
-                                           f"holds ({MAX_ARRAY_BYTES >> 30} GiB at most): a corrupt or hostile file")
+                                           f"holds ({MAX_ARRAY_BYTES >> 20} MiB per array at most): a corrupt or "
+                                           "hostile file")
+        if sum(sizes.values()) > MAX_TOTAL_BYTES:
+            raise ModelFileError(path, f"its arrays claim {sum(sizes.values()) / 2**30:.1f} GiB in all, more than any "
+                                       f"body model holds ({MAX_TOTAL_BYTES >> 20} MiB at most)")
         with np.load(path, allow_pickle=False) as npz:
             for key in npz.files:
                 try:
