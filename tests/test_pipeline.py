@@ -18,7 +18,7 @@ from bodycapture.io.results import ResultExistsError, clean_stale_staging, resul
 from bodycapture.keypoints.openpose import people_file, read_openpose, write_openpose, write_people
 from bodycapture.keypoints.person_seeds import PersonSeed, merge_seeds, tiles
 from bodycapture.keypoints.types import ImageKeypoints
-from bodycapture.pipeline import CaptureOptions, capture, find_images, result_names
+from bodycapture.pipeline import capture, find_images, result_names
 
 DATA = Path(__file__).resolve().parent / "data"
 IMAGES = DATA / "images"

@@ -117,17 +117,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
     from .evaluation.runner import evaluate_folder, evaluate_synthetic, summary_table
-    from .fitting import FitConfig, load_config
     from .io.atomic import write_bytes_atomic
 
-    config = load_config(args.config) if args.config else FitConfig()
-    if args.pose_prior:
-        config.pose_prior = args.pose_prior
-    if args.no_collision:
-        config.interpenetration = False
+    config = _fit_config(args)
     model = _load_fit_model(args)
     if args.suite == "synthetic":
         report = evaluate_synthetic(model, n=args.n, seed=args.seed, config=config, device=args.device)

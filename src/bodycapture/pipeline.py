@@ -402,8 +402,8 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     if not todo:
         stream = iter(())
     elif options.keypoints is None and detector_factory is None:
-        process = DetectionProcess(paths_todo, {"max_people": options.max_people, "min_height": options.min_height},
-                                   options.max_people)
+        limits = {"max_people": options.max_people, "min_height": options.min_height}
+        process = DetectionProcess(paths_todo, limits, options.max_people)
         stream = iter(process)
     else:
         stream = _prepared_inline(paths_todo, options, detector_factory)

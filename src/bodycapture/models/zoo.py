@@ -158,7 +158,8 @@ def check_model_file(path: str | os.PathLike, **options) -> str:
     try:
         model = BodyModel(data, **options)
         with torch.no_grad():
-            params = {k: 0.1 * torch.ones(1, n, dtype=model.v_template.dtype) for k, n in model.parameter_sizes().items()}
+            dtype = model.v_template.dtype
+            params = {k: 0.1 * torch.ones(1, n, dtype=dtype) for k, n in model.parameter_sizes().items()}
             out = model(**params)
             points = KeypointRegressor(model)(out)
     except ModelFileError:
