@@ -312,3 +312,34 @@ def test_people_per_image_are_capped(tmp_path, caplog):
     import numpy as np
 
     assert np.load(tmp_path / "out" / "lsp_im1010" / "params.npz")["betas"].shape == (3, 10)
+
+
+@pytest.mark.detector
+@pytest.mark.parametrize("after", [0.3, 3.0])  # during the imports, and during detection / model loading / fitting
+def test_ctrl_c_is_one_line_and_leaves_nothing(tmp_path, after):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "bodycapture.cli", "fit", str(DATA / "images" / "coco_338.jpg"),
+                            "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "bodycapture: interrupted" and "Traceback" not in err
+    assert not out.exists() or _visible(out) == []
+    time.sleep(0.5)
+    assert _detect_workers() == []  # the detection process went with it
+
+
+def _detect_workers() -> list[int]:
+    """Running `python -m bodycapture.detect_worker` processes (from /proc: Linux)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"bodycapture.detect_worker" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
