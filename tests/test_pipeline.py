@@ -108,6 +108,21 @@ def test_tiles_cover_the_image():
         assert covered.all()
 
 
+def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
+    from bodycapture.keypoints.person_seeds import PersonSeedDetector
+
+    calls = {}
+    for thorough in (False, True):
+        seen = []
+        detector = PersonSeedDetector(thorough=thorough, faces=False)
+        monkeypatch.setattr(detector, "_run", lambda image, x, y, seen=seen: seen.append(image.shape[:2]) or [])
+        detector(np.zeros((480, 640, 3), np.uint8))
+        calls[thorough] = seen
+    assert len(calls[False]) == 1 + len(tiles(480, 640, 0.5))  # the whole image, then the tiles
+    finer = [shape for shape in calls[True] if shape[0] == 160]  # a third of the short side
+    assert len(finer) == len(tiles(480, 640, 1 / 3, max_tiles=60)) and len(calls[True]) == len(calls[False]) + len(finer)
+
+
 def test_merge_seeds_keeps_the_best_of_overlapping_ones():
     def seed(score, x):
         return PersonSeed(score, np.array([x, 10, x + 20, 30.0]), np.array([x + 10, 100.0]), 50.0)

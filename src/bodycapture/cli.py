@@ -67,7 +67,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     report = detect_images(args.input, args.out, show=args.show, max_people=args.max_people,
                            min_height=args.min_height, min_confidence=args.min_confidence,
-                           progress=not args.quiet)
+                           progress=not args.quiet, thorough=args.thorough)
     return _report(report, args.quiet)
 
 
@@ -108,6 +108,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     options = CaptureOptions(out=Path(args.out), keypoints=Path(args.keypoints) if args.keypoints else None,
                              formats=tuple(args.format.split(",")), batch_images=args.batch_images,
                              overwrite=args.overwrite, max_people=args.max_people, min_height=args.min_height,
+                             thorough=args.thorough,
                              device=args.device, threads=args.threads, progress=not args.quiet)
     # model and config are made once detection has started (torch's import overlaps with it)
     report = capture(args.input, model=lambda: _load_fit_model(args), config=lambda: _fit_config(args),
@@ -189,6 +190,8 @@ def _people_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-height", type=_height, default=0.1,
                         help="ignore people shorter than this: pixels, or a fraction of the image height "
                              "when <= 1 (default 0.1)")
+    parser.add_argument("--thorough", action="store_true",
+                        help="a finer search for people (crowds, wide shots): about 1 s more per image")
 
 
 def build_parser() -> argparse.ArgumentParser:

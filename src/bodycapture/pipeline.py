@@ -50,6 +50,7 @@ class CaptureOptions:
         detection. formats: mesh formats to write. batch_images: photos fitted together in one batch.
     max_people: at most this many people per photo, the largest first. min_height: people shorter than
         this in the photo are ignored (pixels when > 1, else a fraction of the image height).
+    thorough: a finer search for people (a second level of tiles): crowds, wide shots; about 1 s more a photo.
     threads: torch threads (None: `choose_threads`). progress: bars on stderr (shown after 1 s).
     """
 
@@ -60,6 +61,7 @@ class CaptureOptions:
     overwrite: bool = False
     max_people: int | None = 20
     min_height: float = 0.1
+    thorough: bool = False
     device: str | None = None
     threads: int | None = None
     progress: bool = True
@@ -402,7 +404,7 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     if not todo:
         stream = iter(())
     elif options.keypoints is None and detector_factory is None:
-        limits = {"max_people": options.max_people, "min_height": options.min_height}
+        limits = {"max_people": options.max_people, "min_height": options.min_height, "thorough": options.thorough}
         process = DetectionProcess(paths_todo, limits, options.max_people)
         stream = iter(process)
     else:
@@ -556,7 +558,8 @@ def keypoint_residuals(result, person: int, detected: np.ndarray) -> dict[str, f
 
 
 def detect_images(inputs, out: str | Path, show: bool = False, max_people: int | None = 20,
-                  min_height: float = 0.1, min_confidence: float = 0.5, progress: bool = True) -> CaptureReport:
+                  min_height: float = 0.1, min_confidence: float = 0.5, progress: bool = True,
+                  thorough: bool = False) -> CaptureReport:
     """Detect every person in photos and write, per photo, NAME_keypoints.json (OpenPose JSON, every
     person, as OpenPose writes it), NAME_people.json (what OpenPose JSON has no field for: box, score,
     MediaPipe's visibility and metric world landmarks) and with `show` NAME_rendered.png."""
@@ -577,7 +580,7 @@ def detect_images(inputs, out: str | Path, show: bool = False, max_people: int |
 
     def make_detector():
         return MediaPipeDetector(min_detection_confidence=min_confidence, max_people=max_people,
-                                 min_height=min_height)
+                                 min_height=min_height, thorough=thorough)
 
     bar = _progress(options, len(paths), "detect", "image")
     try:

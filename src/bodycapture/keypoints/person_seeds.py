@@ -28,6 +28,9 @@ __all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds"]
 ROI_SCALE = 2.5
 FACE_SIZE = 0.3  # face box side / body radius (a head is about an eighth of a body's height)
 MAX_TILES = 24  # detector runs per image on tiles (about 19 ms each on a 2-core CPU); fewer lost people
+# `thorough` adds a level of tiles of a third of the short side (at most 60): measured on the COCO photos,
+# 3 instead of 1 person at a food truck, 6 instead of 4 players in a wide field, for about 1 s per photo.
+THOROUGH_LEVEL = (1 / 3, 60)
 
 _GRAPH = """
 input_stream: "image"
@@ -116,11 +119,14 @@ class PersonSeedDetector:
     """Every person in an image: the BlazePose person detector on the whole image and on tiles.
 
     tile_fraction: tile side as a fraction of the image's short side (None: whole image only).
+    thorough: also a second, finer level of tiles (THOROUGH_LEVEL), for crowds and wide shots.
     min_score: detections below it are dropped (the graph itself keeps >= 0.5).
     """
 
-    def __init__(self, tile_fraction: float | None = 0.5, min_score: float = 0.5, faces: bool = True):
+    def __init__(self, tile_fraction: float | None = 0.5, min_score: float = 0.5, faces: bool = True,
+                 thorough: bool = False):
         self.tile_fraction = tile_fraction
+        self.thorough = thorough
         self.min_score = min_score
         self.faces = faces
         self._graph = None
@@ -187,8 +193,11 @@ class PersonSeedDetector:
         seeds = self._run(image, 0, 0)
         if self.faces:
             seeds += self._faces(image)
-        if self.tile_fraction:
-            for x, y, side in tiles(h, w, self.tile_fraction):
+        levels = [(self.tile_fraction, MAX_TILES)] if self.tile_fraction else []
+        if self.thorough:
+            levels.append(THOROUGH_LEVEL)
+        for fraction, most in levels:
+            for x, y, side in tiles(h, w, fraction, max_tiles=most):
                 seeds += self._run(image[y : y + side, x : x + side], x, y)
         return merge_seeds(seeds)
 
