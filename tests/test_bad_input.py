@@ -343,3 +343,23 @@ def _detect_workers() -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_a_tiny_pickle_claiming_a_huge_sparse_matrix_is_refused(tmp_path, monkeypatch):
+    """Official pickles store J_regressor as a scipy sparse matrix; a few bytes can claim any shape, and
+    densifying it used to allocate before anything was checked."""
+    import conftest
+    import numpy as np
+
+    from bodycapture.errors import ModelFileError
+    from bodycapture.models.files import read_model_file
+    from bodycapture.models.random_model import random_model_arrays
+
+    def huge_state(dense):
+        return {"_shape": (2_000_000, 2_000_000), "data": np.ones(1), "indices": np.zeros(1, np.int32),
+                "indptr": np.array([0, 1], np.int32), "maxprint": 50}
+
+    monkeypatch.setattr(conftest, "dense_to_csc_state", huge_state)
+    path = conftest.write_chumpy_pkl(tmp_path / "SMPL_NEUTRAL.pkl", random_model_arrays("smpl", num_vertices=60))
+    with pytest.raises(ModelFileError, match="J_regressor.*29802.3 GiB"):
+        read_model_file(path)

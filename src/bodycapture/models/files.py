@@ -112,6 +112,9 @@ class _SparseStandIn:
         fmt = type(self).__name__[:3]
         if len(shape) != 2 or "data" not in s:
             return None
+        if min(shape) < 0 or shape[0] * shape[1] * 8 > MAX_ARRAY_BYTES:  # densified below: check first
+            raise ValueError(f"a sparse matrix of shape {shape} would take {shape[0] * shape[1] * 8 / 2**30:.1f} GiB "
+                             f"dense (at most {MAX_ARRAY_BYTES >> 20} MiB)")
         data = np.asarray(s["data"], dtype=np.float64)
         dense = np.zeros(shape, dtype=np.float64)
         if fmt in ("csc", "csr"):
@@ -140,6 +143,8 @@ _PLAIN_GLOBALS = {
     ("__builtin__", "set"): ("builtins", "set"),
     ("builtins", "set"): ("builtins", "set"),
     ("_codecs", "encode"): ("_codecs", "encode"),
+    ("__builtin__", "bytes"): ("builtins", "bytes"),  # protocol 2 writes an empty array's data as bytes()
+    ("builtins", "bytes"): ("builtins", "bytes"),
     ("numpy", "ndarray"): ("numpy", "ndarray"),
     ("numpy", "dtype"): ("numpy", "dtype"),
 }
