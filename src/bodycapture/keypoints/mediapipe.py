@@ -241,13 +241,10 @@ class MediaPipeDetector:
 
     def _get_by_region(self):
         if self._by_region is None:
-            from google.protobuf import text_format
-            from mediapipe.framework import calculator_pb2
-            from mediapipe.python.solution_base import SolutionBase
+            from .person_seeds import graph_from_text
 
-            config = text_format.Parse(_HOLISTIC_BY_REGION, calculator_pb2.CalculatorGraphConfig())
             with _native_stderr_silenced():
-                self._by_region = SolutionBase(graph_config=config, side_inputs={
+                self._by_region = graph_from_text(_HOLISTIC_BY_REGION, {
                     "model_complexity": 1, "enable_segmentation": False, "refine_face_landmarks": self.refine_face})
         return self._by_region
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds"]
+__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds", "graph_from_text"]
 
 # MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
 # (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
@@ -48,6 +48,17 @@ node { calculator: "FaceDetectionShortRangeCpu" input_stream: "IMAGE:image" outp
 """
 FACE_TO_HIP = 3.0
 FACE_TO_RADIUS = 4.0
+
+
+def graph_from_text(text: str, side_inputs: dict | None = None):
+    """A runnable MediaPipe graph (SolutionBase) from a text CalculatorGraphConfig of the wheel's calculators
+    and subgraphs; `.process({"image": ..., ...})` runs it on one input set."""
+    from google.protobuf import text_format
+    from mediapipe.framework import calculator_pb2
+    from mediapipe.python.solution_base import SolutionBase
+
+    config = text_format.Parse(text, calculator_pb2.CalculatorGraphConfig())
+    return SolutionBase(graph_config=config, side_inputs=side_inputs)
 
 
 @dataclass
@@ -134,12 +145,7 @@ class PersonSeedDetector:
 
     def _get(self):
         if self._graph is None:
-            from google.protobuf import text_format
-            from mediapipe.framework import calculator_pb2
-            from mediapipe.python.solution_base import SolutionBase
-
-            config = text_format.Parse(_GRAPH, calculator_pb2.CalculatorGraphConfig())
-            self._graph = SolutionBase(graph_config=config)
+            self._graph = graph_from_text(_GRAPH)
         return self._graph
 
     def _run(self, image: np.ndarray, x0: float, y0: float) -> list[PersonSeed]:
@@ -166,12 +172,7 @@ class PersonSeedDetector:
     def _faces(self, image: np.ndarray) -> list[PersonSeed]:
         """Seeds from the short-range face detector: close-ups that the person detector misses."""
         if self._face_graph is None:
-            from google.protobuf import text_format
-            from mediapipe.framework import calculator_pb2
-            from mediapipe.python.solution_base import SolutionBase
-
-            self._face_graph = SolutionBase(graph_config=text_format.Parse(_FACE_GRAPH,
-                                                                           calculator_pb2.CalculatorGraphConfig()))
+            self._face_graph = graph_from_text(_FACE_GRAPH)
         h, w = image.shape[:2]
         seeds = []
         for det in self._face_graph.process({"image": np.ascontiguousarray(image)}).detections or []:
