@@ -363,3 +363,17 @@ def test_a_tiny_pickle_claiming_a_huge_sparse_matrix_is_refused(tmp_path, monkey
     path = conftest.write_chumpy_pkl(tmp_path / "SMPL_NEUTRAL.pkl", random_model_arrays("smpl", num_vertices=60))
     with pytest.raises(ModelFileError, match="J_regressor.*29802.3 GiB"):
         read_model_file(path)
+
+
+@pytest.mark.parametrize("value", ["thirty-five", 0, 10**9])
+def test_odd_exif_focal_lengths_count_as_absent(tmp_path, value):
+    """EXIF FocalLengthIn35mmFilm as text, zero or absurd: the image diagonal, never NaN or an error."""
+    from PIL import Image
+
+    from bodycapture.fitting.camera import choose_focal
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = value
+    Image.new("RGB", (400, 300)).save(tmp_path / "odd.jpg", exif=exif)
+    focal, source = choose_focal(300, 400, tmp_path / "odd.jpg")
+    assert source == "diagonal" and focal == pytest.approx(500.0)
