@@ -74,13 +74,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _load_fit_model(args: argparse.Namespace):
     import torch
 
-    from .models.zoo import load_model
+    from .pipeline import load_fit_model
 
-    name = None if args.model in (None, "open") else args.model
-    dtype = torch.float64 if args.float64 else torch.float32
-    # SMPLify-X's settings for official files: 10 betas, 10 expressions, 12 hand PCA components
-    return load_model(name, gender=args.gender, num_betas=10, num_expression_coeffs=10, num_pca_comps=12,
-                      dtype=dtype, device=args.device)
+    return load_fit_model(args.model, args.gender, torch.float64 if args.float64 else None, args.device)
 
 
 def _fit_config(args: argparse.Namespace):

@@ -1,8 +1,8 @@
 """The detection process of the capture pipeline (pipeline.py, `DetectionProcess`).
 
 Started as `python -m bodycapture.detect_worker`: reads one job (pickled: paths, detector settings, log
-level) from stdin, then writes one pickled (path, Prepared or ('error', message)) per photo to stdout, in
-order, and (None, None) at the end, or (None, ('crash', traceback)) if something unexpected broke. A
+level) from stdin, then writes one pickled (path, Prepared or BodyCaptureError) per photo to stdout, in
+order, and (None, None) at the end, or (None, traceback text) if something unexpected broke. A
 separate interpreter (not multiprocessing) so that it never re-runs the caller's main script.
 """
 
@@ -23,19 +23,12 @@ def main() -> int:
     try:
         job = pickle.load(sys.stdin.buffer)
         logging.basicConfig(level=job["log_level"], format="%(levelname)s %(name)s: %(message)s")
-        from .errors import BodyCaptureError
         from .keypoints.mediapipe import MediaPipeDetector
-        from .pipeline import prepare_image
+        from .pipeline import prepare_or_error
 
         with MediaPipeDetector(**job["detector"]) as detector:
             for path in job["paths"]:
-                try:
-                    item = prepare_image(Path(path), None, detector, job["max_people"])
-                except BodyCaptureError as err:
-                    item = ("error", str(err))
-                except Exception as err:  # noqa: BLE001 - one photo's problem must not stop the others
-                    logging.getLogger("bodycapture").debug("%s", traceback.format_exc())
-                    item = ("error", f"{path}: could not be read or detected ({type(err).__name__}: {err})")
+                item = prepare_or_error(Path(path), None, detector, job["max_people"])
                 pickle.dump((path, item), out, protocol=pickle.HIGHEST_PROTOCOL)
                 out.flush()
         pickle.dump((None, None), out)
@@ -44,7 +37,7 @@ def main() -> int:
         return 0
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
         try:
-            pickle.dump((None, ("crash", traceback.format_exc())), out)
+            pickle.dump((None, traceback.format_exc()), out)
             out.flush()
         except BrokenPipeError:
             pass

@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BodyCaptureError
+from .io.results import MESH_FORMATS
+from .keypoints.mediapipe import IMAGE_SUFFIXES
 
 __all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "DetectionProcess", "capture", "detect_images",
-           "find_images", "result_names", "prepare_image", "fit_prepared", "choose_threads", "IMAGE_SUFFIXES"]
+           "find_images", "result_names", "prepare_image", "prepare_or_error", "fit_prepared", "load_fit_model",
+           "choose_threads"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-MESH_FORMATS = ("obj", "ply", "glb")
 
 
 @dataclass
@@ -125,10 +125,6 @@ class CaptureReport:
         """No photo failed (skipped results and photos with nobody in them are not failures)."""
         return self.count("failed") == 0
 
-    def problems(self) -> list[str]:
-        """One line per photo that was not fitted, with the reason."""
-        return [i.message for i in self.images if i.status in ("failed", "empty", "skipped")]
-
     def summary(self) -> str:
         n = len(self.images)
         found = self.people_found
@@ -139,7 +135,8 @@ class CaptureReport:
                              ("failed", "failed")):
             if self.count(status):
                 parts.append(f"{self.count(status)} {word}")
-        return f"{', '.join(parts)}; results in {self.out}/ ({self.seconds:.1f} s)"
+        where = f"results in {self.out}/" if self.count("done") or self.count("skipped") else "nothing written"
+        return f"{', '.join(parts)}; {where} ({self.seconds:.1f} s)"
 
 
 @dataclass
@@ -192,7 +189,7 @@ def choose_threads(requested: int | None = None, concurrent_detection: bool = Fa
     """torch threads for fitting. Measured on a 2-core machine (benchmarks/bench_first_result.py): a
     single fit gains little from a second thread, and a second thread that has to wait for a busy core
     makes every step of the optimiser wait (2x-10x slower). So: one thread per fitting process on up to
-    4 cores, half the cores above that, minus the core the detection thread uses."""
+    4 cores, half the cores above that, minus the core the detection process uses."""
     if requested is not None:
         return max(1, int(requested))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -256,18 +253,25 @@ def prepare_image(path: Path, keypoints: Path | None = None, detector=None, max_
     return Prepared(path, image, kp)
 
 
+def prepare_or_error(path: Path, keypoints: Path | None = None, detector=None,
+                     max_people: int | None = None) -> Prepared | BodyCaptureError:
+    """`prepare_image`, with one photo's failure returned as a plain BodyCaptureError (one line, and it
+    pickles, for the detection process) instead of raised: one photo's problem must not stop the others."""
+    try:
+        return prepare_image(path, keypoints, detector, max_people)
+    except BodyCaptureError as err:
+        return BodyCaptureError(str(err))
+    except Exception as err:  # noqa: BLE001 - whatever a photo or the detector throws, it is this photo's
+        log.debug("%s", err, exc_info=True)
+        return BodyCaptureError(f"{path}: could not be read or detected ({type(err).__name__}: {err})")
+
+
 def _prepared_inline(paths: Sequence[Path], options: CaptureOptions, make_detector) -> Iterator[tuple[Path, object]]:
     """(path, Prepared or BodyCaptureError) for each path, in order, prepared in this thread."""
     detector = make_detector() if options.keypoints is None else None
     try:
         for path in paths:
-            try:
-                yield path, prepare_image(path, options.keypoints, detector, options.max_people)
-            except BodyCaptureError as err:
-                yield path, err
-            except Exception as err:  # noqa: BLE001 - one photo's problem must not stop the others
-                log.debug("%s", err, exc_info=True)
-                yield path, BodyCaptureError(f"{path}: could not be read or detected ({type(err).__name__}: {err})")
+            yield path, prepare_or_error(path, options.keypoints, detector, options.max_people)
     finally:
         if detector is not None:
             detector.close()
@@ -309,10 +313,8 @@ class DetectionProcess:
                     raise BodyCaptureError(f"the detector process ended unexpectedly (exit code {code})") from None
                 if path is None:
                     if item is not None:
-                        raise RuntimeError(f"the detector process failed:\n{item[1]}")
+                        raise RuntimeError(f"the detector process failed:\n{item}")
                     return
-                if isinstance(item, tuple):
-                    item = BodyCaptureError(item[1])
                 yield Path(path), item
         finally:
             self.close()
@@ -431,7 +433,7 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
 
         torch.set_num_threads(choose_threads(options.threads, concurrent_detection=len(todo) > 1))
         model = model() if callable(model) and not hasattr(model, "parameter_sizes") else model
-        model = model if model is not None else _default_model(options.device)
+        model = model if model is not None else load_fit_model(device=options.device)
         from .fitting import FitConfig
         from .fitting.schedule import smpl_stages
 
@@ -483,11 +485,15 @@ def check_device(device) -> None:
                                f"{'CPU-only build' if torch.version.cuda is None else 'CUDA build without a usable GPU'})")
 
 
-def _default_model(device):
+def load_fit_model(name=None, gender: str = "neutral", dtype=None, device=None):
+    """The body model a capture fits: the bundled open model (None or 'open'), or official files, with
+    SMPLify-X's settings for them: 10 betas, 10 expressions, 12 hand PCA components."""
+    import torch
+
     from .models.zoo import load_model
 
-    # SMPLify-X's settings for official files: 10 betas, 10 expressions, 12 hand PCA components
-    return load_model(None, num_betas=10, num_expression_coeffs=10, num_pca_comps=12, device=device)
+    return load_model(None if name in (None, "open") else name, gender=gender, num_betas=10,
+                      num_expression_coeffs=10, num_pca_comps=12, dtype=dtype or torch.float32, device=device)
 
 
 def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, options: CaptureOptions, bar,

@@ -18,6 +18,7 @@ import pickle
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,17 +57,11 @@ def check_writable(folder: str | Path) -> None:
         raise BodyCaptureError(f"{folder}: exists and is not a folder (give another --out)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = _mkstemp(folder)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
         raise BodyCaptureError(f"{folder}: cannot write results here ({err.strerror or err})") from None
-
-
-def _mkstemp(folder: Path):
-    import tempfile
-
-    return tempfile.mkstemp(dir=folder, prefix=".write-test-")
 
 
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(partial|old)-(?P<pid>\d+)-[0-9a-f]+$")
