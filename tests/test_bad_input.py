@@ -377,3 +377,58 @@ def test_odd_exif_focal_lengths_count_as_absent(tmp_path, value):
     Image.new("RGB", (400, 300)).save(tmp_path / "odd.jpg", exif=exif)
     focal, source = choose_focal(300, 400, tmp_path / "odd.jpg")
     assert source == "diagonal" and focal == pytest.approx(500.0)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_disk_that_fills_up_mid_write_is_one_line_and_leaves_the_old_result(tmp_path, capsys, monkeypatch, overwrite):
+    """ENOSPC while the meshes are written (half a file on disk, then the error): one line naming the result,
+    exit 1, no partial folder; with --overwrite the previous result is still there, whole."""
+    import errno
+
+    import bodycapture.io.mesh as mesh
+
+    def full_disk(path, data):
+        Path(str(path) + ".tmp").write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    out = tmp_path / "out"
+    if overwrite:
+        (out / "lsp_im1010").mkdir(parents=True)
+        (out / "lsp_im1010" / "params.npz").write_text("old result")
+    cfg = tmp_path / "short.yaml"
+    cfg.write_text("maxiters: 2\n")
+    monkeypatch.setattr(mesh, "write_bytes_atomic", full_disk)
+    argv = ["fit", str(LSP), "--keypoints", str(LSP_JSON), "--out", str(out), "--config", str(cfg), "-q"]
+    assert main(argv + (["--overwrite"] if overwrite else [])) == 1
+    _one_error_line(capsys.readouterr().err, str(out / "lsp_im1010"), "No space left")
+    if overwrite:
+        assert _visible(out) == ["lsp_im1010"] and (out / "lsp_im1010" / "params.npz").read_text() == "old result"
+    else:
+        assert _visible(out) == []
+
+
+def test_a_100_byte_pickle_asking_for_gigabytes_is_refused_without_allocating(tmp_path):
+    """`bytes(2_000_000_000)` takes a few bytes of pickle (protocol 2 may call `bytes` for an empty array's
+    data); it used to allocate 2 GB before the model was validated."""
+    import io
+    import pickle
+    import struct
+
+    from bodycapture.errors import ModelFileError
+    from bodycapture.models.files import read_model_file
+
+    data = (b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01c__builtin__\nbytes\nq\x02J" + struct.pack("<i", 2_000_000_000)
+            + b"\x85q\x03Rq\x04s.")
+    assert len(data) < 100
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(data)
+    calls = []
+
+    class Peek(pickle.Unpickler):  # what a plain unpickler would call, without calling it
+        def find_class(self, module, name):
+            return lambda *args: calls.append((module, name, args))
+
+    Peek(io.BytesIO(data)).load()
+    assert calls == [("__builtin__", "bytes", (2_000_000_000,))]
+    with pytest.raises(ModelFileError, match="refusing bytes"):
+        read_model_file(path)

@@ -143,8 +143,6 @@ _PLAIN_GLOBALS = {
     ("__builtin__", "set"): ("builtins", "set"),
     ("builtins", "set"): ("builtins", "set"),
     ("_codecs", "encode"): ("_codecs", "encode"),
-    ("__builtin__", "bytes"): ("builtins", "bytes"),  # protocol 2 writes an empty array's data as bytes()
-    ("builtins", "bytes"): ("builtins", "bytes"),
     ("numpy", "ndarray"): ("numpy", "ndarray"),
     ("numpy", "dtype"): ("numpy", "dtype"),
 }
@@ -160,6 +158,15 @@ def _numpy_attr(submodule: str, name: str):
     raise pickle.UnpicklingError(f"numpy.{submodule}.{name} is not available")
 
 
+def _empty_bytes(*args) -> bytes:
+    """bytes() for the unpickler. Protocol 2 writes an empty array's data as `bytes()` (other data goes through
+    _codecs.encode); `bytes(2_000_000_000)` is 100 bytes of pickle that would allocate 2 GB, so only the
+    empty call is allowed."""
+    if args:
+        raise pickle.UnpicklingError(f"refusing bytes{args!r:.40} (only bytes() appears in model pickles)")
+    return b""
+
+
 class _ModelUnpickler(pickle.Unpickler):
     """Unpickler that allows NumPy arrays, chumpy arrays and scipy sparse matrices, and nothing else."""
 
@@ -172,6 +179,8 @@ class _ModelUnpickler(pickle.Unpickler):
             return _numpy_attr(module.rsplit(".", 1)[-1], name)
         if module == "collections" and name == "OrderedDict":
             return OrderedDict
+        if module in ("__builtin__", "builtins") and name == "bytes":
+            return _empty_bytes
         if (module, name) in _PLAIN_GLOBALS:
             real_module, real_name = _PLAIN_GLOBALS[(module, name)]
             return getattr(importlib.import_module(real_module), real_name)
