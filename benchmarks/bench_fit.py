@@ -55,9 +55,9 @@ def main() -> None:
             result = fit(many, model, config, device=args.device)
             runs.append((time.perf_counter() - t, result))
         total, result = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-        stages = ", ".join(f"{s['name']} {s['seconds']:.2f} s / {s['evaluations']} ev" for s in result.stages)
-        evals = sum(s["evaluations"] for s in result.stages)
-        collision = sum(s.get("collision_seconds", 0.0) for s in result.stages)
+        stages = ", ".join(f"{s.name} {s.seconds:.2f} s / {s.evaluations} ev / {s.items} items" for s in result.stages)
+        evals = sum(s.evaluations for s in result.stages)
+        collision = sum(s.collision_seconds for s in result.stages)
         print(f"B={batch}: {total:.2f} s total, {total / batch:.2f} s per person, {evals} evaluations, "
               f"collision term {collision:.2f} s; {stages}")
 

@@ -384,10 +384,10 @@ def test_fit_with_a_hand_pressed_into_the_body_has_fewer_intersections(model):
         result = fit(keypoints, model, config)
         counts[on] = term.search(result.vertices).counts(2)
         last = result.stages[-1]
-        assert ("collision" in last["terms"]) == on and ("collisions" in last) == on
+        assert ("collision" in last.terms) == on and (last.collisions is not None) == on
         if on:
-            assert last["collision_seconds"] > 0 and torch.equal(last["collisions"], counts[on])
-            assert "collision" not in result.stages[4]["terms"]  # the last stage only (schedule.py)
+            assert last.collision_seconds > 0 and torch.equal(last.collisions, counts[on])
+            assert "collision" not in result.stages[4].terms  # the last stage only (schedule.py)
     assert counts[False].sum() > 50
     assert counts[True].sum() < counts[False].sum() / 4
 

@@ -133,6 +133,8 @@ def main(argv=None) -> int:
     parser.add_argument("--walk-share", type=float, default=0.25, help="cap of walking poses in the data")
     parser.add_argument("--val-subjects", default="6,13", help="held out for model selection (about 12 %%)")
     parser.add_argument("--test-subjects", default="16,35", help="held out for testing (about 13 %%)")
+    parser.add_argument("--test-poses", type=Path, default=ROOT / "src" / "bodycapture" / "data" / "mocap_test_poses.npz",
+                        help="package data: the test subjects' body poses, for `bodycapture eval --suite mocap`")
     args = parser.parse_args(argv)
 
     model = bodycapture.load_model(dtype=torch.float64)
@@ -182,8 +184,19 @@ def main(argv=None) -> int:
         "categories": {c: int((arrays["category"] == c).sum()) for c in sorted(set(arrays["category"]))},
     }
     args.out.with_suffix(".json").write_text(json.dumps(manifest, indent=1))
+    write_test_poses(arrays, args.test_poses)
     print(json.dumps({k: v for k, v in manifest.items() if k != "categories"}, indent=1))
     return 0
+
+
+def write_test_poses(arrays: dict, path: Path) -> None:
+    """The held-out test subjects' body poses (N, 63) as package data (CMU's terms allow shipping the data in a
+    product; see ../shared/data/cmu-mocap/README.md): the motion-capture suite of `bodycapture eval`."""
+    test = arrays["split"] == "test"
+    np.savez_compressed(path, body_pose=arrays["body_pose"][test].astype(np.float32),
+                        subject=arrays["subject"][test], clip=arrays["clip"][test],
+                        source=np.array("CMU Graphics Lab Motion Capture Database (mocap.cs.cmu.edu), test subjects, "
+                                        "retargeted by tools/retarget_cmu.py"))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     bodycapture models [--folder DIR ...] [--check]
     bodycapture detect IMAGE|FOLDER --out DIR [--show] [--max-people N] [--min-height H]
     bodycapture fit IMAGE|FOLDER [--out DIR] [--keypoints FILE|DIR] [--model open|PATH] [--format obj,ply,glb]
-    bodycapture eval [--suite synthetic|DIR] [--n 100]
+    bodycapture eval [--suite synthetic|mocap|DIR] [--n 100] [--landmarks3d]
     bodycapture sample-poses --n 16 --out DIR
 
 User errors (missing or corrupt files, bad options) are printed as one line, with exit status 1;
@@ -114,17 +114,26 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation.runner import evaluate_folder, evaluate_synthetic, summary_table
+    from .evaluation.runner import LANDMARKS_3D, evaluate_folder, evaluate_synthetic, summary_table
     from .io.atomic import write_bytes_atomic
 
+    import torch
+
+    from .pipeline import choose_threads
+
+    torch.set_num_threads(choose_threads(args.threads))
     config = _fit_config(args)
     model = _load_fit_model(args)
-    if args.suite == "synthetic":
-        report = evaluate_synthetic(model, n=args.n, seed=args.seed, config=config, device=args.device)
+    if args.suite in ("synthetic", "mocap"):
+        from .evaluation.synthetic import mocap_test_poses
+
+        poses = mocap_test_poses() if args.suite == "mocap" else None
+        report = evaluate_synthetic(model, n=args.n, seed=args.seed, config=config, device=args.device,
+                                    body_poses=poses, noise=LANDMARKS_3D if args.landmarks3d else None)
     else:
         folder = Path(args.suite)
         if not folder.is_dir():
-            raise BodyCaptureError(f"{folder}: not 'synthetic' and not a folder")
+            raise BodyCaptureError(f"{folder}: not 'synthetic', 'mocap' or a folder")
         report = evaluate_folder(folder, model, config, device=args.device, focal=args.focal)
     print(summary_table(report))
     write_bytes_atomic(args.json, json.dumps(report.to_dict(), indent=1).encode())
@@ -241,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.set_defaults(func=_cmd_fit)
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")
-    evalp.add_argument("--suite", default="synthetic", help="'synthetic' (default) or a folder laid out like EHF")
+    evalp.add_argument("--suite", default="synthetic",
+                       help="'synthetic' (default: the ten-pose suite), 'mocap' (held-out CMU motion-capture poses) "
+                            "or a folder laid out like EHF")
     evalp.add_argument("--n", type=_positive_int, default=100, help="synthetic people")
     evalp.add_argument("--seed", type=int, default=0)
     evalp.add_argument("--config", metavar="FILE")
@@ -253,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.add_argument("--json", default="eval.json", type=Path, help="where to write the scores")
     evalp.add_argument("--pose-prior", choices=["vposer", "gmm", "l2"], help="body-pose prior (default: vposer)")
     evalp.add_argument("--no-collision", action="store_true", help="turn off the interpenetration term")
+    evalp.add_argument("--threads", type=_positive_int, help="torch threads (default: chosen for this machine)")
+    evalp.add_argument("--landmarks3d", action="store_true",
+                       help="synthetic suites: also give the fitter simulated MediaPipe-like 3D landmarks")
     evalp.set_defaults(func=_cmd_eval)
 
     samp = sub.add_parser("sample-poses", parents=[common], help="random bodies from the learned pose prior")

@@ -96,6 +96,7 @@ class ImageReport:
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
     residuals_px: list[dict[str, float]] = field(default_factory=list)  # per person: median px per group
+    doubtful: list[str] = field(default_factory=list)  # one line per doubtful fit (fitting/quality.py)
 
 
 @dataclass
@@ -131,6 +132,9 @@ class CaptureReport:
         parts = [f"{n} image{'s' if n != 1 else ''}", f"{found} {'person' if found == 1 else 'people'} found"]
         if self.task == "fit":
             parts.append(f"{self.people_fitted} fitted")
+            doubtful = sum(len(im.doubtful) for im in self.images)
+            if doubtful:
+                parts.append(f"{doubtful} doubtful")
         for status, word in (("skipped", "skipped (result exists)"), ("empty", "with nobody"),
                              ("failed", "failed")):
             if self.count(status):
@@ -534,6 +538,12 @@ def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, opt
             report.losses = [float(v) for v in result.loss[people]]
             report.residuals_px = [keypoint_residuals(result, p, item.keypoints.points[k])
                                    for k, p in enumerate(people)]
+            if result.quality is not None:
+                for k, p in enumerate(people):
+                    if result.quality.doubtful[p]:
+                        line = f"{item.path}: person {k}: doubtful fit ({'; '.join(result.quality.reasons[p])})"
+                        report.doubtful.append(line)
+                        log.warning(line)
             log.info("%s: %d person(s) -> %s (loss %s; focal %.0f px from %s)", item.path.name, len(people), target,
                      ", ".join(f"{v:.4g}" for v in report.losses), item.focal, item.focal_source)
         report.seconds = per_image

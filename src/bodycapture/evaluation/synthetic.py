@@ -24,7 +24,7 @@ from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
 from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["POSES", "NoiseModel", "SyntheticSuite", "generate", "hidden_keypoints"]
+__all__ = ["POSES", "NoiseModel", "SyntheticSuite", "generate", "hidden_keypoints", "mocap_test_poses"]
 
 _DOWN = {"left_shoulder": [0, 0, -1.2], "right_shoulder": [0, 0, 1.2]}
 POSES: dict[str, dict[str, list[float]]] = {
@@ -48,6 +48,15 @@ POSES: dict[str, dict[str, list[float]]] = {
 _YAW = {"turning away": math.pi, "side view": math.pi / 2}
 
 
+def mocap_test_poses() -> np.ndarray:
+    """(976, 63) body poses of the CMU motion-capture subjects held out from VPoser's training (subjects 16
+    and 35; package data written by tools/retarget_cmu.py): the motion-capture suite's poses."""
+    from importlib.resources import files
+
+    with files("bodycapture").joinpath("data/mocap_test_poses.npz").open("rb") as fh:
+        return np.load(fh)["body_pose"].astype(np.float64)
+
+
 @dataclass
 class NoiseModel:
     """OpenPose-like detection errors, in pixels of a 1200-pixel-high image (scaled to the image)."""
@@ -58,6 +67,10 @@ class NoiseModel:
     hidden_dropped: float = 0.7  # hidden points: dropped with this probability, else low confidence
     hidden_confidence: float = 0.2
     hidden_noise_factor: float = 3.0
+    # simulated 3D world landmarks (MediaPipe-like: metric, hip-centred, camera axes); None: none given
+    world_sigma: tuple[float, float, float] | None = None  # metres per axis (x, y, z); depth is the worst
+    world_hidden_confidence: float = 0.3  # their confidence where the point is hidden (visible: 1)
+    world_hidden_noise_factor: float = 2.0  # hidden points are guessed: more noise
 
 
 @dataclass
@@ -190,7 +203,15 @@ def generate(model: BodyModel, n: int = 100, seed: int = 0, image_size: tuple[in
         points[:, idx, 2] = conf
     inside = (points[..., 0] >= 0) & (points[..., 0] <= w) & (points[..., 1] >= 0) & (points[..., 1] <= h)
     points[~inside] = 0.0
-    keypoints = [ImageKeypoints(points[i : i + 1], (h, w), None, f"synthetic:{seed}:{i}") for i in range(n)]
+    world = None
+    if noise.world_sigma is not None:  # BODY_25 points about the hips' midpoint, with noise per axis
+        body3 = kp3_np[:, BODY] - kp3_np[:, 8:9]
+        world = np.zeros((n, 25, 4))
+        factor = np.where(hidden[:, BODY], noise.world_hidden_noise_factor, 1.0)[..., None]
+        world[..., :3] = body3 + rng.normal(size=body3.shape) * np.asarray(noise.world_sigma) * factor
+        world[..., 3] = np.where(hidden[:, BODY], noise.world_hidden_confidence, 1.0) * available[BODY]
+    keypoints = [ImageKeypoints(points[i : i + 1], (h, w), None if world is None else world[i : i + 1],
+                                f"synthetic:{seed}:{i}") for i in range(n)]
     return SyntheticSuite(
         keypoints=keypoints,
         params={k: torch.as_tensor(v) for k, v in params.items()},

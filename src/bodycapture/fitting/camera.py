@@ -79,29 +79,42 @@ def choose_focal(height: int, width: int, path: str | Path | None = None,
     return default_focal(height, width), "diagonal"
 
 
-def initial_translation(keypoints: Tensor, model_joints: Tensor, focal: Tensor, center: Tensor) -> Tensor:
-    """Body translation (B, 3) from torso lengths by similar triangles, as SMPLify-X's guess_init.
+# Bones whose image length gives the depth by similar triangles: torso edges and diagonals, shoulder and
+# hip widths, limbs, the neck.
+DEPTH_BONES = (("LShoulder", "LHip"), ("RShoulder", "RHip"), ("LShoulder", "RHip"), ("RShoulder", "LHip"),
+               ("Neck", "LHip"), ("Neck", "RHip"), ("Neck", "MidHip"), ("LShoulder", "RShoulder"), ("LHip", "RHip"),
+               ("LShoulder", "LElbow"), ("RShoulder", "RElbow"), ("LElbow", "LWrist"), ("RElbow", "RWrist"),
+               ("LHip", "LKnee"), ("RHip", "RKnee"), ("LKnee", "LAnkle"), ("RKnee", "RAnkle"), ("Nose", "Neck"))
+DEPTH_QUANTILE = 0.2  # of the per-bone depths; measured on the synthetic suites (README, "Robust fitting")
 
-    keypoints: (B, 135, 3) detections; model_joints: (B, 25, 3) the model's BODY_25 points at the mean
+
+def initial_translation(keypoints: Tensor, model_joints: Tensor, focal: Tensor, center: Tensor) -> Tensor:
+    """Body translation (B, 3) by similar triangles, as SMPLify-X's guess_init.
+
+    keypoints: (B, 135, 3) detections; model_joints: (B, 25, 3) the model's BODY_25 points at the start
     pose, already turned to face the camera. depth = f x (3D torso edge) / (2D torso edge) over the edges
-    (LShoulder, LHip) and (RShoulder, RHip); where those are missing, shoulder and hip widths, then a
-    default of 3 m. Unlike SMPLify-X (which sets x = y = 0) the pelvis is put on the detected mid-hip
-    (or the torso's centre) at that depth, so the camera stage starts aligned.
+    (LShoulder, LHip) and (RShoulder, RHip), as SMPLify-X. Where neither edge is seen (a shoulder and a hip
+    of opposite sides hidden), SMPLify-X falls back on a fixed guess; here every detected bone of
+    DEPTH_BONES (at least 5 px long) gives a depth, and a low quantile (DEPTH_QUANTILE) of them is used: a
+    bone turned towards the camera looks shorter and gives too large a depth. Measured on the ten-pose
+    suite (hips are often hidden): 39 of 100 people have no torso edge, none of them now starts more than
+    20 % off in depth (all people: 29 -> 21 of 100 over 20 %; the depth term holds a fit near its start).
+    The quantile for everybody did better on average but worse on some noise-free walking poses, so it
+    is the fallback only. Unlike SMPLify-X (which sets x = y = 0) the pelvis is put on the
+    detected mid-hip (or the torso's centre) at that depth, so the camera stage starts aligned.
     """
     b = BODY_25.index
-    pairs = [("LShoulder", "LHip"), ("RShoulder", "RHip"), ("LShoulder", "RShoulder"), ("LHip", "RHip")]
-    len2d, len3d = [], []
-    for i, j in pairs:
-        ok = (keypoints[:, b(i), 2] > 0) & (keypoints[:, b(j), 2] > 0)
-        len2d.append(torch.where(ok, (keypoints[:, b(i), :2] - keypoints[:, b(j), :2]).norm(dim=-1), 0 * ok))
-        len3d.append(torch.where(ok, (model_joints[:, b(i)] - model_joints[:, b(j)]).norm(dim=-1), 0 * ok))
-    l2, l3 = torch.stack(len2d, 1), torch.stack(len3d, 1)
-    torso2d, torso3d = l2[:, :2].sum(1), l3[:, :2].sum(1)
-    width2d, width3d = l2[:, 2:].sum(1), l3[:, 2:].sum(1)
+    i, j = (torch.tensor([b(n) for n in ends], device=keypoints.device) for ends in zip(*DEPTH_BONES))
+    seen = (keypoints[:, i, 2] > 0) & (keypoints[:, j, 2] > 0)
+    len2d = torch.where(seen, (keypoints[:, i, :2] - keypoints[:, j, :2]).norm(dim=-1), 0.0)
+    len3d = torch.where(seen, (model_joints[:, i] - model_joints[:, j]).norm(dim=-1), 0.0)
     f = focal.mean(1)
+    torso2d, torso3d = len2d[:, :2].sum(1), len3d[:, :2].sum(1)  # DEPTH_BONES starts with the two torso edges
+    per_bone = torch.where(len2d > 5, f[:, None] * len3d / len2d.clamp_min(1), torch.nan)
+    usable = torch.isfinite(per_bone).any(1)
+    fallback = torch.nanquantile(torch.where(usable[:, None], per_bone, 3.0), DEPTH_QUANTILE, dim=1)
     depth = torch.where(torso2d > 1, f * torso3d / torso2d.clamp_min(1),
-                        torch.where(width2d > 1, f * width3d / width2d.clamp_min(1), torch.full_like(f, 3.0)))
-    depth = depth.clamp(0.5, 100.0)
+                        torch.where(usable, fallback, torch.full_like(f, 3.0))).clamp(0.5, 100.0)
     # where to put the pelvis: mid-hip, else the mean of the detected torso points
     torso = torch.tensor([b(n) for n in ("MidHip", "LHip", "RHip", "LShoulder", "RShoulder", "Neck")])
     conf = (keypoints[:, torso, 2] > 0).to(keypoints.dtype)

@@ -1,17 +1,21 @@
-"""The SMPLify-X fitter: a camera / orientation stage, then annealed stages, all batched.
+"""The SMPLify-X fitter: starts, a camera / orientation stage, then annealed stages, all batched.
 
-Every person of every image is one item of the batch. People whose shoulders are closer than
-`side_view_threshold` pixels in the image (a side view, where front and back are ambiguous) get two
-items, one per orientation, and keep the better after the last stage (SMPLify-X runs the two fits one
-after the other). The initial orientation of the others follows the image: a person whose left shoulder
-is on the image's left is facing away. Each stage minimises every item's own objective with the batched
-L-BFGS of lbfgs.py, so a converged person stops changing while the others go on.
+`fit()` is the whole job in five steps, each a function of its own:
+1. `_as_batch` / `_check_inputs`: what the caller gave -> people (P, 135, 3), image sizes, focal lengths;
+2. `start.make_starts`: several starts per person (start.py), N >= P batch items in all;
+3. `_camera_stage`: orientation and translation of each item with its start pose fixed;
+4. `_body_stage` per stage of the schedule: every variable, the objective of objective.py, batched L-BFGS
+   (lbfgs.py: a converged item stops changing while the others go on); after `prune_after_stage` only each
+   person's best item goes on;
+5. `_finish`: each person keeps its item with the lowest final objective; its quality is assessed
+   (quality.py).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,20 +25,48 @@ import torch
 from torch import Tensor
 
 from ..collision import CollisionTerm
-from ..keypoints.layout import BODY_25, CAMERA_INIT, CONTOUR, GROUPS, MIN_BODY_POINTS, NAMES, NUM_KEYPOINTS
+from ..keypoints.layout import CAMERA_INIT, CONTOUR, MIN_BODY_POINTS, NAMES, NUM_KEYPOINTS
 from ..keypoints.regressors import KeypointRegressor
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
-from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
-from ..priors import PosePrior, bending_prior, make_pose_prior
+from ..models.lbs import matrix_to_axis_angle
+from ..priors import PosePrior, make_pose_prior
 from .camera import Camera, default_focal, initial_translation
 from .lbfgs import minimize
-from .losses import data_term, jaw_prior, keypoint_weights, l2
-from .schedule import FitConfig, smpl_stages
+from .losses import data_term
+from .objective import Objective, Targets
+from .quality import FitQuality, assess
+from .schedule import FitConfig, Stage, smpl_stages
+from .start import Starts, make_starts
 
-__all__ = ["fit", "FitResult"]
+__all__ = ["fit", "FitResult", "StageReport"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageReport:
+    """One stage of a fit, per person (P,) once the fit is done (per batch item while it runs).
+
+    terms: the final value of every term and 'total'; iterations: L-BFGS iterations; evaluations and
+    seconds: for the whole batch; items: batch items (starts) still running in this stage; collisions:
+    colliding triangle pairs at the end (stages with the interpenetration term) and collision_seconds, the
+    time spent in its search and penalty."""
+
+    name: str
+    terms: dict[str, Tensor]
+    iterations: Tensor
+    evaluations: int
+    seconds: float
+    items: int
+    collisions: Tensor | None = None
+    collision_seconds: float = 0.0
+
+    def take(self, rows: Tensor) -> "StageReport":
+        rows = rows.cpu()
+        return StageReport(self.name, {k: v[rows] for k, v in self.terms.items()}, self.iterations[rows],
+                           self.evaluations, self.seconds, self.items,
+                           None if self.collisions is None else self.collisions[rows], self.collision_seconds)
 
 
 @dataclass
@@ -46,12 +78,11 @@ class FitResult:
     vertices (P, V, 3), joints (P, J, 3): camera space (metres, OpenCV axes: x right, y down, z forward).
     keypoints_2d: (P, 135, 2) the model's keypoints projected into the image.
     focal, center: (P, 2) the camera of each person. image_index: (P,) which input image each came from.
-    stages: per stage, dict with the final value of every loss term (P,), iterations (P,), evaluations,
-        seconds; stages with the interpenetration term also have collisions (P,) (colliding triangle pairs
-        at the end of the stage) and collision_seconds (time spent in search + penalty).
-        flipped: (P,) whether the kept orientation faces away from the camera. two_orientations:
-        (P,) whether both orientations were tried. recovered: (P,) a stage could not start from a finite
-        loss and was rolled back. loss: (P,) final total loss.
+    stages: a StageReport per stage (the camera stage first), per person.
+    flipped: (P,) whether the kept start faced away from the camera. two_orientations: (P,) whether both
+        orientations were tried. start: (P,) the kind of start kept (start.py); starts: (P,) how many were
+        tried. recovered: (P,) a stage could not start from a finite loss and was rolled back. loss: (P,)
+        final objective. quality: residuals, prior energy, collisions and the doubtful flag (quality.py).
     """
 
     params: dict[str, Tensor]
@@ -62,11 +93,14 @@ class FitResult:
     center: Tensor
     image_index: Tensor
     image_size: Tensor
-    stages: list[dict] = field(default_factory=list)
+    stages: list[StageReport] = field(default_factory=list)
     flipped: Tensor | None = None
     two_orientations: Tensor | None = None
     recovered: Tensor | None = None
     loss: Tensor | None = None
+    quality: FitQuality | None = None
+    start: list[str] = field(default_factory=list)
+    starts: Tensor | None = None
     seconds: float = 0.0
     faces: np.ndarray | None = None
 
@@ -98,21 +132,13 @@ class _Packer:
         return dict(zip(self.names, torch.split(x, self.sizes, dim=1)))
 
 
-def _pick(t: Tensor, rows: Tensor | None) -> Tensor:
-    """The items `rows` of a per-item tensor (all of them for None): for partial objective evaluations."""
-    return t if rows is None else t.index_select(0, rows)
-
-
-def _rot_x_pi(n: int, dtype, device) -> Tensor:
-    return torch.tensor([[math.pi, 0.0, 0.0]], dtype=dtype, device=device).expand(n, 3)
-
-
-def _as_batch(keypoints, image_size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(points (P, 135, 3), image sizes (P, 2) as (H, W), image index (P,)) from what `fit` accepts."""
+def _as_batch(keypoints, image_size) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(points (P, 135, 3), image sizes (P, 2) as (H, W), image index (P,), world landmarks (P, 25, 4) or
+    None) from what `fit` accepts. People of images without world landmarks get zero confidences."""
     if isinstance(keypoints, ImageKeypoints):
         keypoints = [keypoints]
     if isinstance(keypoints, (list, tuple)) and keypoints and isinstance(keypoints[0], ImageKeypoints):
-        points, sizes, owner = [], [], []
+        points, sizes, owner, world = [], [], [], []
         for i, kp in enumerate(keypoints):
             size = kp.image_size or image_size
             if size is None:
@@ -120,15 +146,20 @@ def _as_batch(keypoints, image_size) -> tuple[np.ndarray, np.ndarray, np.ndarray
             points.append(kp.points)
             sizes += [size] * kp.num_people
             owner += [i] * kp.num_people
-        return np.concatenate(points), np.asarray(sizes, dtype=np.float64).reshape(-1, 2), np.asarray(owner)
+            has_world = kp.world is not None and len(kp.world) == kp.num_people
+            world.append(np.asarray(kp.world, dtype=np.float64) if has_world else np.zeros((kp.num_people, 25, 4)))
+        world = np.concatenate(world)
+        world = world if (world[..., 3] > 0).any() else None
+        return (np.concatenate(points), np.asarray(sizes, dtype=np.float64).reshape(-1, 2), np.asarray(owner),
+                world)
     points = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 3)
     if image_size is None:
         raise ValueError("pass image_size=(H, W) with raw keypoint arrays")
     sizes = np.broadcast_to(np.asarray(image_size, dtype=np.float64).reshape(-1, 2), (len(points), 2))
-    return points, np.array(sizes), np.arange(len(points))
+    return points, np.array(sizes), np.arange(len(points)), None
 
 
-def _check_inputs(points: np.ndarray, sizes: np.ndarray) -> None:
+def _check_inputs(points: np.ndarray, sizes: np.ndarray, world: np.ndarray | None = None) -> None:
     """Refuse what cannot give a meaningful fit: non-finite keypoints, image sizes that are not positive,
     people with (almost) no detected body keypoints (all-zero confidences used to fit a default body 3 m
     away without a word)."""
@@ -136,6 +167,8 @@ def _check_inputs(points: np.ndarray, sizes: np.ndarray) -> None:
 
     if not np.isfinite(points).all():
         raise BodyCaptureError("keypoints hold NaN or infinite values")
+    if world is not None and not np.isfinite(world).all():
+        raise BodyCaptureError("3D (world) landmarks hold NaN or infinite values")
     if not (np.isfinite(sizes).all() and (sizes >= 1).all()):
         raise BodyCaptureError(f"image sizes must be positive (H, W) in pixels, got {sizes[~(sizes >= 1).all(1)][0]}")
     seen = (points[:, :25, 2] > 0).sum(1)
@@ -145,60 +178,128 @@ def _check_inputs(points: np.ndarray, sizes: np.ndarray) -> None:
                                f"{MIN_BODY_POINTS} are needed to fit")
 
 
-@dataclass
-class ObjectiveContext:
-    """What the body stages' objective needs; `terms` gives every loss term per item (N,)."""
 
-    model: BodyModel
-    regressor: KeypointRegressor
-    camera: Camera
-    pose_prior: PosePrior
-    config: FitConfig
-    target: Tensor  # (N, 135, 2)
-    confidence: Tensor  # (N, 135)
-    base_weights: Tensor  # (135,)
-    image_height: Tensor  # (N,)
-    depth0: Tensor  # (N,)
-    fixed_transl: Tensor  # (N, 3), used when the translation is not optimised
-    hand_components: dict
-    collision: CollisionTerm | None = None  # None: no interpenetration term in this fit
+def _focal_lengths(focal_length, config: FitConfig, sizes_np: np.ndarray, dtype, dev) -> Tensor:
+    """(P, 2) focal lengths: the caller's (one or one per person), else the config's, else the diagonal."""
+    P = len(sizes_np)
+    if focal_length is None:
+        focal_length = config.focal_length
+    if focal_length is None:
+        focal = torch.tensor([default_focal(h, w) for h, w in sizes_np], dtype=dtype, device=dev)
+    else:
+        focal = torch.as_tensor(np.broadcast_to(np.asarray(focal_length, dtype=np.float64).reshape(-1), (P,)).copy(),
+                                dtype=dtype, device=dev)
+    return focal[:, None].expand(P, 2).contiguous()
 
-    def body_params(self, p: dict, rows: Tensor | None = None) -> dict:
-        """Optimised variables (of the items `rows`, None: all) -> the model's parameters (latent decoded)."""
-        out = {k: v for k, v in p.items() if k != "pose_latent"}
-        out["body_pose"] = self.pose_prior.decode_rotations(p["pose_latent"])  # axis-angle or (B, N, 3, 3)
-        if "transl" not in out:
-            out["transl"] = _pick(self.fixed_transl, rows)
-        return out
 
-    def terms(self, p: dict, stage, rows: Tensor | None = None) -> dict[str, Tensor]:
-        """Every term per item; `rows` (R,): p holds only those items of the batch (None: all)."""
-        cfg, dtype, dev = self.config, self.target.dtype, self.target.device
-        pick = lambda t: _pick(t, rows)  # noqa: E731
-        params = self.body_params(p, rows)
-        out = self.model(**params)
-        camera = Camera(pick(self.camera.focal), pick(self.camera.center))
-        proj = camera.project(self.regressor(out))
-        w = keypoint_weights(pick(self.confidence), self.base_weights, GROUPS, stage.hand_joints, stage.face_joints)
-        terms = {"data": stage.data**2 * data_term(proj, pick(self.target), w, pick(self.image_height), cfg.rho,
-                                                   cfg.robust_per_coordinate)}
-        terms["body_pose"] = stage.body_pose**2 * self.pose_prior.penalty(p["pose_latent"])
-        terms["bending"] = stage.bending * bending_prior(params["body_pose"])
-        terms["shape"] = stage.shape**2 * l2(p["betas"])
-        if "expression" in p:
-            terms["expression"] = stage.expression**2 * l2(p["expression"])
-        hands = [h for h in ("left_hand_pose", "right_hand_pose") if h in p]
-        if hands:
-            hand_aa = [p[h] @ self.hand_components[h] if h in self.hand_components else p[h] for h in hands]
-            terms["hand_pose"] = stage.hand_pose**2 * sum(l2(h) for h in hand_aa)
-        if "jaw_pose" in p:
-            terms["jaw"] = jaw_prior(p["jaw_pose"], torch.tensor(stage.jaw, dtype=dtype, device=dev))
-        if self.collision is not None and stage.collision > 0:  # not squared (SMPLify-X)
-            penalty, _ = self.collision(out.vertices)
-            terms["collision"] = stage.collision * penalty
-        if "transl" in p:
-            terms["depth"] = cfg.depth_weight**2 * (p["transl"][:, 2] - pick(self.depth0)).square()
-        return terms
+def _base_weights(regressor: KeypointRegressor, config: FitConfig, dtype) -> Tensor:
+    """(135,) per-keypoint base weights: available in this model, not ignored, contour only if asked."""
+    base = regressor.mask.to(dtype).clone()
+    for name in config.ignore_keypoints:
+        base[NAMES.index(name)] = 0.0
+    if not config.use_face_contour:
+        base[CONTOUR] = 0.0
+    return base
+
+
+def _camera_stage(model: BodyModel, regressor: KeypointRegressor, keypoints: Tensor, targets: Targets,
+                  orient0: Tensor, pose: Tensor, transl0: Tensor, base: Tensor, config: FitConfig):
+    """Orientation and translation of every item (N,) with its start pose `pose` fixed, on the torso
+    keypoints (every detected body point when a torso point is missing, e.g. hips out of frame).
+    Returns (global_orient (N, 3), transl (N, 3), StageReport, failed (N,))."""
+    dtype = keypoints.dtype
+    cam_idx = torch.as_tensor(CAMERA_INIT, device=keypoints.device)
+    cam_w = (keypoints[:, cam_idx, 2] > 0).to(dtype)
+    few = cam_w.sum(1) < 4
+    body_w = (keypoints[:, :25, 2] > 0).to(dtype) * base[:25]
+    weights = torch.where(few[:, None], body_w, torch.zeros_like(body_w).index_copy(1, cam_idx, cam_w))
+    pack = _Packer({"global_orient": 3, "transl": 3})
+
+    def objective(x: Tensor, rows: Tensor | None):
+        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
+        t = targets.take(rows)
+        x = x.detach().requires_grad_(True)
+        p = pack.unpack(x)
+        out = model(global_orient=p["global_orient"], transl=p["transl"], body_pose=pick(pose))
+        proj = t.camera.project(regressor(out)[:, :25])
+        res = (proj - t.points[:, :25]) * (1000.0 / t.image_height)[:, None, None]
+        f = (pick(weights) * res.square().sum(-1)).sum(1) + config.depth_weight**2 * (p["transl"][:, 2] - t.depth0).square()
+        (g,) = torch.autograd.grad(f.sum(), x)
+        return f.detach(), g
+
+    t0 = time.perf_counter()
+    res = minimize(objective, pack.pack({"global_orient": orient0, "transl": transl0}), config.camera_optimizer,
+                   partial=True)
+    cam = pack.unpack(res.x)
+    report = StageReport("camera", {"total": res.f.cpu()}, res.iterations.cpu(), res.evaluations,
+                         time.perf_counter() - t0, len(res.x))
+    return cam["global_orient"].detach(), cam["transl"].detach(), report, res.failed
+
+
+def _screen_pose_starts(model: BodyModel, regressor: KeypointRegressor, starts: Starts, orient: Tensor,
+                        transl: Tensor, pose: Tensor, targets: Targets, base: Tensor, config: FitConfig) -> Tensor:
+    """Indices of the items that go on to the body stages: every start but the "poses" ones, of which
+    each person keeps the `pose_starts_kept` whose body keypoints, after the camera stage, are nearest to
+    the detections (the robust data term of the body points)."""
+    is_pose = torch.tensor([k == "poses" for k in starts.kind], dtype=torch.bool, device=orient.device)
+    if not bool(is_pose.any()):
+        return torch.arange(len(starts), device=orient.device)
+    with torch.no_grad():
+        proj = targets.camera.project(regressor(model(global_orient=orient, transl=transl, body_pose=pose)))
+        w = targets.confidence[:, :25] * base[:25]
+        cost = data_term(proj[:, :25], targets.points[:, :25], w, targets.image_height, config.rho)
+    cost = torch.where(is_pose & torch.isfinite(cost), cost, torch.full_like(cost, float("inf")))
+    keep = ~is_pose
+    order = torch.argsort(cost)  # the best pose starts first, then group by person (stable)
+    ranked = order[torch.argsort(starts.owner[order], stable=True)]
+    owners = starts.owner[ranked]
+    first = torch.searchsorted(owners, owners)  # where each person's run starts in `ranked`
+    rank = torch.arange(len(ranked), device=orient.device) - first
+    chosen = ranked[(rank < config.pose_starts_kept) & is_pose[ranked] & torch.isfinite(cost[ranked])]
+    keep[chosen] = True
+    return torch.nonzero(keep).flatten()
+
+
+def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], stage: Stage, targets: Targets,
+                config: FitConfig, name: str):
+    """One stage of the schedule for every item: -> (new state, StageReport, failed (N,))."""
+    timings: dict[str, float] = {}
+
+    def fun(x: Tensor, rows: Tensor | None):
+        x = x.detach().requires_grad_(True)
+        f = sum(objective.terms(pack.unpack(x), stage, targets.take(rows), timings).values())
+        (g,) = torch.autograd.grad(f.sum(), x)
+        return f.detach(), g
+
+    t0 = time.perf_counter()
+    res = minimize(fun, pack.pack(state), config.optimizer, partial=True)
+    state = pack.unpack(res.x)
+    with torch.no_grad():
+        terms = {k: v.cpu() for k, v in objective.terms(state, stage, targets).items()}
+    terms["total"] = sum(terms.values())
+    collisions = None
+    if "collision" in terms:  # colliding pairs at the end of the stage
+        params = objective.body_params(state, targets)
+        with torch.no_grad():
+            collisions = objective.collision.search(objective.model(**params).vertices).counts(len(res.x)).cpu()
+    report = StageReport(name, terms, res.iterations.cpu(), res.evaluations, time.perf_counter() - t0, len(res.x),
+                         collisions, timings.get("collision", 0.0))
+    log.info("%s: %d items, %d evaluations, %.2f s, mean loss %.4g%s", name, len(res.x), res.evaluations,
+             report.seconds, float(terms["total"].mean()),
+             f"; collision term {report.collision_seconds:.2f} s, {float(collisions.float().mean()):.1f} colliding "
+             "pairs per item" if collisions is not None else "")
+    return state, report, res.failed
+
+
+def _best_per_person(owner: Tensor, loss: Tensor, people: int) -> Tensor:
+    """(people,) the index of each person's item with the lowest loss (non-finite losses lose; ties: the
+    first item, i.e. the earlier start kind)."""
+    loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))
+    best = torch.full((people,), float("inf"), dtype=loss.dtype, device=loss.device).scatter_reduce(
+        0, owner, loss, "amin")
+    n = len(owner)
+    candidate = torch.where(loss <= best[owner], torch.arange(n, device=owner.device), torch.full_like(owner, n))
+    return torch.full((people,), n, dtype=torch.long, device=owner.device).scatter_reduce(0, owner, candidate, "amin")
 
 
 def fit(
@@ -213,10 +314,12 @@ def fit(
 ) -> FitResult:
     """Fit `model` (default: the bundled open model) to 2D keypoints.
 
-    keypoints: an `ImageKeypoints` (all its people are fitted), a list of them (many images at once),
-        or an array (P, 135, 3) with `image_size`.
+    keypoints: an `ImageKeypoints` (all its people are fitted; its `world` landmarks, when the detector gave
+        them, add a 3D-informed start), a list of them (many images at once), or an array (P, 135, 3)
+        with `image_size`.
     focal_length: pixels, one value or one per person; default: config.focal_length, else the image
         diagonal (see camera.default_focal).
+    device: where to fit; a model elsewhere is copied there (the caller's model is left where it was).
     progress: called with each stage's name when the stage ends (e.g. to move a progress bar).
     """
     start = time.perf_counter()
@@ -232,93 +335,46 @@ def fit(
     if config is None:  # SMPLify's four body-only stages for SMPL, SMPLify-X's five for the others
         config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
     config.validate()
-    if device is not None:
-        model = model.to(device)
+    if device is not None and torch.device(device) != model.v_template.device:
+        model = copy.deepcopy(model).to(device)
     dtype, dev = model.v_template.dtype, model.v_template.device
-    points_np, sizes_np, owner_np = _as_batch(keypoints, image_size)
+    points_np, sizes_np, owner_np, world_np = _as_batch(keypoints, image_size)
     P = len(points_np)
     if P == 0:
         raise ValueError("no people to fit")
-    _check_inputs(points_np, sizes_np)
+    _check_inputs(points_np, sizes_np, world_np)
     kp = torch.as_tensor(points_np, dtype=dtype, device=dev)
     sizes = torch.as_tensor(sizes_np, dtype=dtype, device=dev)
-    if focal_length is None:
-        focal_length = config.focal_length
-    if focal_length is None:
-        focal = torch.tensor([default_focal(h, w) for h, w in sizes_np], dtype=dtype, device=dev)
-    else:
-        focal = torch.as_tensor(np.broadcast_to(np.asarray(focal_length, dtype=np.float64).reshape(-1), (P,)).copy(),
-                                dtype=dtype, device=dev)
-    focal = focal[:, None].expand(P, 2).contiguous()
+    world = None if world_np is None else torch.as_tensor(world_np, dtype=dtype, device=dev)
+    focal = _focal_lengths(focal_length, config, sizes_np, dtype, dev)
     center = sizes.flip(1) / 2  # (W/2, H/2)
-
     regressor = KeypointRegressor(model)
     pose_prior = pose_prior or make_pose_prior(config.pose_prior, model.parameter_sizes()["body_pose"])
+    base = _base_weights(regressor, config, dtype)
 
-    # ---- orientation candidates
-    b = BODY_25.index
-    ls, rs = kp[:, b("LShoulder")], kp[:, b("RShoulder")]
-    both = (ls[:, 2] > 0) & (rs[:, 2] > 0)
-    dx = ls[:, 0] - rs[:, 0]  # > 0: the subject's left is on the image's right, i.e. facing the camera
-    ambiguous = ~both | (dx.abs() < config.side_view_threshold)
-    away_first = both & (dx < 0)
-    owner = torch.cat([torch.arange(P, device=dev), torch.nonzero(ambiguous).flatten()])
-    flipped = torch.cat([away_first, ~away_first[ambiguous]])
-    N = len(owner)
-    kp_n, sizes_n, focal_n, center_n = kp[owner], sizes[owner], focal[owner], center[owner]
-    camera = Camera(focal_n, center_n)
-    facing = axis_angle_to_matrix(_rot_x_pi(N, dtype, dev))  # upright, facing the camera
-    turn = axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi], dtype=dtype, device=dev)).expand(N, 3, 3)
-    orient0 = matrix_to_axis_angle(torch.where(flipped[:, None, None], turn @ facing, facing))
-
-    # ---- per-keypoint base weights: available in this model, not ignored, contour only if asked
-    base = regressor.mask.to(dtype).clone()
-    for name in config.ignore_keypoints:
-        base[NAMES.index(name)] = 0.0
-    if not config.use_face_contour:
-        base[CONTOUR] = 0.0
-    conf = kp_n[..., 2] if config.use_confidence else (kp_n[..., 2] > 0).to(dtype)
-    target = kp_n[..., :2]
-
-    # ---- camera / orientation stage
-    zeros = model.zero_parameters(N)
+    # ---- starts: N items, several per person
+    starts = make_starts(kp, world, model, regressor, pose_prior, config.starts, config.side_view_threshold)
+    owner = starts.owner
+    kp_n = kp[owner]
     with torch.no_grad():
-        mean_pose = pose_prior.decode(pose_prior.init_latent(N, dtype, dev))  # the prior's mean pose
-        rest = model(global_orient=orient0, body_pose=mean_pose)
-        rest_kp = regressor(rest)[:, :25]
-        transl0 = initial_translation(kp_n, rest_kp, focal_n, center_n)
-    depth0 = transl0[:, 2]
-    cam_idx = torch.as_tensor(CAMERA_INIT, device=dev)
-    cam_w = (kp_n[:, cam_idx, 2] > 0).to(dtype)
-    few = cam_w.sum(1) < 4  # a torso point is missing (e.g. hips out of frame): use every detected body point
-    body_w = (kp_n[:, :25, 2] > 0).to(dtype) * base[:25]
-    stage_log = []
+        start_pose = pose_prior.decode(starts.pose_latent)
+        start_kp = regressor(model(global_orient=starts.global_orient, body_pose=start_pose))[:, :25]
+        transl0 = initial_translation(kp_n, start_kp, focal[owner], center[owner])
+    N = len(owner)
+    world_n = world[owner] if world is not None else kp.new_zeros(N, 25, 4)
+    conf = kp_n[..., 2] if config.use_confidence else (kp_n[..., 2] > 0).to(dtype)
+    targets = Targets(kp_n[..., :2], conf, sizes[owner, 0], focal[owner], center[owner], transl0[:, 2], transl0,
+                      world_n[..., :3], world_n[..., 3].clamp(0, 1), starts.pose_latent)
 
-    cam_pack = _Packer({"global_orient": 3, "transl": 3})
-
-    cam_weights = torch.where(few[:, None], body_w, torch.zeros_like(body_w).index_copy(1, cam_idx, cam_w))
-
-    def camera_objective(x: Tensor, rows: Tensor | None):
-        pick = lambda t: _pick(t, rows)  # noqa: E731
-        x = x.detach().requires_grad_(True)
-        p = cam_pack.unpack(x)
-        out = model(global_orient=p["global_orient"], transl=p["transl"], body_pose=pick(mean_pose))
-        proj = Camera(pick(focal_n), pick(center_n)).project(regressor(out)[:, :25])
-        res = (proj - pick(target)[:, :25]) * (1000.0 / pick(sizes_n)[:, 0])[:, None, None]
-        sq = res.square().sum(-1)
-        f = (pick(cam_weights) * sq).sum(1) + config.depth_weight**2 * (p["transl"][:, 2] - pick(depth0)).square()
-        (g,) = torch.autograd.grad(f.sum(), x)
-        return f.detach(), g
-
-    t0 = time.perf_counter()
-    res = minimize(camera_objective, cam_pack.pack({"global_orient": orient0, "transl": transl0}),
-                   config.camera_optimizer, partial=True)
-    cam = cam_pack.unpack(res.x)
-    stage_log.append({"name": "camera", "iterations": res.iterations.cpu(), "evaluations": res.evaluations,
-                      "seconds": time.perf_counter() - t0, "terms": {"total": res.f.cpu()}})
+    # ---- camera stage, then only the best "poses" starts of each person go on
+    orient, transl, cam_report, failed = _camera_stage(model, regressor, kp_n, targets, starts.global_orient,
+                                                       start_pose, transl0, base, config)
+    targets.fixed_transl = transl
+    alive = _screen_pose_starts(model, regressor, starts, orient, transl, start_pose, targets, base, config)
+    reports = [cam_report]
+    rows = [torch.arange(N, device=dev)]  # which items each stage ran
     if progress is not None:
         progress("camera")
-    recovered = res.failed.clone()
 
     # ---- body stages
     sizes_body = dict(model.parameter_sizes())
@@ -329,70 +385,61 @@ def fit(
     if config.optimize_translation:
         free["transl"] = 3
     pack = _Packer(free)
+    zeros = model.zero_parameters(N)
     state = {k: zeros[k].clone() for k in free if k in zeros}
-    state["pose_latent"] = pose_prior.init_latent(N, dtype, dev)
-    state["global_orient"] = cam["global_orient"].detach()
-    state["transl"] = cam["transl"].detach()
-    fixed_transl = cam["transl"].detach()
+    state.update(pose_latent=starts.pose_latent.clone(), global_orient=orient, transl=transl)
+    state = {k: v[alive] for k, v in state.items()}
+    targets = targets.take(alive)
     hands = [p for p in ("left_hand_pose", "right_hand_pose") if p in free]
     hand_comps = {p: getattr(model, f"{p}_components") for p in hands} if model.use_pca else {}
-
     collision = None
     if config.uses_collision(model):
         collision = CollisionTerm.for_model(model, config.collision, config.ignored_part_pairs)
-    ctx = ObjectiveContext(model, regressor, camera, pose_prior, config, target, conf, base, sizes_n[:, 0],
-                           depth0, fixed_transl, hand_comps, collision)
-    body_params, terms_for = ctx.body_params, ctx.terms
-
-    for index, stage in enumerate(config.stages):
-        def objective(x: Tensor, rows: Tensor | None, stage=stage):
-            x = x.detach().requires_grad_(True)
-            f = sum(terms_for(pack.unpack(x), stage, rows).values())
-            (g,) = torch.autograd.grad(f.sum(), x)
-            return f.detach(), g
-
-        t0 = time.perf_counter()
-        if collision is not None:
-            collision.seconds = 0.0
-        x0 = pack.pack(state)
-        res = minimize(objective, x0, config.optimizer, partial=True)
-        recovered |= res.failed
-        state = pack.unpack(res.x)
-        with torch.no_grad():
-            final_terms = {k: v.cpu() for k, v in terms_for(state, stage).items()}
-        final_terms["total"] = sum(final_terms.values())
-        entry = {"name": f"stage {index}", "iterations": res.iterations.cpu(), "evaluations": res.evaluations,
-                 "seconds": time.perf_counter() - t0, "terms": final_terms}
-        if collision is not None and stage.collision > 0:  # final_terms' evaluation ran the term last
-            entry["collisions"] = collision.last_counts.cpu()  # colliding pairs at the end of the stage
-            entry["collision_seconds"] = collision.seconds
-        stage_log.append(entry)
+    objective = Objective(model, regressor, pose_prior, config, base, hand_comps, collision)
+    for index, stage in enumerate(config.stages):  # `alive`: the items still running, indices into the N starts
+        stage = dataclasses.replace(stage, anchor_pose=index < config.anchor_stages)
+        state, report, stage_failed = _body_stage(objective, pack, state, stage, targets, config, f"stage {index}")
+        failed[alive] |= stage_failed
+        reports.append(report)
+        rows.append(alive)
         if progress is not None:
-            progress(entry["name"])
-        log.info("stage %d: %d evaluations, %.2f s, mean loss %.4g%s", index, res.evaluations, entry["seconds"],
-                 float(final_terms["total"].mean()),
-                 f"; collision term {entry['collision_seconds']:.2f} s, {float(entry['collisions'].float().mean()):.1f}"
-                 " colliding pairs per person" if "collisions" in entry else "")
+            progress(report.name)
+        if index == int(config.prune_after_stage) and len(alive) > P:  # only each person's best goes on
+            keep = _best_per_person(owner[alive], report.terms["total"].to(dev), P)
+            alive, targets = alive[keep], targets.take(keep)
+            state = {k: v[keep] for k, v in state.items()}
+    return _finish(model, regressor, pose_prior, objective, kp, focal, center, sizes, owner_np, starts, alive,
+                   state, targets, reports, rows, failed, config, time.perf_counter() - start)
 
-    # ---- keep the better orientation per person
-    final = stage_log[-1]["terms"]["total"].to(dev)
-    final = torch.where(torch.isfinite(final), final, torch.full_like(final, float("inf")))
-    best_loss = torch.full((P,), float("inf"), dtype=dtype, device=dev).scatter_reduce(0, owner, final, "amin")
-    candidate = torch.where(final <= best_loss[owner], torch.arange(N, device=dev), torch.full_like(owner, N))
-    best = torch.full((P,), N, dtype=torch.long, device=dev).scatter_reduce(0, owner, candidate, "amin")
+
+def _finish(model, regressor, pose_prior, objective, kp, focal, center, sizes, owner_np, starts: Starts,
+            alive: Tensor, state: dict, targets: Targets, reports: list[StageReport], rows: list[Tensor],
+            failed: Tensor, config: FitConfig, seconds: float) -> FitResult:
+    """Each person's best item (lowest final objective), as a FitResult with per-person stage reports."""
+    P, dev = len(kp), kp.device
+    chosen = _best_per_person(starts.owner[alive], reports[-1].terms["total"].to(dev), P)  # rows of `alive`
+    item = alive[chosen]  # (P,) index into the starts
     with torch.no_grad():
-        params = body_params({k: v[best] for k, v in state.items()})
+        params = objective.body_params({k: v[chosen] for k, v in state.items()}, targets.take(chosen))
         out = model(**params)
         if params["body_pose"].dim() == 4:  # results carry axis-angle, as SMPL-X files do
             params["body_pose"] = matrix_to_axis_angle(params["body_pose"]).reshape(P, -1)
         proj = Camera(focal, center).project(regressor(out))
+        prior_energy = pose_prior.penalty(state["pose_latent"][chosen])
     result_params = {k: v.detach().cpu() for k, v in params.items()}
     for k in ("leye_pose", "reye_pose"):
         if k in model.parameter_sizes():
             result_params[k] = torch.zeros(P, 3)
-    stages = [{**s, "iterations": s["iterations"][best.cpu()],
-               "terms": {k: v[best.cpu()] for k, v in s["terms"].items()},
-               **({"collisions": s["collisions"][best.cpu()]} if "collisions" in s else {})} for s in stage_log]
+    position = torch.full((len(starts),), -1, dtype=torch.long)
+    per_person = []
+    for report, ran in zip(reports, rows):  # each stage's row of every person's kept item
+        position[ran.cpu()] = torch.arange(len(ran))
+        per_person.append(report.take(position[item.cpu()]))
+    ambiguous_kinds = torch.tensor([k in ("side", "turned") for k in starts.kind], dtype=torch.bool)
+    tried_turned = torch.zeros(P, dtype=torch.bool).index_put_((starts.owner.cpu(),), ambiguous_kinds, accumulate=True)
+    loss = reports[-1].terms["total"][chosen.cpu()]
+    quality = assess(kp, proj, prior_energy, per_person[-1].collisions, failed[item].cpu(),
+                     check_prior=pose_prior.name == "vposer")
     return FitResult(
         params=result_params,
         vertices=out.vertices.detach().cpu(),
@@ -402,11 +449,14 @@ def fit(
         center=center.cpu(),
         image_index=torch.as_tensor(owner_np),
         image_size=sizes.cpu(),
-        stages=stages,
-        flipped=flipped[best].cpu(),
-        two_orientations=ambiguous.cpu(),
-        recovered=recovered[best].cpu(),
-        loss=best_loss.cpu(),
-        seconds=time.perf_counter() - start,
+        stages=per_person,
+        flipped=starts.flipped[item].cpu(),
+        two_orientations=tried_turned,
+        recovered=failed[item].cpu(),
+        loss=loss,
+        seconds=seconds,
         faces=model.faces,
+        quality=quality,
+        start=[starts.kind[i] for i in item.tolist()],
+        starts=torch.bincount(starts.owner.cpu(), minlength=P),
     )

@@ -6,9 +6,10 @@ with the weight conventions of schedule.py (Pavlakos et al. 2019, eq. 1 and its 
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-__all__ = ["geman_mcclure", "data_term", "l2", "jaw_prior", "keypoint_weights"]
+__all__ = ["geman_mcclure", "data_term", "l2", "jaw_prior", "keypoint_weights", "bone_direction_term", "BONES"]
 
 # Reprojection residuals are measured in pixels of an image 1000 pixels high (SMPLify-X's 1000 / H data
 # weight), so that one robust scale suits every image size.
@@ -56,3 +57,21 @@ def keypoint_weights(confidence: Tensor, base: Tensor, groups: dict, hand_weight
     for name in ("face", "contour"):
         w[groups[name]] = w[groups[name]] * face_weight
     return confidence * w
+
+
+# BODY_25 bones whose directions the 3D term compares (limbs, shoulder and hip lines, the trunk)
+BONES = ((2, 3), (3, 4), (5, 6), (6, 7), (9, 10), (10, 11), (12, 13), (13, 14), (2, 5), (9, 12), (8, 1))
+
+
+def bone_direction_term(points: Tensor, world: Tensor, confidence: Tensor, bones=BONES) -> Tensor:
+    """Squared differences of unit bone directions: sum_b c_b |u_b(points) - u_b(world)|^2, (B,).
+
+    points, world: (B, 25, 3) BODY_25 points in camera axes (any origin, any scale: only directions
+    count, so a detector's metric landmarks compare with the model's joints); confidence (B, 25); a
+    bone's weight is the smaller confidence of its two ends."""
+    a, b = torch.tensor(bones, device=points.device).unbind(1)
+    def unit(x):
+        d = x[:, b] - x[:, a]
+        return d / d.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    weight = torch.minimum(confidence[:, a], confidence[:, b])
+    return (weight * (unit(points) - unit(world)).square().sum(-1)).sum(-1)

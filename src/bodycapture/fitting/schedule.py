@@ -36,11 +36,19 @@ class Stage:
     face_joints: float  # weight of the face keypoints in the data term
     collision: float = 0.0  # interpenetration, not squared [lambda_C]
     data: float = 1.0  # data term, squared
+    world: float = 0.0  # bone directions from the detector's 3D landmarks, squared (ours; objective.py)
+    anchor_pose: bool = False  # set by the fitter for the first `anchor_stages` stages (FitConfig)
 
     @property
     def bending(self) -> float:
         """SMPLify-X's bending prior weight: 3.17 x the body pose weight, not squared (0.317 x 10 of SMPLify)."""
         return 3.17 * self.body_pose
+
+
+# Weight of the 3D bone-direction term (ours; only where the detector gave 3D landmarks). Measured on the
+# ten-pose suite with simulated landmarks (README, "Robust fitting"): 0 -> 100.6 mm mean PA-v2v, 30 -> 72.5,
+# 60 -> 68.6.
+WORLD_WEIGHT = 60.0
 
 
 def smplx_stages() -> list[Stage]:
@@ -55,7 +63,8 @@ def smplx_stages() -> list[Stage]:
     # and costs 30 % of the fit time, so it is off; `coll_loss_weights: [0, 0, 0, 0.01, 1]` restores it.
     coll = [0.0, 0.0, 0.0, 0.0, 1.0]
     return [
-        Stage(pose[i], shape[i], expr[i], pose[i], (10 * pose[i], 100 * pose[i], 100 * pose[i]), hands[i], face[i], coll[i])
+        Stage(pose[i], shape[i], expr[i], pose[i], (10 * pose[i], 100 * pose[i], 100 * pose[i]), hands[i], face[i], coll[i],
+              world=WORLD_WEIGHT)
         for i in range(5)
     ]
 
@@ -65,7 +74,8 @@ def smpl_stages() -> list[Stage]:
     pose = [404.0, 404.0, 57.4, 4.78]
     shape = [100.0, 50.0, 10.0, 5.0]
     coll = [0.0, 0.0, 0.01, 1.0]
-    return [Stage(pose[i], shape[i], shape[i], pose[i], (0.0, 0.0, 0.0), 0.0, 0.0, coll[i]) for i in range(4)]
+    return [Stage(pose[i], shape[i], shape[i], pose[i], (0.0, 0.0, 0.0), 0.0, 0.0, coll[i], world=WORLD_WEIGHT)
+            for i in range(4)]
 
 
 MAX_WEIGHT = 1e8  # the largest weight a config may give (SMPLify-X's largest default is 4.04e4)
@@ -82,6 +92,16 @@ class FitConfig:
     focal_length: float | None = None  # pixels; None: from EXIF, else the image diagonal (see camera.py)
     depth_weight: float = 100.0  # keeps the depth near its similar-triangles estimate (SMPLify-X: 100), squared
     side_view_threshold: float = 25.0  # shoulder distance (px) under which both orientations are fitted (SMPLify-X)
+    # hypotheses (start.py): the starts of each person, fitted together; after stage `prune_after_stage`
+    # only each person's best goes on (-1: all run to the end). Default: the 3D-landmark start where the
+    # detector gave landmarks, else SMPLify-X's (the shoulders' orientation, both for side views)
+    starts: tuple[str, ...] = ("side", "world")
+    prune_after_stage: int = 2
+    pose_starts_kept: int = 2  # "poses" starts: the best this many per person after the camera stage go on
+    # the first `anchor_stages` body stages measure the pose prior from each item's start rather than from the
+    # prior's mean (for the mean-pose starts the same thing): their high prior weights would otherwise pull
+    # every start back to the mean pose before the 2D evidence can choose between them
+    anchor_stages: int = 2
     optimize_translation: bool = True  # also in the body stages (SMPLify-X freezes it after the camera stage)
     # data term
     rho: float = 100.0  # Geman-McClure scale, in pixels of a 1000-pixel-high image (SMPLify-X: 100 px)
@@ -108,7 +128,7 @@ class FitConfig:
             raise BodyCaptureError(f"{source}: the schedule has no stages")
         for i, st in enumerate(self.stages):
             for name in ("body_pose", "shape", "expression", "hand_pose", "hand_joints", "face_joints", "collision",
-                         "data"):
+                         "data", "world"):
                 number(f"stage {i} {name} weight", getattr(st, name), 0.0, MAX_WEIGHT)
             if len(st.jaw) != 3:
                 raise BodyCaptureError(f"{source}: stage {i} jaw weights must be 3 numbers, got {st.jaw!r}")
@@ -128,6 +148,13 @@ class FitConfig:
         number("df_cone_height", c.sigma, 0.0, 10.0)
         number("max_collisions", c.max_collisions, 1, 100_000, integer=True)
         number("collision_exponent", c.exponent, 1, 8, integer=True)
+        from .start import START_KINDS
+
+        if not self.starts or any(k not in START_KINDS for k in self.starts):
+            raise BodyCaptureError(f"{source}: starts must be some of {', '.join(START_KINDS)}, got {self.starts!r}")
+        number("prune_after_stage", self.prune_after_stage, -1, len(self.stages), integer=True)
+        number("pose_starts_kept", self.pose_starts_kept, 1, 64, integer=True)
+        number("anchor_stages", self.anchor_stages, 0, len(self.stages), integer=True)
         if self.pose_prior not in ("vposer", "gmm", "l2"):
             raise BodyCaptureError(f"{source}: pose_prior must be 'vposer', 'gmm' or 'l2', not {self.pose_prior!r}")
         return self
@@ -153,6 +180,9 @@ class FitConfig:
         lines.append(f"camera: focal {focal}; depth weight {self.depth_weight:g}; side-view threshold "
                      f"{self.side_view_threshold:g} px; translation optimised in body stages: {self.optimize_translation}")
         lines.append(f"body-pose prior: {self.pose_prior}")
+        lines.append(f"starts: {', '.join(self.starts)} (start.py); after stage {self.prune_after_stage} only each "
+                     f"person's best goes on; prior anchored at the start in the first {self.anchor_stages} stages; "
+                     f"3D bone-direction weights {', '.join(f'{st.world:g}' for st in self.stages)}")
         c = self.collision
         on = {None: "on for models with hands", True: "on", False: "off"}[self.interpenetration]
         lines.append(f"interpenetration: {on}; cone height {c.sigma:g} m, penalise outside {c.penalize_outside}, "
@@ -174,6 +204,7 @@ _STAGE_KEYS = {  # SMPLify-X yaml key -> Stage field
     "face_joints_weights": "face_joints",
     "coll_loss_weights": "collision",
     "data_weights": "data",
+    "world_weights": "world",
 }
 _SCALAR_KEYS = {  # SMPLify-X name or ours -> FitConfig field
     "focal_length": "focal_length", "depth_loss_weight": "depth_weight", "depth_weight": "depth_weight",
@@ -182,6 +213,8 @@ _SCALAR_KEYS = {  # SMPLify-X name or ours -> FitConfig field
     "optimize_translation": "optimize_translation", "use_joints_conf": "use_confidence",
 }  # fmt: skip
 _STRING_KEYS = {"pose_prior": "pose_prior"}
+_SCALAR_KEYS.update(prune_after_stage="prune_after_stage", pose_starts_kept="pose_starts_kept",
+                    anchor_stages="anchor_stages")
 _COLLISION_KEYS = {  # SMPLify-X name or ours -> CollisionSettings field
     "df_cone_height": "sigma", "penalize_outside": "penalize_outside", "max_collisions": "max_collisions",
     "point2plane": "point2plane", "collision_exponent": "exponent",
@@ -225,7 +258,7 @@ def _config_from_dict(data: dict, source: str) -> FitConfig:
     cfg = FitConfig()
     unknown = [k for k in data if k not in _STAGE_KEYS and k not in _SCALAR_KEYS and k not in _OPTIMIZER_KEYS
                and k not in _IGNORED and k not in _STRING_KEYS and k not in _COLLISION_KEYS
-               and k not in ("interpenetration", "ign_part_pairs")]
+               and k not in ("interpenetration", "ign_part_pairs", "starts")]
     if unknown:
         raise BodyCaptureError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
     lists = {k: v for k, v in data.items() if k in _STAGE_KEYS and v is not None}
@@ -250,6 +283,10 @@ def _config_from_dict(data: dict, source: str) -> FitConfig:
     for key, name in _SCALAR_KEYS.items():
         if key in data and data[key] is not None:
             setattr(cfg, name, bool(data[key]) if isinstance(getattr(cfg, name), bool) else float(data[key]))
+    if data.get("starts") is not None:
+        if not isinstance(data["starts"], (list, tuple)) or not all(isinstance(k, str) for k in data["starts"]):
+            raise BodyCaptureError(f"{source}: starts must be a list of names, e.g. [shoulders, side, world]")
+        cfg.starts = tuple(data["starts"])
     if "pose_prior" in data:
         if data["pose_prior"] not in ("vposer", "gmm", "l2"):
             raise BodyCaptureError(f"{source}: pose_prior must be 'vposer', 'gmm' or 'l2', not {data['pose_prior']!r}")

@@ -197,10 +197,14 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
     if result.recovered is not None:  # a stage could not start from a finite loss and was rolled back
         arrays["recovered"] = result.recovered[people].numpy()
     for i, stage in enumerate(result.stages):
-        for term, values in stage["terms"].items():
+        for term, values in stage.terms.items():
             arrays[f"stage{i}_{term}"] = values[people].numpy()
-        if "collisions" in stage:  # colliding triangle pairs at the end of the stage
-            arrays[f"stage{i}_collisions"] = stage["collisions"][people].numpy()
+        if stage.collisions is not None:  # colliding triangle pairs at the end of the stage
+            arrays[f"stage{i}_collisions"] = stage.collisions[people].numpy()
+    if result.quality is not None:  # fitting/quality.py: residuals, prior energy, collisions, doubtful
+        arrays.update(result.quality.take(people).arrays())
+    if result.start:
+        arrays["start"] = np.array([result.start[p] for p in people])
     for k, v in (model_info or {}).items():
         arrays[f"model_{k}"] = np.asarray(v)
     with atomic_path(out_dir / "params.npz") as tmp:

@@ -30,6 +30,10 @@ class PosePrior:
         """Prior energy per item (B,)."""
         raise NotImplementedError
 
+    def encode(self, body_pose: Tensor) -> Tensor:
+        """(B, 3N) axis-angle body pose -> a latent that decodes to (about) it: to start a fit from a pose."""
+        return body_pose.reshape(body_pose.shape[0], -1)
+
     def init_latent(self, batch: int, dtype=torch.float32, device=None) -> Tensor:
         """The latent of the prior's mean pose (the fit's starting pose)."""
         return torch.zeros(batch, self.latent_size, dtype=dtype, device=device)

@@ -115,5 +115,11 @@ class VPoserPrior(PosePrior):
         eye = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(rot.shape[0], self.padding // 3, 3, 3)
         return torch.cat([rot, eye], 1)
 
+    def encode(self, body_pose: Tensor) -> Tensor:
+        """(B, 63 or more) axis-angle -> the encoder's mean latent (B, 32) (SMPL's two hand joints ignored)."""
+        self._follow(body_pose)
+        with torch.no_grad():
+            return self.net.encode(body_pose[:, : NUM_JOINTS * 3]).mean
+
     def penalty(self, latent: Tensor) -> Tensor:
         return latent.square().sum(-1)

@@ -1,0 +1,178 @@
+"""The body stages' objective as a set of named terms, each weighted per stage.
+
+E(p) = data + body_pose + bending + shape + expression + hand_pose + jaw + collision + depth + world
+(Pavlakos et al. 2019, eq. 1, with its code's weight conventions; `world` is ours: bone directions from
+the detector's metric 3D landmarks). `TERMS` maps each name to a small function of one evaluation; a term
+whose inputs are absent (a model without hands, no 3D landmarks) or that is switched off in a stage
+(collision, world) returns None and is not computed.
+
+Everything is per batch item (N,): N is every hypothesis of every person. `Targets.take(rows)` gives the
+rows a partial evaluation needs (line searches evaluate only the items still searching).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from ..collision import CollisionTerm
+from ..keypoints.layout import GROUPS
+from ..keypoints.regressors import KeypointRegressor
+from ..models.body_model import BodyModel, BodyOutput
+from ..priors import PosePrior, bending_prior
+from .camera import Camera
+from .losses import bone_direction_term, data_term, jaw_prior, keypoint_weights, l2
+from .schedule import FitConfig, Stage
+
+__all__ = ["Targets", "Objective", "Evaluation", "TERMS"]
+
+
+@dataclass
+class Targets:
+    """What each batch item is fitted to (N items).
+
+    points (N, 135, 2) pixels; confidence (N, 135); image_height (N,); focal, center (N, 2) the camera;
+    depth0 (N,) the similar-triangles depth that the depth term keeps the translation near; fixed_transl
+    (N, 3) the translation when it is not optimised; world (N, 25, 3) metric 3D BODY_25 points (camera
+    axes, any origin) and world_confidence (N, 25) (zeros where there are none); start_latent (N, L) the
+    pose latent each item started from (anchored stages measure the pose prior from there)."""
+
+    points: Tensor
+    confidence: Tensor
+    image_height: Tensor
+    focal: Tensor
+    center: Tensor
+    depth0: Tensor
+    fixed_transl: Tensor
+    world: Tensor
+    world_confidence: Tensor
+    start_latent: Tensor
+
+    def take(self, rows: Tensor | None) -> "Targets":
+        """The items `rows` (R,) (all of them for None)."""
+        if rows is None:
+            return self
+        return Targets(**{f.name: getattr(self, f.name).index_select(0, rows) for f in fields(self)})
+
+    @property
+    def camera(self) -> Camera:
+        return Camera(self.focal, self.center)
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of the objective, shared by its terms: the optimised variables `p`, the model's
+    parameters they give, the posed bodies, the stage and the targets of these items."""
+
+    objective: "Objective"
+    p: dict[str, Tensor]
+    params: dict[str, Tensor]
+    out: BodyOutput
+    stage: Stage
+    targets: Targets
+    timings: dict[str, float] | None
+
+
+def _data(e: Evaluation) -> Tensor:
+    o, t, st = e.objective, e.targets, e.stage
+    projected = t.camera.project(o.regressor(e.out))
+    w = keypoint_weights(t.confidence, o.base_weights, GROUPS, st.hand_joints, st.face_joints)
+    return st.data**2 * data_term(projected, t.points, w, t.image_height, o.config.rho, o.config.robust_per_coordinate)
+
+
+def _body_pose(e: Evaluation) -> Tensor:
+    prior, z = e.objective.pose_prior, e.p["pose_latent"]
+    if e.stage.anchor_pose:  # the prior moved so that its mean lies at each item's start (start.py)
+        z = z - e.targets.start_latent + prior.init_latent(1, z.dtype, z.device)
+    return e.stage.body_pose**2 * prior.penalty(z)
+
+
+def _bending(e: Evaluation) -> Tensor:
+    return e.stage.bending * bending_prior(e.params["body_pose"])
+
+
+def _shape(e: Evaluation) -> Tensor:
+    return e.stage.shape**2 * l2(e.p["betas"])
+
+
+def _expression(e: Evaluation) -> Tensor | None:
+    return e.stage.expression**2 * l2(e.p["expression"]) if "expression" in e.p else None
+
+
+def _hand_pose(e: Evaluation) -> Tensor | None:
+    hands = [h for h in ("left_hand_pose", "right_hand_pose") if h in e.p]
+    if not hands:
+        return None
+    comps = e.objective.hand_components
+    axis_angle = [e.p[h] @ comps[h] if h in comps else e.p[h] for h in hands]
+    return e.stage.hand_pose**2 * sum(l2(h) for h in axis_angle)
+
+
+def _jaw(e: Evaluation) -> Tensor | None:
+    if "jaw_pose" not in e.p:
+        return None
+    return jaw_prior(e.p["jaw_pose"], torch.tensor(e.stage.jaw, dtype=e.p["jaw_pose"].dtype, device=e.p["jaw_pose"].device))
+
+
+def _collision(e: Evaluation) -> Tensor | None:
+    term = e.objective.collision
+    if term is None or e.stage.collision <= 0:
+        return None
+    start = time.perf_counter()
+    penalty, _ = term(e.out.vertices)
+    if e.timings is not None:
+        e.timings["collision"] = e.timings.get("collision", 0.0) + time.perf_counter() - start
+    return e.stage.collision * penalty  # not squared (SMPLify-X)
+
+
+def _depth(e: Evaluation) -> Tensor | None:
+    if "transl" not in e.p:
+        return None
+    return e.objective.config.depth_weight**2 * (e.p["transl"][:, 2] - e.targets.depth0).square()
+
+
+def _world(e: Evaluation) -> Tensor | None:
+    if e.stage.world <= 0 or not bool(e.targets.world_confidence.any()):
+        return None
+    body = e.objective.regressor(e.out)[:, :25]
+    return e.stage.world**2 * bone_direction_term(body, e.targets.world, e.targets.world_confidence)
+
+
+TERMS: dict[str, Callable[[Evaluation], Tensor | None]] = {
+    "data": _data, "body_pose": _body_pose, "bending": _bending, "shape": _shape, "expression": _expression,
+    "hand_pose": _hand_pose, "jaw": _jaw, "collision": _collision, "depth": _depth, "world": _world,
+}  # fmt: skip
+
+
+@dataclass
+class Objective:
+    """The body stages' objective for one model and configuration; call `terms` per evaluation."""
+
+    model: BodyModel
+    regressor: KeypointRegressor
+    pose_prior: PosePrior
+    config: FitConfig
+    base_weights: Tensor  # (135,) 1 for fitted keypoints, 0 for ignored or unavailable ones
+    hand_components: dict[str, Tensor]  # PCA bases of the hands when the model uses PCA
+    collision: CollisionTerm | None = None  # None: no interpenetration term in this fit
+
+    def body_params(self, p: dict[str, Tensor], targets: Targets) -> dict[str, Tensor]:
+        """Optimised variables -> the model's parameters (the pose latent decoded; the fixed translation
+        where the translation is not optimised)."""
+        out = {k: v for k, v in p.items() if k != "pose_latent"}
+        out["body_pose"] = self.pose_prior.decode_rotations(p["pose_latent"])  # axis-angle or (N, 21, 3, 3)
+        if "transl" not in out:
+            out["transl"] = targets.fixed_transl
+        return out
+
+    def terms(self, p: dict[str, Tensor], stage: Stage, targets: Targets,
+              timings: dict[str, float] | None = None) -> dict[str, Tensor]:
+        """Every term that applies, per item (N,). `timings` (optional) adds up seconds per costly term."""
+        params = self.body_params(p, targets)
+        e = Evaluation(self, p, params, self.model(**params), stage, targets, timings)
+        values = {name: term(e) for name, term in TERMS.items()}
+        return {name: v for name, v in values.items() if v is not None}
