@@ -51,7 +51,8 @@ def main() -> None:
         for item in report.images:
             name = item.input.name
             row = {"found": item.people_found, "expected": expected.get(name, {}).get("people"),
-                   "fitted": item.people_fitted, "status": item.status, "seconds": round(item.seconds, 2)}
+                   "fitted": item.people_fitted, "status": item.status, "seconds": round(item.seconds, 2),
+                   "doubtful": len(item.doubtful)}
             for group in ("body", "hands", "face"):
                 values = [r[group] for r in item.residuals_px if group in r]
                 if values:

@@ -386,7 +386,10 @@ def test_fit_with_a_hand_pressed_into_the_body_has_fewer_intersections(model):
         last = result.stages[-1]
         assert ("collision" in last.terms) == on and (last.collisions is not None) == on
         if on:
-            assert last.collision_seconds > 0 and torch.equal(last.collisions, counts[on])
+            # the term leaves pairs just touching: a search of the same pose computed in another order can see
+            # a few of them flip (measured: 4 pairs at a 5e-7 m difference)
+            assert last.collision_seconds > 0 and (last.collisions - counts[on]).abs().max() <= 8
+            assert torch.equal(result.quality.collisions, last.collisions)
             assert "collision" not in result.stages[4].terms  # the last stage only (schedule.py)
     assert counts[False].sum() > 50
     assert counts[True].sum() < counts[False].sum() / 4

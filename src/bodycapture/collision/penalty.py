@@ -17,7 +17,6 @@ point-to-plane variant has the same value, so `point2plane` only exists for conf
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -92,18 +91,13 @@ def conic_penalty(vertices: Tensor, faces: Tensor, collisions: Collisions,
 
 
 class CollisionTerm:
-    """Search + penalty for one model's mesh, with the time spent in it (for per-stage reports).
-
-    Call with vertices (B, V, 3) -> (penalty (B,), number of colliding pairs (B,)). `seconds` adds up the
-    time of every call; `last_counts` keeps the pair counts of the last one.
-    """
+    """Search + penalty for one model's mesh, without state: call with vertices (B, V, 3) -> (penalty (B,),
+    number of colliding pairs (B,)). The fitter times the calls itself (StageReport.collision_seconds)."""
 
     def __init__(self, faces: Tensor, part_filter: PartFilter | None, settings: CollisionSettings | None = None):
         self.faces = faces.long()
         self.part_filter = part_filter
         self.settings = settings or CollisionSettings()
-        self.seconds = 0.0
-        self.last_counts: Tensor | None = None
 
     @classmethod
     def for_model(cls, model, settings: CollisionSettings | None = None,
@@ -116,7 +110,6 @@ class CollisionTerm:
                                pf.allowed if pf else None, self.settings.max_collisions)
 
     def __call__(self, vertices: Tensor) -> tuple[Tensor, Tensor]:
-        start = time.perf_counter()
         B = vertices.shape[0]
         try:
             found = self.search(vertices)
@@ -126,9 +119,7 @@ class CollisionTerm:
         loss = conic_penalty(vertices, self.faces, found, self.settings)
         if degenerate is not None:  # an infinite loss: the optimiser rejects such a trial point
             loss = torch.where(degenerate, torch.full_like(loss, float("inf")), loss)
-        self.seconds += time.perf_counter() - start
-        self.last_counts = found.counts(B)
-        return loss, self.last_counts
+        return loss, found.counts(B)
 
     def _search_each(self, vertices: Tensor) -> tuple[Collisions, Tensor]:
         parts, degenerate = [], torch.zeros(vertices.shape[0], dtype=torch.bool, device=vertices.device)
