@@ -22,11 +22,13 @@ __all__ = ["FitQuality", "assess", "THRESHOLDS"]
 
 CONFIDENT = 0.3  # keypoints below this confidence are not counted in the residuals
 # Set on the synthetic suites (n = 30 each, 2D only and with 3D landmarks): fits that succeeded ended with
-# body residuals up to 4.4 %, VPoser energies up to 17 and mostly < 90 colliding pairs.
+# body residuals up to 4.4 %, VPoser energies up to 17. Colliding pairs say little on the open model: its
+# true synthetic bodies (random shapes, arms at the sides) have 56 (ten poses) and 150 (motion capture)
+# pairs at the median, so only far more than that counts.
 THRESHOLDS = {
     "body_residual": 5.0,  # % of the person's size: the body keypoints are not reached
     "pose_prior": 40.0,  # VPoser energy |z|^2; other priors: not checked
-    "collisions": 100,  # colliding triangle pairs at the end
+    "collisions": 400,  # colliding triangle pairs at the end
 }
 _GROUPS = {"body": BODY, "hands": np.r_[LEFT_HAND, RIGHT_HAND], "face": FACE}
 
