@@ -1,6 +1,6 @@
 """Bad input and faults on the write path: one line naming the input, exit status 1, no traceback, no
-visible partial output, and the good items of the same run still done. (More of issue 13 is to come:
-model files, config values, memory caps; see the README's Reliability section.)"""
+visible partial output, and the good items of the same run still done (the README's Reliability section
+lists what is covered)."""
 
 import json
 import os

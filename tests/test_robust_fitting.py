@@ -141,3 +141,23 @@ def test_eval_summaries_are_over_all_people_with_failures_beside_them():
     assert d["failures"] == 1 and d["failure_rate"] == 0.25
     table = summary_table(report)
     assert "107.5" in table and "1/4 (25 %)" in table and "failures included" in table
+
+
+def test_the_command_line_warns_about_a_doubtful_fit_and_counts_it(tmp_path, capsys):
+    """One warning line naming the photo and the person, and the closing line counts doubtful fits."""
+    from pathlib import Path
+
+    from bodycapture.cli import main
+
+    data = Path(__file__).resolve().parent / "data" / "openpose"
+    cfg = tmp_path / "rushed.yaml"
+    cfg.write_text("maxiters: 1\n")  # one L-BFGS iteration per stage: the keypoints are not reached
+    argv = ["fit", str(data / "lsp_im1010.jpg"), "--keypoints", str(data / "lsp_im1010_keypoints.json"),
+            "--config", str(cfg), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "doubtful fit" in line]
+    assert len(warnings) == 1 and "lsp_im1010.jpg: person 0" in warnings[0] and "body keypoints" in warnings[0]
+    assert "1 fitted, 1 doubtful" in captured.out
+    saved = np.load(tmp_path / "out" / "lsp_im1010" / "params.npz")
+    assert bool(saved["quality_doubtful"][0])
