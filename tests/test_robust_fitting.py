@@ -143,7 +143,7 @@ def test_eval_summaries_are_over_all_people_with_failures_beside_them():
     assert "107.5" in table and "1/4 (25 %)" in table and "failures included" in table
 
 
-def test_the_command_line_warns_about_a_doubtful_fit_and_counts_it(tmp_path, capsys):
+def test_the_command_line_warns_about_a_doubtful_fit_and_counts_it(tmp_path, capsys, caplog):
     """One warning line naming the photo and the person, and the closing line counts doubtful fits."""
     from pathlib import Path
 
@@ -156,7 +156,7 @@ def test_the_command_line_warns_about_a_doubtful_fit_and_counts_it(tmp_path, cap
             "--config", str(cfg), "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    warnings = [line for line in captured.err.splitlines() if "doubtful fit" in line]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "doubtful fit" in r.getMessage()]
     assert len(warnings) == 1 and "lsp_im1010.jpg: person 0" in warnings[0] and "body keypoints" in warnings[0]
     assert "1 fitted, 1 doubtful" in captured.out
     saved = np.load(tmp_path / "out" / "lsp_im1010" / "params.npz")

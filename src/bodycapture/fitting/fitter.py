@@ -409,12 +409,12 @@ def fit(
             alive, targets = alive[keep], targets.take(keep)
             state = {k: v[keep] for k, v in state.items()}
     return _finish(model, regressor, pose_prior, objective, kp, focal, center, sizes, owner_np, starts, alive,
-                   state, targets, reports, rows, failed, config, time.perf_counter() - start)
+                   state, targets, reports, rows, failed, time.perf_counter() - start)
 
 
 def _finish(model, regressor, pose_prior, objective, kp, focal, center, sizes, owner_np, starts: Starts,
             alive: Tensor, state: dict, targets: Targets, reports: list[StageReport], rows: list[Tensor],
-            failed: Tensor, config: FitConfig, seconds: float) -> FitResult:
+            failed: Tensor, seconds: float) -> FitResult:
     """Each person's best item (lowest final objective), as a FitResult with per-person stage reports."""
     P, dev = len(kp), kp.device
     chosen = _best_per_person(starts.owner[alive], reports[-1].terms["total"].to(dev), P)  # rows of `alive`

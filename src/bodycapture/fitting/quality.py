@@ -50,8 +50,8 @@ class FitQuality:
 
     def __post_init__(self):
         reasons = [[] for _ in range(len(self.pose_prior))]
-        checks = [(self.residual["body"] > THRESHOLDS["body_residual"], "body keypoints not reached "
-                   "({:.1f} % of its size)", self.residual["body"]),
+        not_reached = "body keypoints not reached ({:.1f} % of its size)"
+        checks = [(self.residual["body"] > THRESHOLDS["body_residual"], not_reached, self.residual["body"]),
                   (self.check_prior & (self.pose_prior > THRESHOLDS["pose_prior"]), "implausible pose (prior energy {:.0f})", self.pose_prior),
                   (self.collisions > THRESHOLDS["collisions"], "{:.0f} colliding triangle pairs", self.collisions),
                   (self.rolled_back, "a stage was rolled back", None)]
