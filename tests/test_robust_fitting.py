@@ -161,3 +161,19 @@ def test_the_command_line_warns_about_a_doubtful_fit_and_counts_it(tmp_path, cap
     assert "1 fitted, 1 doubtful" in captured.out
     saved = np.load(tmp_path / "out" / "lsp_im1010" / "params.npz")
     assert bool(saved["quality_doubtful"][0])
+
+
+def test_iterations_can_be_set_per_stage(model, suite, tmp_path):
+    from bodycapture.fitting import load_config
+
+    path = tmp_path / "fit.yaml"
+    path.write_text("stage_maxiters: [1, 2, 60, 60, 60]\n")
+    cfg = load_config(path)
+    assert [st.max_iter for st in cfg.stages] == [1, 2, 60, 60, 60]
+    assert "max 1, 2, 60, 60, 60 iterations" in cfg.summary()
+    cfg.stages = cfg.stages[:2]
+    result = fit(suite.keypoints[0], model, cfg, focal_length=float(suite.focal[0]))
+    assert int(result.stages[1].iterations[0]) <= 1 and int(result.stages[2].iterations[0]) <= 2
+    path.write_text("stage_maxiters: [1, 2, -3, 60, 60]\n")
+    with pytest.raises(BodyCaptureError, match="max_iter"):
+        load_config(path).validate()

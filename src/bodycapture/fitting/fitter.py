@@ -272,7 +272,8 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
         return f.detach(), g
 
     t0 = time.perf_counter()
-    res = minimize(fun, pack.pack(state), config.optimizer, partial=True)
+    settings = config.optimizer if stage.max_iter is None else dataclasses.replace(config.optimizer, max_iter=stage.max_iter)
+    res = minimize(fun, pack.pack(state), settings, partial=True)
     state = pack.unpack(res.x)
     with torch.no_grad():
         terms = {k: v.cpu() for k, v in objective.terms(state, stage, targets).items()}

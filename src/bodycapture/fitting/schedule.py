@@ -38,6 +38,7 @@ class Stage:
     data: float = 1.0  # data term, squared
     world: float = 0.0  # bone directions from the detector's 3D landmarks, squared (ours; objective.py)
     anchor_pose: bool = False  # set by the fitter for the first `anchor_stages` stages (FitConfig)
+    max_iter: int | None = None  # L-BFGS iterations of this stage; None: FitConfig.optimizer.max_iter
 
     @property
     def bending(self) -> float:
@@ -134,6 +135,8 @@ class FitConfig:
                 raise BodyCaptureError(f"{source}: stage {i} jaw weights must be 3 numbers, got {st.jaw!r}")
             for w in st.jaw:
                 number(f"stage {i} jaw weight", w, 0.0, MAX_WEIGHT)
+            if st.max_iter is not None:
+                number(f"stage {i} max_iter", st.max_iter, 0, 100_000, integer=True)
         if self.focal_length is not None:
             number("focal_length", self.focal_length, 1e-3, 1e7)
         number("depth_weight", self.depth_weight, 0.0, MAX_WEIGHT)
@@ -174,7 +177,8 @@ class FitConfig:
             lines.append(f"{i:>5} {st.body_pose:>7g} {st.shape:>7g} {st.expression:>7g} {st.hand_pose:>7g} "
                          f"{jaw:>24} {st.hand_joints:>8g} {st.face_joints:>8g} {st.bending:>8.1f} {st.collision:>6g}")
         o = self.optimizer
-        lines.append(f"L-BFGS (strong Wolfe): max {o.max_iter} iterations per stage, history {o.history}, "
+        iters = ", ".join(str(o.max_iter if st.max_iter is None else st.max_iter) for st in self.stages)
+        lines.append(f"L-BFGS (strong Wolfe): max {iters} iterations in the stages, history {o.history}, "
                      f"ftol {o.ftol:g}, gtol {o.gtol:g}; camera stage max {self.camera_optimizer.max_iter}")
         focal = "EXIF, else image diagonal" if self.focal_length is None else f"{self.focal_length:g} px"
         lines.append(f"camera: focal {focal}; depth weight {self.depth_weight:g}; side-view threshold "
@@ -205,6 +209,7 @@ _STAGE_KEYS = {  # SMPLify-X yaml key -> Stage field
     "coll_loss_weights": "collision",
     "data_weights": "data",
     "world_weights": "world",
+    "stage_maxiters": "max_iter",
 }
 _SCALAR_KEYS = {  # SMPLify-X name or ours -> FitConfig field
     "focal_length": "focal_length", "depth_loss_weight": "depth_weight", "depth_weight": "depth_weight",
@@ -275,7 +280,7 @@ def _config_from_dict(data: dict, source: str) -> FitConfig:
         for key, values in lists.items():
             name = _STAGE_KEYS[key]
             for st, v in zip(stages, values):
-                setattr(st, name, _parse_jaw(v) if name == "jaw" else float(v))
+                setattr(st, name, _parse_jaw(v) if name == "jaw" else int(v) if name == "max_iter" else float(v))
         if "jaw_pose_prior_weights" not in lists and "body_pose_prior_weights" in lists:
             for st in stages:  # SMPLify-X then derives the jaw weights from the pose weights' scale
                 st.jaw = (10 * st.body_pose, 100 * st.body_pose, 100 * st.body_pose)
