@@ -562,11 +562,11 @@ def _finite_fit(result, person: int) -> bool:
 def keypoint_residuals(result, person: int, detected: np.ndarray) -> dict[str, float]:
     """Median distance in pixels between a fitted person's keypoints and the detected ones, per group
     (body, hands, face; groups with no detected point are left out)."""
-    from .keypoints.layout import BODY, FACE, LEFT_HAND, RIGHT_HAND
+    from .keypoints.layout import REPORT_GROUPS
 
     out = {}
     fitted = result.keypoints_2d[person].numpy()
-    for group, idx in {"body": BODY, "hands": np.r_[LEFT_HAND, RIGHT_HAND], "face": FACE}.items():
+    for group, idx in REPORT_GROUPS.items():
         seen = detected[idx, 2] > 0
         if seen.any():
             out[group] = float(np.median(np.linalg.norm(fitted[idx][seen] - detected[idx, :2][seen], axis=1)))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import BodyCaptureError
-from ..keypoints.layout import BODY, FACE, LEFT_HAND, RIGHT_HAND
+from ..keypoints.layout import BODY, REPORT_GROUPS
 from ..models.body_model import BodyModel
 from .metrics import pa_mpjpe, pixel_error, v2v
 from .synthetic import NoiseModel, generate
@@ -74,7 +74,7 @@ def score(model: BodyModel, result, true_vertices, true_joints, true_kp2d, avail
             scores[f"pa_v2v_{name}"] = v2v(pred_v, true_v, region=mask)
     scores["pa_mpjpe_body"] = pa_mpjpe(result.joints[:, :22].double(), true_joints[:, :22].double())
     avail = available.bool()
-    for group, idx in {"body": BODY, "hands": np.r_[LEFT_HAND, RIGHT_HAND], "face": FACE}.items():
+    for group, idx in REPORT_GROUPS.items():
         m = avail[:, idx]
         scores[f"px_{group}"] = pixel_error(result.keypoints_2d[:, idx].double(), true_kp2d[:, idx].double(), m)
     out = {k: (v * (1 if k.startswith("px") else 1000)).numpy() for k, v in scores.items()}

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..keypoints.layout import BODY, FACE, LEFT_HAND, RIGHT_HAND
+from ..keypoints.layout import BODY, REPORT_GROUPS
 
 __all__ = ["FitQuality", "assess", "THRESHOLDS"]
 
@@ -30,7 +30,6 @@ THRESHOLDS = {
     "pose_prior": 40.0,  # VPoser energy |z|^2; other priors: not checked
     "collisions": 400,  # colliding triangle pairs at the end
 }
-_GROUPS = {"body": BODY, "hands": np.r_[LEFT_HAND, RIGHT_HAND], "face": FACE}
 
 
 @dataclass
@@ -93,7 +92,7 @@ def assess(keypoints: Tensor, fitted: Tensor, pose_prior: Tensor, collisions: Te
     size = person_size(keypoints)
     dist = (fitted - keypoints[..., :2]).norm(dim=-1) / size[:, None] * 100  # % of the person's size
     residual = {}
-    for name, idx in _GROUPS.items():
+    for name, idx in REPORT_GROUPS.items():
         seen = (keypoints[:, idx, 2] >= CONFIDENT).double()
         count = seen.sum(1)
         residual[name] = torch.where(count > 0, (dist[:, idx] * seen).sum(1) / count.clamp_min(1), torch.nan)

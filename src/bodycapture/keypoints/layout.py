@@ -33,6 +33,8 @@ RIGHT_HAND = np.arange(46, 67)
 FACE = np.arange(67, 118)
 CONTOUR = np.arange(118, 135)
 GROUPS = {"body": BODY, "left_hand": LEFT_HAND, "right_hand": RIGHT_HAND, "face": FACE, "contour": CONTOUR}
+# The groups that residuals and scores are reported for (both hands together, the contour left out).
+REPORT_GROUPS = {"body": BODY, "hands": np.r_[LEFT_HAND, RIGHT_HAND], "face": FACE}
 
 # BODY_25 points SMPLify-X gives zero weight in the data term (`joints_to_ign: [1, 9, 12]`).
 IGNORED_BY_DEFAULT = np.array([BODY_25.index(n) for n in ("Neck", "RHip", "LHip")])
