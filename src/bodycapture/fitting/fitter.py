@@ -178,7 +178,6 @@ def _check_inputs(points: np.ndarray, sizes: np.ndarray, world: np.ndarray | Non
                                f"{MIN_BODY_POINTS} are needed to fit")
 
 
-
 def _focal_lengths(focal_length, config: FitConfig, sizes_np: np.ndarray, dtype, dev) -> Tensor:
     """(P, 2) focal lengths: the caller's (one or one per person), else the config's, else the diagonal."""
     P = len(sizes_np)
@@ -263,11 +262,11 @@ def _screen_pose_starts(model: BodyModel, regressor: KeypointRegressor, starts: 
 def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], stage: Stage, targets: Targets,
                 config: FitConfig, name: str):
     """One stage of the schedule for every item: -> (new state, StageReport, failed (N,))."""
-    timings: dict[str, float] = {}
+    stats: dict = {}
 
     def fun(x: Tensor, rows: Tensor | None):
         x = x.detach().requires_grad_(True)
-        f = sum(objective.terms(pack.unpack(x), stage, targets.take(rows), timings).values())
+        f = sum(objective.terms(pack.unpack(x), stage, targets.take(rows), stats).values())
         (g,) = torch.autograd.grad(f.sum(), x)
         return f.detach(), g
 
@@ -275,16 +274,13 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
     settings = config.optimizer if stage.max_iter is None else dataclasses.replace(config.optimizer, max_iter=stage.max_iter)
     res = minimize(fun, pack.pack(state), settings, partial=True)
     state = pack.unpack(res.x)
-    with torch.no_grad():
-        terms = {k: v.cpu() for k, v in objective.terms(state, stage, targets).items()}
+    stats.pop("collisions", None)
+    with torch.no_grad():  # the final evaluation: its terms, and the colliding pairs left at the end
+        terms = {k: v.cpu() for k, v in objective.terms(state, stage, targets, stats).items()}
     terms["total"] = sum(terms.values())
-    collisions = None
-    if "collision" in terms:  # colliding pairs at the end of the stage
-        params = objective.body_params(state, targets)
-        with torch.no_grad():
-            collisions = objective.collision.search(objective.model(**params).vertices).counts(len(res.x)).cpu()
+    collisions = stats["collisions"].cpu() if "collisions" in stats else None
     report = StageReport(name, terms, res.iterations.cpu(), res.evaluations, time.perf_counter() - t0, len(res.x),
-                         collisions, timings.get("collision", 0.0))
+                         collisions, stats.get("collision_seconds", 0.0))
     log.info("%s: %d items, %d evaluations, %.2f s, mean loss %.4g%s", name, len(res.x), res.evaluations,
              report.seconds, float(terms["total"].mean()),
              f"; collision term {report.collision_seconds:.2f} s, {float(collisions.float().mean()):.1f} colliding "

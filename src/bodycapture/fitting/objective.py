@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -66,7 +67,9 @@ class Targets:
 @dataclass
 class Evaluation:
     """One evaluation of the objective, shared by its terms: the optimised variables `p`, the model's
-    parameters they give, the posed bodies, the stage and the targets of these items."""
+    parameters they give, the posed bodies, the stage and the targets of these items. `stats`, when
+    given, collects what costly terms measure: 'collision_seconds' (added up) and 'collisions' (the
+    colliding pairs per item of this evaluation)."""
 
     objective: "Objective"
     p: dict[str, Tensor]
@@ -74,12 +77,17 @@ class Evaluation:
     out: BodyOutput
     stage: Stage
     targets: Targets
-    timings: dict[str, float] | None
+    stats: dict | None
+
+    @cached_property
+    def keypoints(self) -> Tensor:
+        """(N, 135, 3) the model's keypoints in camera space, regressed once for every term that needs them."""
+        return self.objective.regressor(self.out)
 
 
 def _data(e: Evaluation) -> Tensor:
     o, t, st = e.objective, e.targets, e.stage
-    projected = t.camera.project(o.regressor(e.out))
+    projected = t.camera.project(e.keypoints)
     w = keypoint_weights(t.confidence, o.base_weights, GROUPS, st.hand_joints, st.face_joints)
     return st.data**2 * data_term(projected, t.points, w, t.image_height, o.config.rho, o.config.robust_per_coordinate)
 
@@ -123,9 +131,10 @@ def _collision(e: Evaluation) -> Tensor | None:
     if term is None or e.stage.collision <= 0:
         return None
     start = time.perf_counter()
-    penalty, _ = term(e.out.vertices)
-    if e.timings is not None:
-        e.timings["collision"] = e.timings.get("collision", 0.0) + time.perf_counter() - start
+    penalty, counts = term(e.out.vertices)
+    if e.stats is not None:
+        e.stats["collision_seconds"] = e.stats.get("collision_seconds", 0.0) + time.perf_counter() - start
+        e.stats["collisions"] = counts
     return e.stage.collision * penalty  # not squared (SMPLify-X)
 
 
@@ -138,8 +147,7 @@ def _depth(e: Evaluation) -> Tensor | None:
 def _world(e: Evaluation) -> Tensor | None:
     if e.stage.world <= 0 or not bool(e.targets.world_confidence.any()):
         return None
-    body = e.objective.regressor(e.out)[:, :25]
-    return e.stage.world**2 * bone_direction_term(body, e.targets.world, e.targets.world_confidence)
+    return e.stage.world**2 * bone_direction_term(e.keypoints[:, :25], e.targets.world, e.targets.world_confidence)
 
 
 TERMS: dict[str, Callable[[Evaluation], Tensor | None]] = {
@@ -170,9 +178,9 @@ class Objective:
         return out
 
     def terms(self, p: dict[str, Tensor], stage: Stage, targets: Targets,
-              timings: dict[str, float] | None = None) -> dict[str, Tensor]:
-        """Every term that applies, per item (N,). `timings` (optional) adds up seconds per costly term."""
+              stats: dict | None = None) -> dict[str, Tensor]:
+        """Every term that applies, per item (N,). `stats` (optional): see Evaluation."""
         params = self.body_params(p, targets)
-        e = Evaluation(self, p, params, self.model(**params), stage, targets, timings)
+        e = Evaluation(self, p, params, self.model(**params), stage, targets, stats)
         values = {name: term(e) for name, term in TERMS.items()}
         return {name: v for name, v in values.items() if v is not None}
