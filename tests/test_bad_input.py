@@ -184,10 +184,10 @@ def test_two_runs_on_one_output_end_with_one_whole_result(tmp_path):
     summaries = [stdout for stdout, _ in results]
     assert sorted("1 fitted" in s for s in summaries) == [False, True], summaries  # one wrote, one skipped
     assert sum("skipped" in stderr for _, stderr in results) == 1
-    assert _visible(out) == ["lsp_im1010"]  # no staging folders, no locks
+    assert _visible(out) == ["index.html", "lsp_im1010"]  # no staging folders, no locks
     folder = out / "lsp_im1010"
     assert sorted(p.name for p in folder.iterdir()) == ["keypoints.json", "mesh.obj", "overlay.png", "params.npz",
-                                                        "result.pkl"]
+                                                        "report.html", "result.pkl"]
     import numpy as np
 
     assert np.load(folder / "params.npz")["betas"].shape == (1, 10)
@@ -295,7 +295,7 @@ def test_a_decompression_bomb_is_one_line_and_the_rest_runs(tmp_path, capsys):
     assert code == 1
     captured = capsys.readouterr()
     _one_error_line(captured.err, "bomb.png", "refused")
-    assert "1 fitted" in captured.out and _visible(tmp_path / "out") == ["lsp_im1010"]
+    assert "1 fitted" in captured.out and _visible(tmp_path / "out") == ["index.html", "lsp_im1010"]
 
 
 def test_people_per_image_are_capped(tmp_path, caplog):

@@ -104,7 +104,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     options = CaptureOptions(out=Path(args.out), keypoints=Path(args.keypoints) if args.keypoints else None,
                              formats=tuple(args.format.split(",")), batch_images=args.batch_images,
                              overwrite=args.overwrite, max_people=args.max_people, min_height=args.min_height,
-                             thorough=args.thorough,
+                             thorough=args.thorough, report=not args.no_report,
                              device=args.device, threads=args.threads, progress=not args.quiet)
     # model and config are made once detection has started (torch's import overlaps with it)
     report = capture(args.input, model=lambda: _load_fit_model(args), config=lambda: _fit_config(args),
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     _people_arguments(fitp)
     fitp.add_argument("--float64", action="store_true", help="fit in double precision")
     fitp.add_argument("--overwrite", action="store_true", help="replace existing results")
+    fitp.add_argument("--no-report", action="store_true",
+                      help="skip report.html in each result and index.html at the top of --out")
     fitp.add_argument("--show-config", action="store_true", help="print the schedule and settings")
     fitp.add_argument("--pose-prior", choices=["vposer", "gmm", "l2"], help="body-pose prior (default: vposer)")
     fitp.add_argument("--no-collision", action="store_true",

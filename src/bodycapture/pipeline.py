@@ -52,6 +52,7 @@ class CaptureOptions:
         this in the photo are ignored (pixels when > 1, else a fraction of the image height).
     thorough: a finer search for people (a second level of tiles): crowds, wide shots; about 1 s more a photo.
     threads: torch threads (None: `choose_threads`). progress: bars on stderr (shown after 1 s).
+    report: report.html in every result folder and index.html at the top of `out` (io/report.py).
     """
 
     out: Path = Path("out")
@@ -65,6 +66,7 @@ class CaptureOptions:
     device: str | None = None
     threads: int | None = None
     progress: bool = True
+    report: bool = True
 
     def validate(self) -> None:
         if self.batch_images < 1:
@@ -416,7 +418,10 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     else:
         stream = _prepared_inline(paths_todo, options, detector_factory)
     try:
-        return _run(stream, todo, reports, model, config, options, start)
+        report = _run(stream, todo, reports, model, config, options, start)
+        if options.report and (report.count("done") or report.count("skipped")):
+            _write_index(report)
+        return report
     finally:
         if process is not None:
             process.close()
@@ -474,6 +479,18 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     return CaptureReport(reports, options.out, time.perf_counter() - start, timings=timings)
 
 
+def _write_index(report: CaptureReport) -> None:
+    """index.html at the top of the run's folder; a failure to write it is a warning, the results stand."""
+    from .io.report import write_index
+
+    try:
+        path = write_index(report)
+    except OSError as err:
+        log.warning("%s: cannot write index.html (%s)", report.out, err.strerror or err)
+    else:
+        log.info("index of the results: %s", path)
+
+
 def check_device(device) -> None:
     """A torch device that exists here, or a one-line error saying why not."""
     if device is None:
@@ -527,7 +544,8 @@ def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, opt
             continue
         try:
             save_result(target, result, people, item.keypoints, item.image, options.formats, _model_info(model),
-                        overwrite=options.overwrite)
+                        overwrite=options.overwrite, report=options.report,
+                        info={"input": str(item.path), "focal_source": item.focal_source})
         except ResultExistsError as err:
             report.status, report.message = "skipped", str(err)
         except BodyCaptureError as err:

@@ -109,13 +109,13 @@ class FitResult:
         return self.vertices.shape[0]
 
     def save(self, folder, people=None, keypoints: ImageKeypoints | None = None, image: np.ndarray | None = None,
-             formats=("obj",), model_info: dict | None = None, overwrite: bool = False):
+             formats=("obj",), model_info: dict | None = None, overwrite: bool = False, report: bool = True):
         """Write `people` (indices; default: all) as one image's result folder, atomically: params.npz,
-        result.pkl, meshes in `formats`, keypoints.json and overlay.png (over `image`, else grey).
-        See io/results.py. Returns the folder's path."""
+        result.pkl, meshes in `formats`, keypoints.json, overlay.png (over `image`, else grey) and
+        report.html (unless not `report`). See io/results.py. Returns the folder's path."""
         from ..io.results import save_result
 
-        return save_result(folder, self, people, keypoints, image, formats, model_info, overwrite)
+        return save_result(folder, self, people, keypoints, image, formats, model_info, overwrite, report)
 
 
 class _Packer:

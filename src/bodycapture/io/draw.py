@@ -6,7 +6,7 @@ import numpy as np
 
 from ..keypoints.layout import BODY_25, CONTOUR, FACE, LEFT_HAND, RIGHT_HAND
 
-__all__ = ["draw_keypoints", "LIMBS"]
+__all__ = ["draw_keypoints", "LIMBS", "HAND_BONES"]
 
 _B = BODY_25.index
 LIMBS = [  # BODY_25 bones, as OpenPose draws them
@@ -16,7 +16,7 @@ LIMBS = [  # BODY_25 bones, as OpenPose draws them
     ("REye", "REar"), ("Nose", "LEye"), ("LEye", "LEar"), ("LAnkle", "LBigToe"), ("LBigToe", "LSmallToe"),
     ("LAnkle", "LHeel"), ("RAnkle", "RBigToe"), ("RBigToe", "RSmallToe"), ("RAnkle", "RHeel"),
 ]  # fmt: skip
-_HAND_BONES = [(0, 1 + 4 * f) for f in range(5)] + [(1 + 4 * f + k, 2 + 4 * f + k) for f in range(5) for k in range(3)]
+HAND_BONES = [(0, 1 + 4 * f) for f in range(5)] + [(1 + 4 * f + k, 2 + 4 * f + k) for f in range(5) for k in range(3)]
 
 
 def draw_keypoints(image: np.ndarray, points: np.ndarray, min_confidence: float = 0.05):
@@ -41,7 +41,7 @@ def draw_keypoints(image: np.ndarray, points: np.ndarray, min_confidence: float 
             colour = (230, 40, 40) if "R" in (a[0], b[0]) else (40, 90, 230) if "L" in (a[0], b[0]) else (240, 200, 0)
             line(person[_B(a)], person[_B(b)], colour)
         for idx, colour in ((LEFT_HAND, (0, 220, 220)), (RIGHT_HAND, (40, 200, 40))):
-            for a, b in _HAND_BONES:
+            for a, b in HAND_BONES:
                 line(person[idx[a]], person[idx[b]], colour)
         for k in np.concatenate([FACE, CONTOUR]):
             dot(person[k], (255, 255, 255), max(1, width // 2))

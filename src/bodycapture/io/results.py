@@ -174,7 +174,8 @@ def _suffix(k: int, n: int) -> str:
 
 
 def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: ImageKeypoints,
-                  image: np.ndarray | None, formats=("obj",), model_info: dict | None = None) -> list[Path]:
+                  image: np.ndarray | None, formats=("obj",), model_info: dict | None = None,
+                  report: bool = True, info: dict | None = None) -> list[Path]:
     """Write the fit of `people` (indices into `result`) of one image into out_dir. Returns the files.
 
     params.npz: every person's parameters stacked (SMPL-X names), camera, loss, per-stage losses.
@@ -182,6 +183,8 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
         63-D axis-angle (SMPLify-X stores its 32-D VPoser latent there).
     mesh.obj / .ply / .glb (mesh_NNN.* for several people): viewer frame, y up.
     keypoints.json: the keypoints fitted (OpenPose JSON). overlay.png: the meshes over the photo.
+    report.html (unless not `report`): photo, keypoints, a 3D view, quality and parameters (io/report.py);
+    `info` adds facts to its header (name, input, focal_source).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +196,9 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
               "camera_focal": result.focal[people].numpy(), "camera_center": result.center[people].numpy(),
               "camera_translation": params["transl"], "camera_rotation": np.tile(np.eye(3), (n, 1, 1)),
               "image_size": result.image_size[people[0]].numpy().astype(np.int64),
-              "loss": result.loss[people].numpy(), "flipped": result.flipped[people].numpy()}
+              "loss": result.loss[people].numpy(), "flipped": result.flipped[people].numpy(),
+              # the batch's fitting time shared out over the people fitted together in it
+              "fit_seconds": np.full(n, result.seconds / max(result.num_people, 1))}
     if result.recovered is not None:  # a stage could not start from a finite loss and was rolled back
         arrays["recovered"] = result.recovered[people].numpy()
     for i, stage in enumerate(result.stages):
@@ -239,15 +244,20 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
     with atomic_path(out_dir / "overlay.png") as tmp:
         Image.fromarray(overlay).save(tmp, format="PNG")
     written.append(out_dir / "overlay.png")
+    if report:
+        from .report import write_report
+
+        written.append(write_report(out_dir / "report.html", result, people, keypoints, image, overlay, info))
     return written
 
 
 def save_result(target: str | Path, result, people=None, keypoints: ImageKeypoints | None = None,
                 image: np.ndarray | None = None, formats=("obj",), model_info: dict | None = None,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, report: bool = True, info: dict | None = None) -> Path:
     """Write the fit of `people` (indices into `result`; default: all) of one image into the folder
     `target`, atomically (see the module docstring). `keypoints`: the fitted ones (default: the result's
-    own projections, all with confidence 1). Returns `target`."""
+    own projections, all with confidence 1). report: write report.html; info: facts for its header.
+    Returns `target`."""
     target = Path(target)
     people = np.arange(result.num_people) if people is None else np.asarray(people)
     if keypoints is None:
@@ -256,7 +266,8 @@ def save_result(target: str | Path, result, people=None, keypoints: ImageKeypoin
         keypoints = ImageKeypoints(pts, (h, w), None, "fit")
     try:
         with result_folder(target, overwrite) as staging:
-            write_results(staging, result, people, keypoints, image, formats, model_info)
+            write_results(staging, result, people, keypoints, image, formats, model_info, report,
+                          {"name": target.name, **(info or {})})
     except OSError as err:
         raise BodyCaptureError(f"{target}: cannot write the result ({err.strerror or err})") from None
     return target
