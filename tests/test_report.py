@@ -221,3 +221,82 @@ def test_index_in_headless_chromium_lists_the_failure_and_sorts(run):
         assert page.locator("tr.done img").evaluate("img => img.complete && img.naturalWidth > 0")  # the thumbnail
         assert page.locator("tr.done a").first.get_attribute("href") == "pair/report.html"
     assert log.console_errors() == [] and log.failed == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# animation (video results): each track's rest mesh skinned per frame in the browser
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """Two tracks of the open model over 8 frames at 10 fps: one walks right for 6 frames while its pose
+    blends from rest to a random pose, the other walks in frames 2-7. Camera space, upright, facing the camera."""
+    import torch
+
+    import bodycapture
+    from bodycapture.io.report import write_animation_report
+
+    model = bodycapture.load_model()
+    g = torch.Generator().manual_seed(0)
+    tracks, expected = [], []
+    for T, x0, z in ((6, -0.6, 4.0), (6, 0.7, 5.0)):
+        s = torch.linspace(0, 1, T)[:, None]
+        params = {"betas": 0.8 * torch.randn(1, model.num_betas, generator=g).expand(T, -1),
+                  "global_orient": torch.tensor([[np.pi, 0.0, 0.0]]).expand(T, 3),
+                  "body_pose": s * 0.4 * torch.randn(1, 63, generator=g),
+                  "transl": torch.stack([x0 + 0.1 * s[:, 0], torch.full((T,), 0.3), torch.full((T,), z)], 1)}
+        tracks.append({k: v.numpy() for k, v in params.items()})
+        with torch.no_grad():
+            expected.append(to_viewer_frame(model(**params).vertices.double().numpy()))
+    path = tmp_path_factory.mktemp("clip") / "report.html"
+    write_animation_report(path, model, tracks, fps=10, focal=(900.0, 900.0), center=(320.0, 240.0),
+                           image_size=(480, 640), first_frames=[0, 2], info={"name": "clip"})
+    return path, expected, [0, 2]
+
+
+def _skin_in_numpy(anim: dict, k: int, frame: int, num_vertices: int) -> np.ndarray:
+    """What report.js computes for track k at clip frame `frame`, in numpy (from the page's data)."""
+    K, J = anim["influences"], anim["num_joints"]
+    joints = _decode(anim["skin_joints"], np.uint8).reshape(num_vertices, K).astype(int)
+    weights = _decode(anim["skin_weights"], np.uint16).reshape(num_vertices, K) / 65535.0
+    track = anim["tracks"][k]
+    rest = _decode(track["rest"], np.float32).reshape(num_vertices, 3).astype(np.float64)
+    A = _decode(track["transforms"], np.float32).reshape(track["frames"], J, 3, 4)[frame - track["first_frame"]]
+    blended = np.einsum("vk,vkrc->vrc", weights, A[joints].astype(np.float64))
+    return np.einsum("vrc,vc->vr", blended[..., :3], rest) + blended[..., 3]
+
+
+def test_animation_data_reproduces_the_model_per_frame(clip):
+    path, expected, firsts = clip
+    data = _embedded(path)
+    anim = data["animation"]
+    assert anim["frames"] == 8 and anim["fps"] == 10 and [t["first_frame"] for t in anim["tracks"]] == firsts
+    assert anim["influences"] <= 8 and data["people"] == []
+    for k, verts in enumerate(expected):
+        for f in range(len(verts)):
+            got = _skin_in_numpy(anim, k, firsts[k] + f, data["num_vertices"])
+            np.testing.assert_allclose(got, verts[f], atol=2e-4)  # uint16 weights, float32 transforms
+
+
+@pytest.mark.browser
+@needs_browser
+def test_animation_plays_in_headless_chromium(clip):
+    path, expected, firsts = clip
+    with headless.browser() as open_page:
+        page, log = open_page(path, wait_for="body[data-rendered]")
+        assert page.locator("#timeline").is_visible() and not page.locator("#photo-panel").is_visible()
+        assert page.evaluate("bodycaptureReport.visible(1)") is False  # track 1 starts at frame 2
+        first = _canvas(page)
+        page.locator("#frame").fill("3")
+        assert page.evaluate("bodycaptureReport.frame()") == 3 and page.evaluate("bodycaptureReport.visible(1)")
+        assert "frame 4 / 8" in page.locator("#frame-label").inner_text()
+        for k in (0, 1):  # the browser's skinning equals the model at that frame
+            got = np.array(page.evaluate(f"bodycaptureReport.positions({k})")).reshape(-1, 3)
+            np.testing.assert_allclose(got, expected[k][3 - firsts[k]], atol=2e-4)
+        assert np.abs(_canvas(page) - first).mean() > 0.5
+        page.locator("#frame").fill("7")
+        assert page.evaluate("bodycaptureReport.visible(0)") is False  # track 0 ended at frame 5
+        page.click("#play")
+        page.wait_for_function("bodycaptureReport.frame() !== 7", timeout=10000)
+        page.click("#play")
+    assert log.console_errors() == [] and log.failed == []

@@ -28,7 +28,8 @@ from ..models.joint_names import SMPL_JOINTS
 from .atomic import write_bytes_atomic
 from .draw import HAND_BONES, LIMBS
 
-__all__ = ["report_data", "render_report", "write_report", "write_index", "index_rows", "MAX_IMAGE_SIDE"]
+__all__ = ["report_data", "animation_data", "render_report", "write_report", "write_animation_report", "write_index",
+           "index_rows", "skin_influences", "MAX_IMAGE_SIDE"]
 
 MAX_IMAGE_SIDE = 1600  # the photo and overlay are embedded at most this large (pixels, longer side)
 
@@ -141,6 +142,59 @@ def report_data(result, people, keypoints, image: np.ndarray | None, overlay: np
     }
 
 
+MAX_INFLUENCES = 8  # skinning weights kept per vertex in an animation (the open model has at most 7, SMPL-X 4)
+
+
+def skin_influences(weights: np.ndarray, k: int = MAX_INFLUENCES) -> tuple[np.ndarray, np.ndarray]:
+    """(V, J) skinning weights -> the K largest per vertex: joint indices (V, K) uint8 and weights (V, K)
+    uint16 (of 65535), renormalised; K = the most non-zero weights any vertex has, at most `k`."""
+    weights = np.asarray(weights, dtype=np.float64)
+    k = int(min(k, max(1, (weights > 1e-6).sum(1).max())))
+    joints = np.argsort(-weights, axis=1)[:, :k]
+    kept = np.take_along_axis(weights, joints, 1)
+    kept = kept / kept.sum(1, keepdims=True)
+    return joints.astype(np.uint8), np.round(kept * 65535).astype(np.uint16)
+
+
+def animation_data(model, tracks: list[dict], fps: float, first_frames: list[int] | None = None) -> dict:
+    """An animation for the report's 3D view: each track's rest mesh and per-frame skinning transforms,
+    which report.js blends per vertex (linear blend skinning in the browser, a few ms a frame).
+
+    tracks: per track its parameters for T frames with SMPL-X names, as FitResult.params holds them
+        (camera space: `transl` is the camera translation), each (T, n) or (1, n); betas and expression of
+        the first frame shape the rest mesh. first_frames: the clip frame each track starts at (default 0).
+    Per frame and track this stores 12 floats per joint, not the mesh. The preview leaves out pose
+    correctives and per-frame expression (official SMPL-X files; the open model has no correctives).
+    """
+    import torch
+
+    from ..models.lbs import batch_rigid_transform, blend_shapes
+
+    dtype, device = model.v_template.dtype, model.v_template.device
+    flip = torch.tensor([1.0, -1.0, -1.0], dtype=dtype, device=device)[:, None]  # camera -> viewer frame
+    first_frames = first_frames or [0] * len(tracks)
+    joints, weights = skin_influences(model.lbs_weights.cpu().numpy())
+    out = []
+    with torch.no_grad():
+        for params, first in zip(tracks, first_frames):
+            given = {k: torch.as_tensor(np.asarray(v), dtype=dtype, device=device) for k, v in params.items()}
+            output = model(**given)
+            T = output.rot_mats.shape[0]
+            coeffs = output.betas if output.expression is None else torch.cat([output.betas, output.expression], 1)
+            rest = model.v_template + blend_shapes(coeffs[:1], model.shapedirs)[0]  # (V, 3)
+            rest_joints = model.joint_template + blend_shapes(coeffs, model.joint_shapedirs)  # (T, J, 3)
+            _, transforms = batch_rigid_transform(output.rot_mats, rest_joints, model.parents)
+            transforms = transforms[:, :, :3].clone()  # (T, J, 3, 4)
+            transforms[..., 3] += output.transl.expand(T, 3)[:, None]
+            transforms = flip * transforms  # (T, J, 3, 4) in the viewer frame
+            out.append({"first_frame": int(first), "frames": int(T),
+                        "rest": _b64(rest.cpu().numpy().astype(np.float32)),
+                        "transforms": _b64(transforms.cpu().numpy().astype(np.float32))})
+    return {"fps": float(fps), "frames": max(t["first_frame"] + t["frames"] for t in out) if out else 0,
+            "num_joints": int(model.num_joints), "influences": int(joints.shape[1]),
+            "skin_joints": _b64(joints), "skin_weights": _b64(weights), "tracks": out}
+
+
 def _script_json(data) -> str:
     """JSON safe inside <script>: no '</' can end the element early."""
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
@@ -162,6 +216,27 @@ def write_report(path: str | Path, result, people, keypoints, image: np.ndarray 
     """Write report.html for `people` of one image (see report_data), atomically. Returns the path."""
     path = Path(path)
     write_bytes_atomic(path, render_report(report_data(result, people, keypoints, image, overlay, info)).encode())
+    return path
+
+
+def write_animation_report(path: str | Path, model, tracks: list[dict], fps: float, focal: tuple[float, float],
+                           center: tuple[float, float], image_size: tuple[int, int], first_frames=None,
+                           image: np.ndarray | None = None, info: dict | None = None) -> Path:
+    """report.html for a clip: the tracks' animation (see animation_data) in the 3D view with a frame slider,
+    under the clip's camera (focal, center in pixels; image_size (height, width)); `image`: a frame to show
+    in the photo panel and on the image plane (optional). Written atomically; returns the path."""
+    h, w = image_size
+    faces = np.asarray(model.faces)
+    face_type = np.uint16 if faces.max() < 65536 else np.uint32
+    data = {"info": {"width": int(w), "height": int(h), **(info or {})},
+            "camera": {"focal": [float(f) for f in focal], "center": [float(c) for c in center]},
+            "photo": jpeg_data_url(image) if image is not None else None, "overlay": None,
+            "faces": _b64(faces.astype(face_type)), "face_type": np.dtype(face_type).name,
+            "num_vertices": int(model.v_template.shape[0]), "skeleton": _skeleton(), "people": [],
+            "batch": {"people": len(tracks), "seconds": None},
+            "animation": animation_data(model, tracks, fps, first_frames)}
+    path = Path(path)
+    write_bytes_atomic(path, render_report(data).encode())
     return path
 
 

@@ -11,6 +11,8 @@
   const fx = data.camera.focal[0], fy = data.camera.focal[1];
   const cx = data.camera.center[0], cy = data.camera.center[1];
   const people = data.people;
+  const animation = data.animation || null;  // a clip: tracks posed per frame (io/report.py animation_data)
+  const tracks = animation ? animation.tracks : [];
 
   function decode(b64, Type) {
     const bin = atob(b64);
@@ -31,10 +33,14 @@
   const fmt = (v, digits) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 
   // ---- header ---------------------------------------------------------------------------------------------
-  const facts = [`${people.length} ${people.length === 1 ? "person" : "people"}`, `${W}×${H} px`,
-    `focal ${fmt(fx, 0)} px${data.info.focal_source ? " (" + data.info.focal_source + ")" : ""}`,
-    `fitted in ${fmt(data.batch.seconds, 1)} s` +
-      (data.batch.people > people.length ? ` (a batch of ${data.batch.people} people)` : "")];
+  const facts = animation
+    ? [`${tracks.length} ${tracks.length === 1 ? "track" : "tracks"}`, `${animation.frames} frames at ${fmt(animation.fps, 2)} fps`]
+    : [`${people.length} ${people.length === 1 ? "person" : "people"}`];
+  facts.push(`${W}×${H} px`, `focal ${fmt(fx, 0)} px${data.info.focal_source ? " (" + data.info.focal_source + ")" : ""}`);
+  if (data.batch.seconds !== null && data.batch.seconds !== undefined) {
+    facts.push(`fitted in ${fmt(data.batch.seconds, 1)} s` +
+      (data.batch.people > people.length ? ` (a batch of ${data.batch.people} people)` : ""));
+  }
   const doubtful = people.filter((p) => p.quality && p.quality.doubtful).length;
   if (doubtful) facts.push(`${doubtful} doubtful`);
   if (data.info.input) facts.push(data.info.input);
@@ -43,7 +49,9 @@
   // ---- photo, overlay, keypoints -------------------------------------------------------------------------
   const photo = document.getElementById("photo"), overlay = document.getElementById("overlay");
   const showOverlay = document.getElementById("show-overlay");
-  if (data.photo) {
+  if (!data.photo && !data.overlay) {
+    document.getElementById("photo-panel").hidden = true;
+  } else if (data.photo) {
     photo.src = data.photo;
     if (data.overlay) overlay.src = data.overlay; else { overlay.remove(); showOverlay.disabled = true; }
   } else {  // no photo given: the overlay is drawn over grey
@@ -92,6 +100,7 @@
   const canvas = document.getElementById("view3d");
   const meshes = [];
   let render = () => {};
+  let clip3d = null;
   try {
     render = setUp3D();
   } catch (err) {
@@ -117,9 +126,9 @@
     const FaceArray = data.face_type === "uint16" ? Uint16Array : Uint32Array;
     const index = new THREE.BufferAttribute(decode(data.faces, FaceArray), 1);
     const bounds = new THREE.Box3();
-    people.forEach((person, k) => {
+    function addMesh(positions, k) {
       const geometry = new THREE.BufferGeometry();
-      geometry.setAttribute("position", new THREE.BufferAttribute(decode(person.vertices, Float32Array), 3));
+      geometry.setAttribute("position", new THREE.BufferAttribute(positions, 3));
       geometry.setIndex(index);
       geometry.computeVertexNormals();
       geometry.computeBoundingBox();
@@ -129,7 +138,10 @@
       const mesh = new THREE.Mesh(geometry, material);
       scene.add(mesh);
       meshes.push(mesh);
-    });
+      return mesh;
+    }
+    people.forEach((person, k) => addMesh(decode(person.vertices, Float32Array), k));
+    const clip = animation ? setUpAnimation(addMesh, bounds) : null;
 
     // The photo on its image plane behind the people, and the camera's frustum reaching it.
     const depth = Math.max(-bounds.min.z, 0.5) * 1.15;
@@ -223,12 +235,118 @@
     document.querySelectorAll("button[data-view]").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
     const showPlane = document.getElementById("show-plane");
     showPlane.addEventListener("change", () => { plane.visible = showPlane.checked; draw(); });
+    if (clip) { clip.start(draw); clip3d = clip; }
     setView("front");
     return draw;
   }
 
+  // ---- animation: linear blend skinning of each track's rest mesh, per frame ---------------------------------
+  function setUpAnimation(addMesh, bounds) {
+    const V = data.num_vertices, J = animation.num_joints, K = animation.influences;
+    const skinJoints = decode(animation.skin_joints, Uint8Array);
+    const packed = decode(animation.skin_weights, Uint16Array);
+    const skinWeights = new Float32Array(packed.length);
+    for (let i = 0; i < packed.length; i++) skinWeights[i] = packed[i] / 65535;
+    const posed = tracks.map((track, k) => {
+      const rest = decode(track.rest, Float32Array);
+      const transforms = decode(track.transforms, Float32Array);  // (frames, J, 3, 4) row-major, viewer frame
+      const positions = new Float32Array(V * 3);
+      const state = { track, rest, transforms, positions, mesh: null };
+      pose(state, track.first_frame);  // the views frame the first, middle and last frames
+      state.mesh = addMesh(positions, k);
+      for (const f of [track.first_frame + Math.floor(track.frames / 2), track.first_frame + track.frames - 1]) {
+        pose(state, f);
+        state.mesh.geometry.computeBoundingBox();
+        bounds.union(state.mesh.geometry.boundingBox);
+      }
+      return state;
+    });
+
+    // v' = sum_k w_k (R_k v + t_k): blend the K 3x4 transforms of each vertex, then apply the blend.
+    function pose(state, frame) {
+      const f = frame - state.track.first_frame;
+      if (f < 0 || f >= state.track.frames) return false;
+      const A = state.transforms, base = f * J * 12, r = state.rest, out = state.positions;
+      const m = new Float32Array(12);
+      for (let v = 0; v < V; v++) {
+        m.fill(0);
+        for (let i = 0; i < K; i++) {
+          const w = skinWeights[v * K + i];
+          if (w === 0) continue;
+          const a = base + skinJoints[v * K + i] * 12;
+          for (let c = 0; c < 12; c++) m[c] += w * A[a + c];
+        }
+        const x = r[3 * v], y = r[3 * v + 1], z = r[3 * v + 2];
+        out[3 * v] = m[0] * x + m[1] * y + m[2] * z + m[3];
+        out[3 * v + 1] = m[4] * x + m[5] * y + m[6] * z + m[7];
+        out[3 * v + 2] = m[8] * x + m[9] * y + m[10] * z + m[11];
+      }
+      return true;
+    }
+
+    const slider = document.getElementById("frame"), label = document.getElementById("frame-label");
+    const play = document.getElementById("play");
+    let current = 0, redraw = () => {}, playing = false, started = 0, startFrame = 0;
+
+    function setFrame(frame) {
+      current = Math.max(0, Math.min(animation.frames - 1, Math.round(frame)));
+      for (const state of posed) {
+        const shown = pose(state, current);
+        state.mesh.visible = shown && state.wanted !== false;
+        if (shown) {
+          state.mesh.geometry.attributes.position.needsUpdate = true;
+          state.mesh.geometry.computeVertexNormals();
+        }
+      }
+      slider.value = String(current);
+      label.textContent = `frame ${current + 1} / ${animation.frames} · ${fmt(current / animation.fps, 2)} s`;
+      document.body.dataset.frame = String(current);
+      redraw();
+    }
+
+    function tick(now) {
+      if (!playing) return;
+      const frame = startFrame + ((now - started) / 1000) * animation.fps;
+      setFrame(frame % animation.frames);
+      requestAnimationFrame(tick);
+    }
+
+    play.addEventListener("click", () => {
+      playing = !playing;
+      play.textContent = playing ? "pause" : "play";
+      if (playing) { started = performance.now(); startFrame = current; requestAnimationFrame(tick); }
+    });
+    slider.addEventListener("input", () => setFrame(Number(slider.value)));
+    return {
+      posed,
+      setFrame,
+      start(draw) {
+        redraw = draw;
+        document.getElementById("timeline").hidden = false;
+        slider.max = String(Math.max(animation.frames - 1, 0));
+        window.bodycaptureReport = { setFrame, frame: () => current,
+          positions: (k) => Array.from(posed[k].positions), visible: (k) => posed[k].mesh.visible };
+        setFrame(0);
+      },
+    };
+  }
+
   // ---- people: quality record, fit time, parameters ---------------------------------------------------------
   const list = document.getElementById("people");
+  tracks.forEach((track, k) => {
+    const card = element("article", { class: "person", id: `person-${k}` }, list);
+    card.style.setProperty("--colour", colour(k));
+    const title = element("h2", {}, card, `Track ${k}`);
+    const state = clip3d && clip3d.posed[k];
+    if (state) {
+      const label = element("label", { style: "float:right;font-weight:normal" }, title);
+      const box = element("input", { type: "checkbox", checked: "" }, label);
+      label.append(" in 3D");
+      box.addEventListener("change", () => { state.wanted = box.checked; clip3d.setFrame(Number(document.body.dataset.frame || 0)); });
+    }
+    const last = track.first_frame + track.frames - 1;
+    element("p", {}, card, `frames ${track.first_frame + 1}–${last + 1} (${fmt(track.frames / animation.fps, 2)} s)`);
+  });
   people.forEach((person, k) => {
     const q = person.quality || {};
     const card = element("article", { class: "person" + (q.doubtful ? " doubtful" : ""), id: `person-${k}` }, list);
