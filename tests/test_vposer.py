@@ -83,11 +83,13 @@ def test_mean_pose_is_natural_and_real_poses_are_likely(heldout):
         # standing: head above pelvis above knees above ankles, feet under the hips
         assert j[names.index("head"), 1] > j[names.index("pelvis"), 1] > j[names.index("left_knee"), 1] \
             > j[names.index("left_ankle"), 1]
-        # arms hang down (our rest pose is a T-pose), every other joint within 50 degrees of rest
+        # arms hang down (our rest pose is a T-pose), every other joint within 50 degrees of rest but the
+        # elbows, within 60 (relaxed arms bend them; the mean of the calibrated training poses: 52 degrees)
         assert j[names.index("left_wrist"), 1] < j[names.index("left_shoulder"), 1] - 0.3
         assert j[names.index("right_wrist"), 1] < j[names.index("right_shoulder"), 1] - 0.3
         others = [i for i, n in enumerate(names[1:22]) if "shoulder" not in n and "collar" not in n]
-        assert (angles_deg(mean, torch.zeros(1, 63))[0, others] < 50).all()
+        limits = torch.tensor([60.0 if "elbow" in names[1 + i] else 50.0 for i in others])
+        assert (angles_deg(mean, torch.zeros(1, 63))[0, others] < limits).all()
         real = net.encode(heldout).mean.square().sum(-1)
         g = torch.Generator().manual_seed(0)
         random_pose = (torch.rand(len(heldout), 63, generator=g) - 0.5) * 2 * math.pi / 2

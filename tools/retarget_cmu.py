@@ -10,6 +10,16 @@ so each mapped bone of our posed model points exactly where CMU's does (the twis
 CMU's, up to the shortest-arc choice). Local rotations follow as R_j = G_parent^T G_j. Fingers, jaw and
 eyes stay at rest (CMU did not capture them).
 
+Rest calibration: CMU's skeleton and ours disagree on the resting shape of the upper spine, neck and
+collar bones, so the transfer leaves near-constant local rotations there (measured on the training poses:
+spine3 -0.36 rad with a spread of 0.08, neck -0.42, collars +-0.48, and the head +0.45 undoing the neck):
+every CMU pose reaches our model hunched, with raised collars and the head thrown back. `retarget` removes
+these offsets (REST_OFFSETS: spine3, neck, head and the collars: the joints whose mean is large and spread
+small, and the head, whose alignment is the neck's), keeping every other bone's world orientation:
+R_j <- O_parent(j) R_j O_j^T; the shoulders and arms still point where CMU's do. REST_OFFSETS are each
+joint's mean (chordal) over the training poses, measured once with `--measure-offsets`; `--no-calibration`
+builds the data without them.
+
 Dataset: frames subsampled from 120 to 10 fps, near-duplicate poses dropped (every body joint within
 `--min-change` degrees of the last kept pose), walking capped at a share of the data (the set is
 walking-heavy), and split by subject (whole subjects held out for validation and test, as the paper held
@@ -77,8 +87,20 @@ def rest_alignment(bvh, our_rest_joints: np.ndarray) -> dict[str, np.ndarray]:
     return align
 
 
-def retarget(bvh, our_rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(global_orient (F, 3), body_pose (F, 21, 3)) axis-angle for every frame of a CMU BVH clip."""
+# Measured by `python tools/retarget_cmu.py --measure-offsets` on the training subjects (axis-angle, radians;
+# each measured after its parent's offset was removed, so the neck's includes what spine3's removal added).
+REST_OFFSETS = {
+    "spine3": [-0.3633, 0.0004, 0.0088],
+    "neck": [-0.7817, -0.0021, -0.0446],
+    "head": [-0.3297, -0.0350, 0.0402],
+    "left_collar": [-0.1930, -0.0114, 0.4549],
+    "right_collar": [-0.1937, 0.0283, -0.4723],
+}
+
+
+def retarget(bvh, our_rest_joints: np.ndarray, offsets: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(global_orient (F, 3), body_pose (F, 21, 3)) axis-angle for every frame of a CMU BVH clip, with the
+    rest offsets removed (default REST_OFFSETS; {} keeps them)."""
     import torch
 
     from bodycapture.models.lbs import matrix_to_axis_angle
@@ -94,7 +116,46 @@ def retarget(bvh, our_rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = SMPLX_PARENTS[j]
         local[:, j] = world[:, j] if p < 0 else np.swapaxes(world[:, p], -1, -2) @ world[:, j]
     aa = matrix_to_axis_angle(torch.as_tensor(local)).numpy()
-    return aa[:, 0], aa[:, 1:]
+    body = apply_rest_offsets(aa[:, 1:].reshape(frames, 63), REST_OFFSETS if offsets is None else offsets)
+    return aa[:, 0], body.reshape(frames, 21, 3)
+
+
+def _remove_offsets(body_pose: np.ndarray, joints: list[str], train: np.ndarray | None = None,
+                    offsets: dict | None = None) -> tuple[np.ndarray, dict]:
+    """R_j <- O_parent(j) R_j O_j^T over the body joints, parents first (O = identity for joints not in
+    `joints`); O_j is given (`offsets`, axis-angle) or measured: the chordal mean of O_parent(j) R_j over the
+    `train` rows, so that the calibrated joint's mean becomes the identity."""
+    import torch
+
+    from bodycapture.models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
+
+    R = axis_angle_to_matrix(torch.as_tensor(body_pose, dtype=torch.float64).reshape(-1, 21, 3))  # joints 1..21
+    O = torch.eye(3, dtype=torch.float64).repeat(22, 1, 1)  # per SMPL-X body joint, root included
+    for j in range(1, 22):  # parents before children
+        R[:, j - 1] = O[SMPLX_PARENTS[j]] @ R[:, j - 1]
+        if SMPLX_JOINTS[j] not in joints:
+            continue
+        if offsets is not None:
+            O[j] = axis_angle_to_matrix(torch.as_tensor(offsets[SMPLX_JOINTS[j]], dtype=torch.float64)[None])[0]
+        else:
+            u, _, vt = torch.linalg.svd(R[torch.as_tensor(train), j - 1].mean(0))  # chordal mean, in SO(3)
+            O[j] = u @ torch.diag(torch.tensor([1.0, 1.0, float(torch.linalg.det(u @ vt))], dtype=torch.float64)) @ vt
+        R[:, j - 1] = R[:, j - 1] @ O[j].T
+    aa = matrix_to_axis_angle(R).reshape(len(body_pose), 63).numpy()
+    used = {SMPLX_JOINTS[j]: matrix_to_axis_angle(O[j][None])[0].tolist() for j in range(22) if SMPLX_JOINTS[j] in joints}
+    return aa.astype(body_pose.dtype), used
+
+
+def apply_rest_offsets(body_pose: np.ndarray, offsets: dict) -> np.ndarray:
+    """Remove the given rest offsets {joint: axis-angle} from body_pose (N, 63) (see the module docstring)."""
+    return _remove_offsets(body_pose, list(offsets), offsets=offsets)[0] if offsets else body_pose
+
+
+def calibrate_rest(body_pose: np.ndarray, train: np.ndarray, joints: list[str]) -> tuple[np.ndarray, dict]:
+    """Measure and remove the mean local rotation of each joint in `joints` over the `train` rows of
+    body_pose (N, 63), keeping the world orientation of every other bone. Returns the new body_pose and the
+    offsets {joint: axis-angle}, as REST_OFFSETS holds them."""
+    return _remove_offsets(body_pose, joints, train=train)
 
 
 def bone_direction_error(bvh, global_orient, body_pose, model) -> np.ndarray:
@@ -133,6 +194,9 @@ def main(argv=None) -> int:
     parser.add_argument("--walk-share", type=float, default=0.25, help="cap of walking poses in the data")
     parser.add_argument("--val-subjects", default="6,13", help="held out for model selection (about 12 %%)")
     parser.add_argument("--test-subjects", default="16,35", help="held out for testing (about 13 %%)")
+    parser.add_argument("--no-calibration", action="store_true", help="keep the rest offsets (see the docstring)")
+    parser.add_argument("--measure-offsets", action="store_true",
+                        help="measure REST_OFFSETS on the training poses (uncalibrated), print them and stop")
     parser.add_argument("--test-poses", type=Path, default=ROOT / "src" / "bodycapture" / "data" / "mocap_test_poses.npz",
                         help="package data: the test subjects' body poses, for `bodycapture eval --suite mocap`")
     args = parser.parse_args(argv)
@@ -148,7 +212,7 @@ def main(argv=None) -> int:
     for r in rows:
         bvh = read_bvh(args.data / r["file"])
         bvh.motion = bvh.motion[:: args.step]
-        orient, pose = retarget(bvh, rest)
+        orient, pose = retarget(bvh, rest, {})  # offsets removed below, after near-duplicates are dropped
         if len(errors) < 40:  # bone-direction check on a sample of clips
             errors.append(bone_direction_error(bvh, orient, pose, model).mean())
         last = None
@@ -165,9 +229,16 @@ def main(argv=None) -> int:
     if len(walk) > cap:
         drop = set(rng.choice(walk, len(walk) - cap, replace=False).tolist())
         kept = [k for i, k in enumerate(kept) if i not in drop]
+    body_pose = np.stack([k[1] for k in kept])
+    if args.measure_offsets:
+        _, measured = calibrate_rest(body_pose, np.array([k[5] == "train" for k in kept]), list(REST_OFFSETS))
+        print(json.dumps({j: [round(x, 4) for x in v] for j, v in measured.items()}, indent=1))
+        return 0
+    if not args.no_calibration:
+        body_pose = apply_rest_offsets(body_pose, REST_OFFSETS)
     arrays = {
         "global_orient": np.stack([k[0] for k in kept]).astype(np.float32),
-        "body_pose": np.stack([k[1] for k in kept]).astype(np.float32),
+        "body_pose": body_pose.astype(np.float32),
         "subject": np.array([k[2] for k in kept]),
         "clip": np.array([k[3] for k in kept]),
         "category": np.array([k[4] for k in kept]),
@@ -181,6 +252,7 @@ def main(argv=None) -> int:
         "val_subjects": sorted(val), "test_subjects": sorted(test),
         "step": args.step, "min_change_deg": args.min_change, "walk_share": args.walk_share,
         "bone_direction_error_deg_mean": float(np.mean(errors)),
+        "rest_offsets_removed": {} if args.no_calibration else REST_OFFSETS,
         "categories": {c: int((arrays["category"] == c).sum()) for c in sorted(set(arrays["category"]))},
     }
     args.out.with_suffix(".json").write_text(json.dumps(manifest, indent=1))
