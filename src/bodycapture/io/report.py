@@ -26,10 +26,11 @@ import numpy as np
 from ..keypoints.layout import BODY_25, LEFT_HAND, RIGHT_HAND
 from ..models.joint_names import SMPL_JOINTS
 from .atomic import write_bytes_atomic
+from .animation import skin_influences
 from .draw import HAND_BONES, LIMBS
 
 __all__ = ["report_data", "animation_data", "render_report", "write_report", "write_animation_report", "write_index",
-           "index_rows", "skin_influences", "MAX_IMAGE_SIDE"]
+           "index_rows", "MAX_IMAGE_SIDE"]
 
 MAX_IMAGE_SIDE = 1600  # the photo and overlay are embedded at most this large (pixels, longer side)
 
@@ -140,20 +141,6 @@ def report_data(result, people, keypoints, image: np.ndarray | None, overlay: np
         "people": persons,
         "batch": {"people": int(result.num_people), "seconds": round(float(result.seconds), 3)},
     }
-
-
-MAX_INFLUENCES = 8  # skinning weights kept per vertex in an animation (the open model has at most 7, SMPL-X 4)
-
-
-def skin_influences(weights: np.ndarray, k: int = MAX_INFLUENCES) -> tuple[np.ndarray, np.ndarray]:
-    """(V, J) skinning weights -> the K largest per vertex: joint indices (V, K) uint8 and weights (V, K)
-    uint16 (of 65535), renormalised; K = the most non-zero weights any vertex has, at most `k`."""
-    weights = np.asarray(weights, dtype=np.float64)
-    k = int(min(k, max(1, (weights > 1e-6).sum(1).max())))
-    joints = np.argsort(-weights, axis=1)[:, :k]
-    kept = np.take_along_axis(weights, joints, 1)
-    kept = kept / kept.sum(1, keepdims=True)
-    return joints.astype(np.uint8), np.round(kept * 65535).astype(np.uint16)
 
 
 def animation_data(model, tracks: list[dict], fps: float, first_frames: list[int] | None = None) -> dict:
