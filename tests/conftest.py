@@ -122,3 +122,15 @@ def write_chumpy_pkl(
 @pytest.fixture
 def write_pkl():
     return write_chumpy_pkl
+
+
+def quick_config():
+    """A FitConfig with 3 L-BFGS iterations per stage and no collision term: for tests of what happens
+    around a fit (writing, reports), not of the fit itself."""
+    from bodycapture.fitting import FitConfig
+    from bodycapture.fitting.lbfgs import LBFGSSettings
+
+    config = FitConfig(interpenetration=False)
+    config.optimizer = LBFGSSettings(max_iter=3)
+    config.camera_optimizer = LBFGSSettings(max_iter=3)
+    return config

@@ -19,6 +19,7 @@ from bodycapture.keypoints.openpose import people_file, read_openpose, write_ope
 from bodycapture.keypoints.person_seeds import PersonSeed, merge_seeds, tiles
 from bodycapture.keypoints.types import ImageKeypoints
 from bodycapture.pipeline import capture, find_images, result_names
+from conftest import quick_config
 
 DATA = Path(__file__).resolve().parent / "data"
 IMAGES = DATA / "images"
@@ -210,22 +211,12 @@ def test_result_save_api(api_and_cli_results, tmp_path):
     kp = read_keypoints(LSP_JSON)
     kp.image_size = np.asarray(Image.open(LSP)).shape[:2]
     model = bodycapture.load_model()
-    result = bodycapture.fit(kp, model, config=_quick_config())
+    result = bodycapture.fit(kp, model, config=quick_config())
     folder = result.save(tmp_path / "mine", keypoints=kp)
     assert (folder / "params.npz").exists() and (folder / "overlay.png").exists()
     with pytest.raises(ResultExistsError):
         result.save(tmp_path / "mine")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-
-def _quick_config():
-    from bodycapture.fitting import FitConfig
-    from bodycapture.fitting.lbfgs import LBFGSSettings
-
-    config = FitConfig(interpenetration=False)
-    config.optimizer = LBFGSSettings(max_iter=3)
-    config.camera_optimizer = LBFGSSettings(max_iter=3)
-    return config
 
 
 @pytest.mark.detector

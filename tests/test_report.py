@@ -18,20 +18,11 @@ from bodycapture.keypoints.types import ImageKeypoints
 from bodycapture.pipeline import capture
 
 import headless
+from conftest import quick_config
 
 DATA = Path(__file__).resolve().parent / "data"
 LSP = DATA / "openpose" / "lsp_im1010.jpg"
 LSP_JSON = DATA / "openpose" / "lsp_im1010_keypoints.json"
-
-
-def _quick_config():
-    from bodycapture.fitting import FitConfig
-    from bodycapture.fitting.lbfgs import LBFGSSettings
-
-    config = FitConfig(interpenetration=False)
-    config.optimizer = LBFGSSettings(max_iter=3)
-    config.camera_optimizer = LBFGSSettings(max_iter=3)
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def run(tmp_path_factory):
     write_openpose(kps / "pair_keypoints.json", ImageKeypoints(np.stack([one, other]), (h, 2 * w)))
     (photos / "broken.jpg").write_bytes(b"not a jpeg at all")
     out = root / "out"
-    report = capture(photos, config=_quick_config(), out=out, keypoints=kps, progress=False, threads=1)
+    report = capture(photos, config=quick_config(), out=out, keypoints=kps, progress=False, threads=1)
     return report, out
 
 
@@ -134,7 +125,7 @@ def test_index_lists_every_image_and_the_failure(run):
 
 
 def test_no_report_when_asked(tmp_path):
-    report = capture(LSP, config=_quick_config(), out=tmp_path, keypoints=LSP_JSON, progress=False, threads=1,
+    report = capture(LSP, config=quick_config(), out=tmp_path, keypoints=LSP_JSON, progress=False, threads=1,
                      report=False)
     assert report.images[0].status == "done"
     assert not (tmp_path / "index.html").exists() and not (tmp_path / "lsp_im1010" / "report.html").exists()
