@@ -145,3 +145,53 @@ def test_a_long_gap_starts_a_new_track():
     assert tracker.update(4, box)[0] == a  # missed frames 1-3: continued
     assert tracker.update(9, box)[0] != a  # missed frames 5-8: longer than max_gap, a new track
     assert len(tracker.update(10, np.zeros((0, 4)))) == 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the synthetic video suite and its metrics
+
+
+def test_synthetic_clip_follows_the_capture_under_a_fixed_camera():
+    import bodycapture
+    from bodycapture.evaluation.video import CAMERA_TURN, mocap_test_clips, synthetic_clip
+
+    model = bodycapture.load_model()
+    clips = mocap_test_clips()
+    assert len(clips) >= 4 and all(c["fps"] == 30.0 for c in clips.values())
+    clip = synthetic_clip(model, "16_11", seed=1, frames=20)
+    assert len(clip.keypoints) == 20 and clip.fps == 30.0
+    betas = clip.params["betas"]
+    assert torch_allclose(betas, betas[:1].expand_as(betas))  # one shape for the clip
+    root = clips["16_11"]["root_position"][:20]
+    pelvis = clip.joints[:, 0].double().numpy()
+    # the pelvis moves exactly as the captured root, seen from one fixed camera
+    np.testing.assert_allclose(pelvis - pelvis[0], (root - root[0]) @ CAMERA_TURN.T, atol=1e-4)
+    assert (clip.vertices[..., 2] > 0.5).all()  # in front of the camera
+    seen = np.stack([k.points[0, :25, 2] > 0 for k in clip.keypoints])
+    assert (seen.sum(1) >= 12).all()  # most body points detected in every frame
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b))
+
+
+def test_acceleration_error_closed_forms():
+    from bodycapture.evaluation.video import acceleration, acceleration_error
+
+    T = 30
+    t = np.arange(T, dtype=np.float64)
+    true = np.zeros((T, 2, 3))
+    pred = np.zeros((T, 2, 3))
+    pred[:, 1, 0] = 0.5 * 0.002 * t**2  # joint 1 accelerates at 2 mm per frame squared; the root does not
+    assert acceleration_error(pred, true) == pytest.approx(1.0)  # mean over the two joints
+    assert acceleration(pred) == pytest.approx(1.0)
+    moving = pred + np.array([0.3, 0.0, 0.0]) * t[:, None, None]  # a constant velocity of the whole body
+    assert acceleration_error(moving, true) == pytest.approx(1.0)  # root-relative: it does not count
+    rng = np.random.default_rng(0)
+    sigma = 0.004
+    noisy = np.zeros((20000, 2, 3))
+    noisy[:, 1] = rng.normal(scale=sigma, size=(20000, 3))  # white noise on joint 1
+    expected = np.sqrt(6) * sigma * 2 * np.sqrt(2 / np.pi) * 1000 / 2  # E|N(0, 6 sigma^2 I3)|, over 2 joints
+    assert acceleration_error(noisy, np.zeros_like(noisy)) == pytest.approx(expected, rel=0.03)

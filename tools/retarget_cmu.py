@@ -194,6 +194,8 @@ def main(argv=None) -> int:
     parser.add_argument("--walk-share", type=float, default=0.25, help="cap of walking poses in the data")
     parser.add_argument("--val-subjects", default="6,13", help="held out for model selection (about 12 %%)")
     parser.add_argument("--test-subjects", default="16,35", help="held out for testing (about 13 %%)")
+    parser.add_argument("--test-clips", type=Path, default=ROOT / "src" / "bodycapture" / "data" / "mocap_test_clips.npz",
+                        help="package data: whole clips of the test subjects at 30 fps, for the video suite")
     parser.add_argument("--no-calibration", action="store_true", help="keep the rest offsets (see the docstring)")
     parser.add_argument("--measure-offsets", action="store_true",
                         help="measure REST_OFFSETS on the training poses (uncalibrated), print them and stop")
@@ -257,6 +259,7 @@ def main(argv=None) -> int:
     }
     args.out.with_suffix(".json").write_text(json.dumps(manifest, indent=1))
     write_test_poses(arrays, args.test_poses)
+    write_test_clips(args.data, rest, args.test_clips, {} if args.no_calibration else REST_OFFSETS)
     print(json.dumps({k: v for k, v in manifest.items() if k != "categories"}, indent=1))
     return 0
 
@@ -269,6 +272,32 @@ def write_test_poses(arrays: dict, path: Path) -> None:
                         subject=arrays["subject"][test], clip=arrays["clip"][test],
                         source=np.array("CMU Graphics Lab Motion Capture Database (mocap.cs.cmu.edu), test subjects, "
                                         "retargeted by tools/retarget_cmu.py"))
+
+
+# Whole clips of the held-out test subjects for the synthetic video suite (evaluation/video.py): walking
+# with turns, running with a sudden stop, jumping, at 30 fps.
+TEST_CLIPS = ["16_11", "16_17", "16_08", "16_02", "35_01", "35_18"]
+
+
+def write_test_clips(data: Path, our_rest_joints: np.ndarray, path: Path, offsets: dict, step: int = 4) -> None:
+    """The TEST_CLIPS, every `step`-th frame (120 -> 30 fps), as package data: global_orient (N, 3),
+    body_pose (N, 63) (rest offsets removed as for the poses), root_position (N, 3) metres in CMU's world
+    (y up), clip (N,) and fps."""
+    rows = {r["clip"]: r for r in csv.DictReader(open(data / "index.csv"))}
+    parts = {"global_orient": [], "body_pose": [], "root_position": [], "clip": []}
+    for clip in TEST_CLIPS:
+        bvh = read_bvh(data / rows[clip]["file"])
+        bvh.motion = bvh.motion[::step]
+        orient, pose = retarget(bvh, our_rest_joints, offsets)
+        parts["global_orient"].append(orient)
+        parts["body_pose"].append(pose.reshape(len(pose), 63))
+        parts["root_position"].append(bvh.positions()[:, 0] * CMU_TO_METRES)
+        parts["clip"].append(np.full(len(pose), clip))
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    np.savez_compressed(path, **{k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()},
+                        fps=np.array(120.0 / step),
+                        source=np.array("CMU Graphics Lab Motion Capture Database (mocap.cs.cmu.edu), test subjects "
+                                        "16 and 35, retargeted by tools/retarget_cmu.py"))
 
 
 if __name__ == "__main__":

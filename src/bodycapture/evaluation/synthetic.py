@@ -24,7 +24,8 @@ from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
 from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["POSES", "NoiseModel", "SyntheticSuite", "generate", "hidden_keypoints", "mocap_test_poses"]
+__all__ = ["POSES", "NoiseModel", "SyntheticSuite", "Observation", "generate", "observe", "hidden_keypoints",
+           "mocap_test_poses"]
 
 _DOWN = {"left_shoulder": [0, 0, -1.2], "right_shoulder": [0, 0, 1.2]}
 POSES: dict[str, dict[str, list[float]]] = {
@@ -180,6 +181,43 @@ def generate(model: BodyModel, n: int = 100, seed: int = 0, image_size: tuple[in
     with torch.no_grad():
         out = model(**tensors)
         kp3 = regressor(out)
+    seen = observe(model, regressor, out, kp3, focal, image_size, noise, rng)
+    keypoints = [ImageKeypoints(seen.points[i : i + 1], (h, w), None if seen.world is None else seen.world[i : i + 1],
+                                f"synthetic:{seed}:{i}") for i in range(n)]
+    return SyntheticSuite(
+        keypoints=keypoints,
+        params={k: torch.as_tensor(v) for k, v in params.items()},
+        vertices=out.vertices.cpu(),
+        joints=out.joints.cpu(),
+        keypoints3d=kp3.cpu(),
+        keypoints2d=torch.as_tensor(seen.kp2),
+        hidden=torch.as_tensor(seen.hidden),
+        focal=torch.as_tensor(focal),
+        image_size=image_size,
+        pose_names=names,
+        gender=model.gender,
+    )
+
+
+@dataclass
+class Observation:
+    """What a detector would report of n posed bodies: points (n, 135, 3) x, y, confidence with the noise
+    model's errors; kp2 (n, 135, 2) the noiseless projections; hidden (n, 135) keypoints behind the body;
+    world (n, 25, 4) simulated 3D landmarks or None."""
+
+    points: np.ndarray
+    kp2: np.ndarray
+    hidden: np.ndarray
+    world: np.ndarray | None
+
+
+def observe(model: BodyModel, regressor: KeypointRegressor, out, kp3: Tensor, focal: np.ndarray,
+            image_size: tuple[int, int], noise: NoiseModel, rng: np.random.Generator) -> Observation:
+    """Project n posed bodies (`out`, their keypoints `kp3` (n, 135, 3), camera space) through cameras with
+    focal lengths (n,) centred on the image, and add OpenPose-like errors (NoiseModel): noise, confidences,
+    missed points, hidden points dropped or doubted, points outside the image dropped."""
+    h, w = image_size
+    n = kp3.shape[0]
     center = np.array([w / 2, h / 2])
     kp3_np = kp3.double().cpu().numpy()
     kp2 = kp3_np[..., :2] / kp3_np[..., 2:3] * focal[:, None, None] + center
@@ -210,18 +248,4 @@ def generate(model: BodyModel, n: int = 100, seed: int = 0, image_size: tuple[in
         factor = np.where(hidden[:, BODY], noise.world_hidden_noise_factor, 1.0)[..., None]
         world[..., :3] = body3 + rng.normal(size=body3.shape) * np.asarray(noise.world_sigma) * factor
         world[..., 3] = np.where(hidden[:, BODY], noise.world_hidden_confidence, 1.0) * available[BODY]
-    keypoints = [ImageKeypoints(points[i : i + 1], (h, w), None if world is None else world[i : i + 1],
-                                f"synthetic:{seed}:{i}") for i in range(n)]
-    return SyntheticSuite(
-        keypoints=keypoints,
-        params={k: torch.as_tensor(v) for k, v in params.items()},
-        vertices=out.vertices.cpu(),
-        joints=out.joints.cpu(),
-        keypoints3d=kp3.cpu(),
-        keypoints2d=torch.as_tensor(kp2),
-        hidden=torch.as_tensor(hidden),
-        focal=torch.as_tensor(focal),
-        image_size=image_size,
-        pose_names=names,
-        gender=model.gender,
-    )
+    return Observation(points, kp2, hidden, world)
