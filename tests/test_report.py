@@ -122,12 +122,13 @@ def test_index_lists_every_image_and_the_failure(run):
     assert rows["broken"]["report"] is None and rows["broken"]["thumbnail"] is None
     embedded = {r["name"]: r for r in _embedded(out / "index.html")["rows"]}
     assert embedded.keys() == rows.keys()
+    assert report.index == out / "index.html" and report.summary().endswith(f"to look at them: {out / 'index.html'}")
 
 
 def test_no_report_when_asked(tmp_path):
     report = capture(LSP, config=quick_config(), out=tmp_path, keypoints=LSP_JSON, progress=False, threads=1,
                      report=False)
-    assert report.images[0].status == "done"
+    assert report.images[0].status == "done" and report.index is None and "to look at them" not in report.summary()
     assert not (tmp_path / "index.html").exists() and not (tmp_path / "lsp_im1010" / "report.html").exists()
     assert (tmp_path / "lsp_im1010" / "overlay.png").exists()
 

@@ -111,6 +111,7 @@ class CaptureReport:
     task: str = "fit"
     timings: dict[str, float] = field(default_factory=dict)  # seconds: model (import + load), fit, write;
     # first_keypoints: from the start of the run until the first photo's people were known
+    index: Path | None = None  # index.html of the results, when written
 
     def count(self, status: str) -> int:
         return sum(1 for i in self.images if i.status == status)
@@ -142,7 +143,8 @@ class CaptureReport:
             if self.count(status):
                 parts.append(f"{self.count(status)} {word}")
         where = f"results in {self.out}/" if self.count("done") or self.count("skipped") else "nothing written"
-        return f"{', '.join(parts)}; {where} ({self.seconds:.1f} s)"
+        view = f"; to look at them: {self.index}" if self.index is not None else ""
+        return f"{', '.join(parts)}; {where} ({self.seconds:.1f} s){view}"
 
 
 @dataclass
@@ -484,11 +486,9 @@ def _write_index(report: CaptureReport) -> None:
     from .io.report import write_index
 
     try:
-        path = write_index(report)
+        report.index = write_index(report)
     except OSError as err:
         log.warning("%s: cannot write index.html (%s)", report.out, err.strerror or err)
-    else:
-        log.info("index of the results: %s", path)
 
 
 def check_device(device) -> None:
