@@ -148,35 +148,29 @@ def animation_data(model, tracks: list[dict], fps: float, first_frames: list[int
     which report.js blends per vertex (linear blend skinning in the browser, a few ms a frame).
 
     tracks: per track its parameters for T frames with SMPL-X names, as FitResult.params holds them
-        (camera space: `transl` is the camera translation), each (T, n) or (1, n); betas and expression of
-        the first frame shape the rest mesh. first_frames: the clip frame each track starts at (default 0).
+        (camera space: `transl` is the camera translation), each (T, n) or (1, n); the first frame's betas
+        shape the rest mesh (io/animation.track_motion). first_frames: the clip frame each track starts at.
     Per frame and track this stores 12 floats per joint, not the mesh. The preview leaves out pose
     correctives and per-frame expression (official SMPL-X files; the open model has no correctives).
     """
     import torch
 
-    from ..models.lbs import batch_rigid_transform, blend_shapes
+    from ..models.lbs import batch_rigid_transform
+    from .animation import track_motion
 
-    dtype, device = model.v_template.dtype, model.v_template.device
-    flip = torch.tensor([1.0, -1.0, -1.0], dtype=dtype, device=device)[:, None]  # camera -> viewer frame
     first_frames = first_frames or [0] * len(tracks)
     joints, weights = skin_influences(model.lbs_weights.cpu().numpy())
     out = []
-    with torch.no_grad():
-        for params, first in zip(tracks, first_frames):
-            given = {k: torch.as_tensor(np.asarray(v), dtype=dtype, device=device) for k, v in params.items()}
-            output = model(**given)
-            T = output.rot_mats.shape[0]
-            coeffs = output.betas if output.expression is None else torch.cat([output.betas, output.expression], 1)
-            rest = model.v_template + blend_shapes(coeffs[:1], model.shapedirs)[0]  # (V, 3)
-            rest_joints = model.joint_template + blend_shapes(coeffs, model.joint_shapedirs)  # (T, J, 3)
-            _, transforms = batch_rigid_transform(output.rot_mats, rest_joints, model.parents)
-            transforms = transforms[:, :, :3].clone()  # (T, J, 3, 4)
-            transforms[..., 3] += output.transl.expand(T, 3)[:, None]
-            transforms = flip * transforms  # (T, J, 3, 4) in the viewer frame
-            out.append({"first_frame": int(first), "frames": int(T),
-                        "rest": _b64(rest.cpu().numpy().astype(np.float32)),
-                        "transforms": _b64(transforms.cpu().numpy().astype(np.float32))})
+    for params, first in zip(tracks, first_frames):
+        motion = track_motion(model, params, fps)  # viewer frame: the root turned, `transl` adjusted
+        T = len(motion.rotations)
+        rest_joints = torch.as_tensor(motion.rest_joints)[None].expand(T, -1, -1)
+        _, transforms = batch_rigid_transform(torch.as_tensor(motion.rotations), rest_joints, model.parents.cpu())
+        transforms = transforms[:, :, :3].clone()  # (T, J, 3, 4)
+        transforms[..., 3] += torch.as_tensor(motion.params["transl"])[:, None]
+        out.append({"first_frame": int(first), "frames": int(T),
+                    "rest": _b64(motion.rest_vertices.astype(np.float32)),
+                    "transforms": _b64(transforms.numpy().astype(np.float32))})
     return {"fps": float(fps), "frames": max(t["first_frame"] + t["frames"] for t in out) if out else 0,
             "num_joints": int(model.num_joints), "influences": int(joints.shape[1]),
             "skin_joints": _b64(joints), "skin_weights": _b64(weights), "tracks": out}
