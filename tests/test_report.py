@@ -292,3 +292,15 @@ def test_animation_plays_in_headless_chromium(clip):
         page.wait_for_function("bodycaptureReport.frame() !== 7", timeout=10000)
         page.click("#play")
     assert log.console_errors() == [] and log.failed == []
+
+
+def test_index_rows_carry_the_quality_warnings(tmp_path):
+    from bodycapture.pipeline import CaptureReport, ImageReport
+
+    done = ImageReport(tmp_path / "a.jpg", "a", status="done", people_found=2, people_fitted=2,
+                       doubtful=[f"{tmp_path / 'a.jpg'}: person 1: doubtful fit (implausible pose (prior energy 57))"])
+    empty = ImageReport(tmp_path / "b.jpg", "b", status="empty", message=f"{tmp_path / 'b.jpg'}: no person found")
+    rows = {r["name"]: r for r in index_rows(CaptureReport([done, empty], tmp_path))}
+    assert rows["a"]["doubtful"] == 1 and rows["a"]["message"] == "person 1: doubtful fit (implausible pose (prior energy 57))"
+    assert rows["b"]["status"] == "empty" and rows["b"]["message"].endswith("no person found")
+    assert rows["a"]["report"] is None  # no result folder written: nothing to link

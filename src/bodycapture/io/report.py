@@ -245,7 +245,8 @@ def index_rows(capture_report) -> list[dict]:
     out = Path(capture_report.out)
     rows, seen = [], set()
     for im in capture_report.images:
-        row = {"name": im.name, "input": str(im.input), "status": im.status, "message": im.message,
+        row = {"name": im.name, "input": str(im.input), "status": im.status,
+               "message": im.message or "; ".join(line.split(": ", 1)[-1] for line in im.doubtful),  # the warnings
                "people": im.people_fitted, "found": im.people_found, "doubtful": len(im.doubtful),
                "seconds": round(im.seconds, 2) if im.status == "done" else None, "folder": None}
         folder = out / im.name
