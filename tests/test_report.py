@@ -163,6 +163,14 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
         page.wait_for_function("document.body.dataset.frames >= 2")  # the photo texture arrived and was drawn
         front = _canvas(page)
         assert _drawn(front) > 0.3  # the front view: the photo on its image plane and the people over it
+        assert not page.locator("#timeline").is_visible() and not page.locator("#view-message").is_visible()
+        box = page.locator("#view3d").bounding_box()  # dragging on the canvas turns the view (OrbitControls)
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2 + 120, box["y"] + box["height"] / 2 + 30, steps=8)
+        page.mouse.up()
+        assert np.abs(_canvas(page) - front).mean() > 5
+        page.click("button[data-view=front]")
 
         page.click("button[data-view=side]")
         side = _canvas(page)
