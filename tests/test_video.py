@@ -195,3 +195,37 @@ def test_acceleration_error_closed_forms():
     noisy[:, 1] = rng.normal(scale=sigma, size=(20000, 3))  # white noise on joint 1
     expected = np.sqrt(6) * sigma * 2 * np.sqrt(2 / np.pi) * 1000 / 2  # E|N(0, 6 sigma^2 I3)|, over 2 joints
     assert acceleration_error(noisy, np.zeros_like(noisy)) == pytest.approx(expected, rel=0.03)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# temporal smoothing of a track's parameters
+
+
+def test_smoothing_keeps_steady_motion_and_removes_jitter():
+    import torch
+
+    from bodycapture.models.lbs import axis_angle_to_matrix
+    from bodycapture.video.smoothing import smooth_rotations, smooth_track
+
+    T = 40
+    t = np.arange(T, dtype=np.float64)
+    axis = np.array([0.3, 0.8, -0.52]) / np.linalg.norm([0.3, 0.8, -0.52])
+    steady = (0.05 * t)[:, None] * axis  # a constant angular velocity about one axis
+    smoothed = smooth_rotations(steady, sigma=2.0)
+    inner = slice(11, T - 11)  # beyond the window (10.5 sigma-2 frames) from the ends: symmetric windows
+    np.testing.assert_allclose(smoothed[inner], steady[inner], atol=1e-9)
+    rng = np.random.default_rng(0)
+    noisy = steady + rng.normal(scale=0.05, size=steady.shape)
+    R = lambda a: axis_angle_to_matrix(torch.as_tensor(a)).numpy()  # noqa: E731
+    second = lambda m: np.linalg.norm(m[2:] - 2 * m[1:-1] + m[:-2], axis=(-2, -1)).mean()  # noqa: E731
+    assert second(R(smooth_rotations(noisy, 2.0))) < second(R(noisy)) / 5  # jitter mostly gone
+    out = R(smooth_rotations(noisy, 2.0))
+    np.testing.assert_allclose(out @ np.swapaxes(out, -1, -2), np.broadcast_to(np.eye(3), out.shape), atol=1e-9)
+
+    params = {"betas": rng.normal(size=(T, 10)), "transl": np.c_[0.02 * t, np.zeros(T), 3 + 0 * t],
+              "body_pose": np.tile(steady, (1, 21)), "expression": np.zeros((T, 10))}
+    track = smooth_track(params, sigma=2.0)
+    assert np.allclose(track["betas"], np.median(params["betas"], 0))  # one shape for the track
+    np.testing.assert_allclose(track["transl"][inner], params["transl"][inner], atol=1e-9)  # linear motion kept
+    np.testing.assert_allclose(track["body_pose"][inner], params["body_pose"][inner], atol=1e-9)
+    assert smooth_track(params, sigma=0)["transl"].tolist() == params["transl"].tolist()  # sigma 0: unchanged
