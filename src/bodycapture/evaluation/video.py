@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io.results import VIEWER_TURN
 from ..keypoints.regressors import KeypointRegressor
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
@@ -28,7 +29,8 @@ from .synthetic import NoiseModel, observe
 
 __all__ = ["SyntheticClip", "mocap_test_clips", "synthetic_clip", "acceleration_error", "acceleration"]
 
-CAMERA_TURN = np.diag([1.0, -1.0, -1.0])  # motion-capture world (y up, camera looking along -z) -> OpenCV camera
+# motion-capture world (y up, the camera looking along -z) -> OpenCV camera: the viewer turn, its own inverse
+CAMERA_TURN = VIEWER_TURN
 
 
 def mocap_test_clips() -> dict[str, dict[str, np.ndarray]]:

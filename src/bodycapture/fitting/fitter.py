@@ -108,6 +108,11 @@ class FitResult:
     def num_people(self) -> int:
         return self.vertices.shape[0]
 
+    @property
+    def seconds_per_person(self) -> float:
+        """The fitting time shared out over the people fitted together (one batch)."""
+        return self.seconds / max(self.num_people, 1)
+
     def save(self, folder, people=None, keypoints: ImageKeypoints | None = None, image: np.ndarray | None = None,
              formats=("obj",), model_info: dict | None = None, overwrite: bool = False, report: bool = True):
         """Write `people` (indices; default: all) as one image's result folder, atomically: params.npz,

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .results import VIEWER_TURN, to_viewer_frame
 
 __all__ = ["Motion", "track_motion", "write_amass_npz", "write_bvh", "write_gltf", "matrix_to_euler", "skin_influences",
-           "VIEWER_TURN", "MAX_INFLUENCES"]
+           "MAX_INFLUENCES"]
 
-VIEWER_TURN = np.diag([1.0, -1.0, -1.0])  # camera space (y down, z forward) -> viewer frame (y up, z back)
 BVH_SCALE = 100.0  # BVH offsets and positions in centimetres, as CMU's and most tools' files
 
 
@@ -69,17 +69,18 @@ def track_motion(model, params: dict, fps: float) -> Motion:
         rotations = out.rot_mats.clone()
         rotations[:, 0] = root
         transl = out.transl.expand(T, 3).double().cpu().numpy()
-        joints = (out.joints.double().cpu().numpy() @ VIEWER_TURN.T)
+        joints = to_viewer_frame(out.joints.double().cpu().numpy())
         full_pose = out.full_pose.reshape(T, -1, 3).clone()
         full_pose[:, 0] = matrix_to_axis_angle(root)
     turned = {k: np.asarray(v).copy() for k, v in params.items()}
     turned["global_orient"] = full_pose[:, 0].double().cpu().numpy()
-    turned["transl"] = (rest[0] + transl) @ VIEWER_TURN.T - rest[0]
+    turned["transl"] = to_viewer_frame(rest[0] + transl) - rest[0]
     for k, v in turned.items():
         if v.shape[0] == 1 and T > 1 and k not in ("betas",):
             turned[k] = np.repeat(v, T, 0)
-    return Motion(turned, rest_vertices, expression, full_pose.double().cpu().numpy(), rotations.double().cpu().numpy(), rest, joints,
-                  model.parents.cpu().numpy(), list(model.joint_names), float(fps))
+    return Motion(turned, rest_vertices, expression, full_pose.double().cpu().numpy(),
+                  rotations.double().cpu().numpy(), rest, joints, model.parents.cpu().numpy(),
+                  list(model.joint_names), float(fps))
 
 
 def write_amass_npz(path: str | Path, model, params: dict, fps: float, gender: str = "neutral",

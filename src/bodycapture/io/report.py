@@ -89,6 +89,15 @@ def _param_rows(params: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
+def _mesh_data(faces: np.ndarray, num_vertices: int) -> dict:
+    """The face list shared by every mesh of the page (base64, uint16 when the indices fit) and the
+    vertex count."""
+    faces = np.asarray(faces)
+    face_type = np.uint16 if faces.max() < 65536 else np.uint32
+    return {"faces": _b64(faces.astype(face_type)), "face_type": np.dtype(face_type).name,
+            "num_vertices": int(num_vertices)}
+
+
 def _quality_record(quality, k: int) -> dict:
     if quality is None:
         return {}
@@ -112,9 +121,6 @@ def report_data(result, people, keypoints, image: np.ndarray | None, overlay: np
     people = np.asarray(people)
     h, w = (int(x) for x in result.image_size[people[0]].tolist())
     quality = result.quality.take(people) if result.quality is not None else None
-    faces = np.asarray(result.faces)
-    face_type = np.uint16 if faces.max() < 65536 else np.uint32
-    per_person_seconds = result.seconds / max(result.num_people, 1)  # people are fitted together, as one batch
     persons = []
     for k, p in enumerate(people):
         params = {name: v[p].numpy() for name, v in result.params.items()}
@@ -124,7 +130,7 @@ def report_data(result, people, keypoints, image: np.ndarray | None, overlay: np
             "fitted": _rounded(result.keypoints_2d[p].numpy(), 1),
             "loss": float(result.loss[p]) if result.loss is not None else None,
             "start": result.start[p] if result.start else None,
-            "fit_seconds": round(per_person_seconds, 3),
+            "fit_seconds": round(result.seconds_per_person, 3),
             "quality": _quality_record(quality, k),
             "params": _param_rows(params),
         })
@@ -135,8 +141,7 @@ def report_data(result, people, keypoints, image: np.ndarray | None, overlay: np
         "camera": {"focal": focal, "center": center},
         "photo": jpeg_data_url(image) if image is not None else None,
         "overlay": jpeg_data_url(overlay) if overlay is not None else None,
-        "faces": _b64(faces.astype(face_type)), "face_type": np.dtype(face_type).name,
-        "num_vertices": int(result.vertices.shape[1]),
+        **_mesh_data(result.faces, result.vertices.shape[1]),
         "skeleton": _skeleton(),
         "people": persons,
         "batch": {"people": int(result.num_people), "seconds": round(float(result.seconds), 3)},
@@ -207,13 +212,10 @@ def write_animation_report(path: str | Path, model, tracks: list[dict], fps: flo
     under the clip's camera (focal, center in pixels; image_size (height, width)); `image`: a frame to show
     in the photo panel and on the image plane (optional). Written atomically; returns the path."""
     h, w = image_size
-    faces = np.asarray(model.faces)
-    face_type = np.uint16 if faces.max() < 65536 else np.uint32
     data = {"info": {"width": int(w), "height": int(h), **(info or {})},
             "camera": {"focal": [float(f) for f in focal], "center": [float(c) for c in center]},
             "photo": jpeg_data_url(image) if image is not None else None, "overlay": None,
-            "faces": _b64(faces.astype(face_type)), "face_type": np.dtype(face_type).name,
-            "num_vertices": int(model.v_template.shape[0]), "skeleton": _skeleton(), "people": [],
+            **_mesh_data(model.faces, model.v_template.shape[0]), "skeleton": _skeleton(), "people": [],
             "batch": {"people": len(tracks), "seconds": None},
             "animation": animation_data(model, tracks, fps, first_frames)}
     path = Path(path)

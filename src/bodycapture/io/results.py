@@ -33,7 +33,7 @@ from .mesh import write_mesh
 from .overlay import render_overlay
 
 __all__ = ["write_results", "save_result", "result_folder", "check_writable", "clean_stale_staging",
-           "ResultExistsError", "MESH_FORMATS", "to_viewer_frame"]
+           "ResultExistsError", "MESH_FORMATS", "to_viewer_frame", "VIEWER_TURN"]
 
 
 class ResultExistsError(BodyCaptureError):
@@ -163,10 +163,14 @@ def _publish(staging: Path, target: Path, overwrite: bool, tag: str) -> None:
 MESH_FORMATS = ("obj", "ply", "glb")
 
 
-def to_viewer_frame(vertices: np.ndarray) -> np.ndarray:
-    """Camera space (OpenCV: y down, z forward) -> viewer space (y up, z towards the viewer): a 180
-    degree turn about x, as SMPLify-X does before saving meshes."""
-    return vertices * np.array([1.0, -1.0, -1.0])
+# Camera space (OpenCV: y down, z forward) -> viewer space (y up, z towards the viewer): a 180 degree turn
+# about x, as SMPLify-X does before saving meshes.
+VIEWER_TURN = np.diag([1.0, -1.0, -1.0])
+
+
+def to_viewer_frame(points: np.ndarray) -> np.ndarray:
+    """(..., 3) points from camera space to the viewer frame (VIEWER_TURN)."""
+    return points * np.diag(VIEWER_TURN)
 
 
 def _suffix(k: int, n: int) -> str:
@@ -198,7 +202,7 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
               "image_size": result.image_size[people[0]].numpy().astype(np.int64),
               "loss": result.loss[people].numpy(), "flipped": result.flipped[people].numpy(),
               # the batch's fitting time shared out over the people fitted together in it
-              "fit_seconds": np.full(n, result.seconds / max(result.num_people, 1))}
+              "fit_seconds": np.full(n, result.seconds_per_person)}
     if result.recovered is not None:  # a stage could not start from a finite loss and was rolled back
         arrays["recovered"] = result.recovered[people].numpy()
     for i, stage in enumerate(result.stages):
