@@ -202,3 +202,34 @@ def test_keypoint_gradients_reach_the_parameters():
     pose = torch.zeros(1, 63, dtype=torch.float64, requires_grad=True)
     reg(model(body_pose=pose))[:, :25].sum().backward()
     assert pose.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["open", "smplx_dynamic_contour"])
+def test_keypoint_model_gives_the_same_keypoints_and_gradients(kind):
+    """The vertex-subset model behind the fitter's mesh-free stages is exact, gradients included."""
+    from bodycapture.keypoints.regressors import keypoint_model
+
+    if kind == "open":
+        model = bodycapture.load_model(dtype=torch.float64)
+    else:
+        arrays = make_arrays("smplx")
+        rng = np.random.default_rng(4)
+        arrays["dynamic_lmk_faces_idx"] = rng.integers(0, len(arrays["f"]), (79, 17))
+        bary = rng.random((79, 17, 3))
+        arrays["dynamic_lmk_bary_coords"] = bary / bary.sum(-1, keepdims=True)
+        model = make_model("smplx", arrays=arrays)
+    reg = KeypointRegressor(model)
+    sub, sub_reg = keypoint_model(model, reg)
+    assert sub.num_vertices == len(reg.vertex_ids()) <= model.num_vertices
+    assert model.num_vertices == model.v_template.shape[0]  # the whole model is untouched
+    gen = torch.Generator().manual_seed(0)
+    params = {k: (0.4 * torch.randn(v.shape, generator=gen, dtype=torch.float64)).requires_grad_(True)
+              for k, v in model.zero_parameters(6).items()}
+    full = reg(model(**params))
+    grads = torch.autograd.grad((full * torch.arange(full.numel()).reshape(full.shape).sin()).sum(), list(params.values()))
+    fast = sub_reg(sub(**params))
+    fast_grads = torch.autograd.grad((fast * torch.arange(fast.numel()).reshape(fast.shape).sin()).sum(),
+                                     list(params.values()))
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-12)
+    for a, b in zip(fast_grads, grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

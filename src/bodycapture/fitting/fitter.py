@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..collision import CollisionTerm
 from ..keypoints.layout import CAMERA_INIT, CONTOUR, MIN_BODY_POINTS, NAMES, NUM_KEYPOINTS
-from ..keypoints.regressors import KeypointRegressor
+from ..keypoints.regressors import KeypointRegressor, keypoint_model
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
 from ..models.lbs import matrix_to_axis_angle
@@ -103,6 +103,7 @@ class FitResult:
     starts: Tensor | None = None
     seconds: float = 0.0
     faces: np.ndarray | None = None
+    pose_latent: Tensor | None = None  # (P, L) the pose prior's latent of each person (to warm-start a fit)
 
     @property
     def num_people(self) -> int:
@@ -351,16 +352,17 @@ def fit(
     focal = _focal_lengths(focal_length, config, sizes_np, dtype, dev)
     center = sizes.flip(1) / 2  # (W/2, H/2)
     regressor = KeypointRegressor(model)
+    fast_model, fast_regressor = keypoint_model(model, regressor)  # same keypoints, ~10x cheaper: no mesh
     pose_prior = pose_prior or make_pose_prior(config.pose_prior, model.parameter_sizes()["body_pose"])
     base = _base_weights(regressor, config, dtype)
 
     # ---- starts: N items, several per person
-    starts = make_starts(kp, world, model, regressor, pose_prior, config.starts, config.side_view_threshold)
+    starts = make_starts(kp, world, fast_model, fast_regressor, pose_prior, config.starts, config.side_view_threshold)
     owner = starts.owner
     kp_n = kp[owner]
     with torch.no_grad():
         start_pose = pose_prior.decode(starts.pose_latent)
-        start_kp = regressor(model(global_orient=starts.global_orient, body_pose=start_pose))[:, :25]
+        start_kp = fast_regressor(fast_model(global_orient=starts.global_orient, body_pose=start_pose))[:, :25]
         transl0 = initial_translation(kp_n, start_kp, focal[owner], center[owner])
     N = len(owner)
     world_n = world[owner] if world is not None else kp.new_zeros(N, 25, 4)
@@ -369,10 +371,10 @@ def fit(
                       world_n[..., :3], world_n[..., 3].clamp(0, 1), starts.pose_latent)
 
     # ---- camera stage, then only the best "poses" starts of each person go on
-    orient, transl, cam_report, failed = _camera_stage(model, regressor, kp_n, targets, starts.global_orient,
+    orient, transl, cam_report, failed = _camera_stage(fast_model, fast_regressor, kp_n, targets, starts.global_orient,
                                                        start_pose, transl0, base, config)
     targets.fixed_transl = transl
-    alive = _screen_pose_starts(model, regressor, starts, orient, transl, start_pose, targets, base, config)
+    alive = _screen_pose_starts(fast_model, fast_regressor, starts, orient, transl, start_pose, targets, base, config)
     reports = [cam_report]
     rows = [torch.arange(N, device=dev)]  # which items each stage ran
     if progress is not None:
@@ -397,7 +399,7 @@ def fit(
     collision = None
     if config.uses_collision(model):
         collision = CollisionTerm.for_model(model, config.collision, config.ignored_part_pairs)
-    objective = Objective(model, regressor, pose_prior, config, base, hand_comps, collision)
+    objective = Objective(model, regressor, pose_prior, config, base, hand_comps, collision, fast_model, fast_regressor)
     for index, stage in enumerate(config.stages):  # `alive`: the items still running, indices into the N starts
         stage = dataclasses.replace(stage, anchor_pose=index < config.anchor_stages)
         state, report, stage_failed = _body_stage(objective, pack, state, stage, targets, config, f"stage {index}")
@@ -461,4 +463,5 @@ def _finish(model, regressor, pose_prior, objective, kp, focal, center, sizes, o
         quality=quality,
         start=[starts.kind[i] for i in item.tolist()],
         starts=torch.bincount(starts.owner.cpu(), minlength=P),
+        pose_latent=state["pose_latent"][chosen].detach().cpu(),
     )

@@ -67,7 +67,8 @@ class Targets:
 @dataclass
 class Evaluation:
     """One evaluation of the objective, shared by its terms: the optimised variables `p`, the model's
-    parameters they give, the posed bodies, the stage and the targets of these items. `stats`, when
+    parameters they give, the posed bodies (the whole mesh only where a term needs it), the stage and the
+    targets of these items. `stats`, when
     given, collects what costly terms measure: 'collision_seconds' (added up) and 'collisions' (the
     colliding pairs per item of this evaluation)."""
 
@@ -78,11 +79,17 @@ class Evaluation:
     stage: Stage
     targets: Targets
     stats: dict | None
+    regressor: KeypointRegressor  # the one matching `out` (the whole mesh or the keypoints' vertices)
+
+    def terms(self) -> dict[str, Tensor]:
+        """Every term of TERMS that applies, per item (N,)."""
+        values = {name: term(self) for name, term in TERMS.items()}
+        return {name: v for name, v in values.items() if v is not None}
 
     @cached_property
     def keypoints(self) -> Tensor:
         """(N, 135, 3) the model's keypoints in camera space, regressed once for every term that needs them."""
-        return self.objective.regressor(self.out)
+        return self.regressor(self.out)
 
 
 def _data(e: Evaluation) -> Tensor:
@@ -167,6 +174,10 @@ class Objective:
     base_weights: Tensor  # (135,) 1 for fitted keypoints, 0 for ignored or unavailable ones
     hand_components: dict[str, Tensor]  # PCA bases of the hands when the model uses PCA
     collision: CollisionTerm | None = None  # None: no interpenetration term in this fit
+    # the model and regressor computing only the vertices keypoints need (regressors.keypoint_model), used
+    # by stages without the collision term, which needs the whole mesh; None: always the whole model
+    keypoint_model: BodyModel | None = None
+    keypoint_regressor: KeypointRegressor | None = None
 
     def body_params(self, p: dict[str, Tensor], targets: Targets) -> dict[str, Tensor]:
         """Optimised variables -> the model's parameters (the pose latent decoded; the fixed translation
@@ -177,10 +188,15 @@ class Objective:
             out["transl"] = targets.fixed_transl
         return out
 
+    def evaluate(self, p: dict[str, Tensor], stage: Stage, targets: Targets, stats: dict | None = None) -> Evaluation:
+        """Pose the model for the variables `p` (the whole mesh only where the stage's collision term needs
+        it): an Evaluation whose `terms()` and `keypoints` other objectives can build on (video/sequence.py)."""
+        params = self.body_params(p, targets)
+        whole = self.keypoint_model is None or (self.collision is not None and stage.collision > 0)
+        model, regressor = (self.model, self.regressor) if whole else (self.keypoint_model, self.keypoint_regressor)
+        return Evaluation(self, p, params, model(**params), stage, targets, stats, regressor)
+
     def terms(self, p: dict[str, Tensor], stage: Stage, targets: Targets,
               stats: dict | None = None) -> dict[str, Tensor]:
         """Every term that applies, per item (N,). `stats` (optional): see Evaluation."""
-        params = self.body_params(p, targets)
-        e = Evaluation(self, p, params, self.model(**params), stage, targets, stats)
-        values = {name: term(e) for name, term in TERMS.items()}
-        return {name: v for name, v in values.items() if v is not None}
+        return self.evaluate(p, stage, targets, stats).terms()

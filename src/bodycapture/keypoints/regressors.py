@@ -13,6 +13,7 @@ A keypoint a family cannot produce (a face on SMPL, a body on MANO) is masked ou
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from ..models.body_model import BodyModel, BodyOutput
 from .layout import BODY_25, CONTOUR, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 
-__all__ = ["KeypointRegressor", "SMPLX_VERTEX_IDS", "SMPL_VERTEX_IDS", "MANO_FINGERTIP_IDS"]
+__all__ = ["KeypointRegressor", "keypoint_model", "SMPLX_VERTEX_IDS", "SMPL_VERTEX_IDS", "MANO_FINGERTIP_IDS"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,28 @@ class KeypointRegressor(nn.Module):
         self.register_buffer("mask", torch.as_tensor(mask), persistent=False)
         self.to(model.v_template.device)
 
+    def vertex_ids(self) -> Tensor:
+        """(K,) every mesh vertex a keypoint is read from (sorted, unique)."""
+        used = [self.vertex_idx, self.lmk_vertices.flatten()]
+        if self.dynamic_contour:
+            used.append(self.dyn_vertices.flatten())
+        return torch.unique(torch.cat(used))
+
+    def on_subset(self, vertex_ids: Tensor) -> "KeypointRegressor":
+        """This regressor for a model that computes only `vertex_ids` (BodyModel.vertex_subset): the same
+        keypoints, the vertex indices renumbered into the subset (every one it reads must be in it)."""
+        lookup = torch.full((int(vertex_ids.max()) + 1,), -1, dtype=torch.long, device=vertex_ids.device)
+        lookup[vertex_ids] = torch.arange(len(vertex_ids), device=vertex_ids.device)
+        sub = copy.copy(self)
+        sub._parameters, sub._buffers, sub._modules = dict(self._parameters), dict(self._buffers), dict(self._modules)
+        names = ["vertex_idx", "lmk_vertices"] + (["dyn_vertices"] if self.dynamic_contour else [])
+        for name in names:
+            ids = lookup[getattr(self, name)] if getattr(self, name).numel() else getattr(self, name)
+            if bool((ids < 0).any()):
+                raise ValueError(f"the subset lacks vertices that {name} reads")
+            setattr(sub, name, ids)
+        return sub
+
     def forward(self, output: BodyOutput) -> Tensor:
         """Keypoints (B, 135, 3) in the model's space (masked ones are zero)."""
         v, j = output.vertices, output.joints
@@ -181,3 +204,14 @@ class KeypointRegressor(nn.Module):
         yaw = torch.atan2(-rot[:, 2, 0], torch.sqrt(rot[:, 0, 0] ** 2 + rot[:, 1, 0] ** 2))
         angle = torch.round(torch.clamp(-torch.rad2deg(yaw), max=39)).long()
         return torch.where(angle < 0, torch.clamp(39 - angle, max=78), angle)
+
+
+def keypoint_model(model: BodyModel, regressor: KeypointRegressor | None = None) -> tuple[BodyModel, KeypointRegressor]:
+    """(a model that computes only the vertices keypoints are read from, its regressor): the same keypoints
+    as `regressor(model(...))` at a fraction of the cost (BodyModel.vertex_subset), for objectives without
+    a mesh term."""
+    regressor = regressor if regressor is not None else KeypointRegressor(model)
+    ids = regressor.vertex_ids()
+    if len(ids) == 0:
+        ids = torch.zeros(1, dtype=torch.long, device=model.v_template.device)
+    return model.vertex_subset(ids), regressor.on_subset(ids)
