@@ -408,7 +408,8 @@ def fit(
         rows.append(alive)
         if progress is not None:
             progress(report.name)
-        if index == int(config.prune_after_stage) and len(alive) > P:  # only each person's best goes on
+        last = index == len(config.stages) - 1  # after the last stage _finish chooses
+        if index == int(config.prune_after_stage) and len(alive) > P and not last:  # only each person's best goes on
             keep = _best_per_person(owner[alive], report.terms["total"].to(dev), P)
             alive, targets = alive[keep], targets.take(keep)
             state = {k: v[keep] for k, v in state.items()}

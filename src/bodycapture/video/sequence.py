@@ -12,12 +12,19 @@ are computed: regressors.keypoint_model). K are the model's 3D keypoints in came
 term is in mm per frame squared), so the root's path is smoothed with the pose. The last `context`
 frames of the previous window enter the acceleration term as constants: windows join without a seam.
 
-How a track goes:
-- its first window starts from a still fit (fitter.py: several starts, the camera stage, the annealed
-  stages) of its best-seen frame; every frame of the window starts there, and the shape is free;
-- then the shape is fixed (its gradient is zeroed, so L-BFGS never moves it: one shape per track);
-- every later window starts each frame at the previous window's last frame, the translation moved on at
-  its last velocity, and runs only the final weights: no annealing, which is what makes video fast.
+How a chunk of frames goes (`SequenceFitter.fit`):
+- key frames (every `key_every`-th frame of each track, and each window's last) are fitted as photos,
+  all in one batch (fitter.py: several starts, the camera stage, the annealed stages; no interpenetration
+  term). Small batches cost about the same per evaluation as one person, so this is cheap per frame, and
+  a still fit does not drift: it is what keeps a track out of a wrong minimum (a leg's depth flipped
+  while walking, say) that a purely warm-started track drifts into and stays in;
+- then window after window, each track gets two starts that compete on the final energy: every frame at
+  the previous window's last frame (the translation moved on at its velocity), and a path through the
+  key frames' fits (rotations along the geodesic, the rest linearly; the key fits give the body, the
+  hands, jaw and expression carry on from the track). A new track starts on the path through its key
+  frames, with its shape free; after its first window the shape is fixed (its gradient is zeroed, so
+  L-BFGS never moves it: one shape per track);
+- no annealing inside a window (the final weights only): the main speed lever with the batching above.
 The camera is fixed over the clip (one focal length; the translation is the body's, in camera space).
 """
 
@@ -42,10 +49,10 @@ from ..keypoints.layout import MIN_BODY_POINTS, NUM_KEYPOINTS
 from ..keypoints.regressors import KeypointRegressor, keypoint_model
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
-from ..models.lbs import matrix_to_axis_angle
+from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
 from ..priors import PosePrior, make_pose_prior
 
-__all__ = ["SequenceConfig", "SequenceFitter", "WindowFit"]
+__all__ = ["SequenceConfig", "SequenceFitter", "TrackFit"]
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +66,15 @@ class SequenceConfig:
     """How a clip is fitted. `fit` configures the still fit that starts each track and gives the stage
     weights of every window (its last stage's) and the focal length (None: the image diagonal)."""
 
-    window: int = 16  # frames per window: one L-BFGS problem per track and window
+    # defaults measured on the synthetic clips (benchmarks/video_fit.py, README "Video"): shorter windows
+    # (8) let a bad start win a whole window; fewer key frames (every 4th) cost 2-5 % PA-MPJPE
+    window: int = 32  # frames per window: one L-BFGS problem per track and start
     context: int = 2  # frames of the previous window fixed in the acceleration term
-    max_iter: int = 30  # L-BFGS iterations of a window that follows another one
-    first_max_iter: int = 60  # of a track's first window (its frames start from one still fit)
-    acceleration: float = 0.05  # weight of the 3D keypoint acceleration term (mm/frame^2, squared); measured
+    max_iter: int = 60  # L-BFGS iterations of a window
+    first_max_iter: int = 100  # of a track's first window
+    key_max_iter: int = 20  # L-BFGS iterations per stage of the key frames' still fits (10: +15 % PA-MPJPE)
+    key_every: int = 2  # a key frame (a still fit) every this many frames, and each window's last
+    acceleration: float = 2.0  # weight of the 3D keypoint acceleration term (mm/frame^2, squared)
     fit: FitConfig = field(default_factory=FitConfig)
 
     def validate(self) -> None:
@@ -71,27 +82,36 @@ class SequenceConfig:
             raise BodyCaptureError(f"window must be at least 1 frame, got {self.window}")
         if not 0 <= self.context <= 2:
             raise BodyCaptureError(f"context must be 0, 1 or 2 frames, got {self.context}")
-        if self.max_iter < 1 or self.first_max_iter < 1:
-            raise BodyCaptureError("max_iter and first_max_iter must be at least 1")
+        if min(self.max_iter, self.first_max_iter, self.key_max_iter, self.key_every) < 1:
+            raise BodyCaptureError("max_iter, first_max_iter, key_max_iter and key_every must be at least 1")
         if not (self.acceleration >= 0 and np.isfinite(self.acceleration)):
             raise BodyCaptureError(f"acceleration must be a number >= 0, got {self.acceleration}")
         self.fit.validate()
 
 
 @dataclass
-class WindowFit:
-    """One track's fit over one window of W frames.
+class TrackFit:
+    """One track's fit over T consecutive frames, from frame `start` on (of the frames given to `fit`).
 
-    params: SMPL-X-named parameters (W, n) each (body_pose axis-angle; betas the same in every frame);
-    joints (W, J, 3) camera space; keypoints_2d (W, 135, 2) the model's keypoints in the image;
-    residual_px (W,) the median distance between the detected and the fitted body keypoints (NaN in a
-    frame without detections); restarted: the window started from a still fit (a track's first)."""
+    params: SMPL-X-named parameters (T, n) each (body_pose axis-angle; betas the same in every frame);
+    joints (T, J, 3) camera space; keypoints_2d (T, 135, 2) the model's keypoints in the image;
+    residual_px (T,) the median distance between the detected and the fitted body keypoints (NaN in a
+    frame without detections); detected (T,) whether the track was seen in the frame (in the others its
+    body is carried by the temporal term)."""
 
+    start: int
     params: dict[str, np.ndarray]
     joints: np.ndarray
     keypoints_2d: np.ndarray
     residual_px: np.ndarray
-    restarted: bool
+    detected: np.ndarray
+
+    @staticmethod
+    def concatenate(pieces: list["TrackFit"]) -> "TrackFit":
+        """Consecutive pieces of one track -> one TrackFit."""
+        cat = lambda name: np.concatenate([getattr(p, name) for p in pieces])  # noqa: E731
+        params = {k: np.concatenate([p.params[k] for p in pieces]) for k in pieces[0].params}
+        return TrackFit(pieces[0].start, params, cat("joints"), cat("keypoints_2d"), cat("residual_px"), cat("detected"))
 
 
 @dataclass
@@ -100,13 +120,14 @@ class _TrackState:
     last: dict[str, Tensor]  # the last frame's variables, (n,) each
     velocity: Tensor  # (3,) translation per frame at the end of the last window
     context: Tensor  # (C, 135, 3) 3D keypoints of the last C frames
+    new: bool = False  # started from a still fit, no window fitted yet
 
 
 class SequenceFitter:
     """Fits the windows of a clip's tracks one after another; keeps each track's shape and last frames.
 
     fitter = SequenceFitter(model, config, image_size=(720, 1280))
-    for each window: fits = fitter.fit_window({track id: keypoints (W, 135, 3)})
+    for each chunk of frames: fits = fitter.fit({track id: keypoints (T, 135, 3)})   # -> {track id: TrackFit}
     """
 
     def __init__(self, model: BodyModel, config: SequenceConfig | None = None, image_size: tuple[int, int] = (720, 1280),
@@ -130,6 +151,10 @@ class SequenceFitter:
         self.base = _base_weights(self.regressor, self.config.fit, self.dtype)
         self.objective = Objective(model, self.regressor, self.pose_prior, self.config.fit, self.base, hand_comps, None,
                                    fast_model, fast_regressor)
+        # key frames are fitted as photos, but without the interpenetration term (the windows have none: it
+        # needs the whole mesh; it is 60 % of a still fit's time) and with fewer iterations per stage
+        self.key_config = dataclasses.replace(self.config.fit, interpenetration=False, optimizer=dataclasses.replace(
+            self.config.fit.optimizer, max_iter=self.config.key_max_iter))
         self.stage = dataclasses.replace(self.config.fit.stages[-1], collision=0.0, anchor_pose=False, max_iter=None)
         sizes = model.parameter_sizes()
         self.frame_sizes = {k: (self.pose_prior.latent_size if k == "pose_latent" else sizes[k])
@@ -140,82 +165,138 @@ class SequenceFitter:
         self.frames_fitted = 0
 
     # ------------------------------------------------------------------------------------------------
-    def fit_window(self, keypoints: dict[int, np.ndarray], world: dict[int, np.ndarray] | None = None) -> dict[int, WindowFit]:
-        """Fit one window of every track given: {track id: detections (W, 135, 3)} (zeros where a track
-        was not seen in a frame), optionally {track id: world landmarks (W, 25, 4)}. Tracks seen before
-        continue from their last window; new ones start from a still fit. A track with too few body
-        keypoints in every frame of its first window is left out (not started)."""
+    def fit(self, keypoints: dict[int, np.ndarray], world: dict[int, np.ndarray] | None = None) -> dict[int, TrackFit]:
+        """Fit the next T frames of the tracks given: {track id: detections (T, 135, 3)} (zeros where a
+        track was not seen), optionally {track id: world landmarks (T, 25, 4)}. The key frames of every
+        track and window are still-fitted in one batch first (what batching makes cheap), then the
+        windows are fitted in order. Tracks seen before continue; a new one starts in the first window
+        where it has enough body keypoints (earlier frames are not fitted: its TrackFit starts later).
+        -> {track id: TrackFit} for the tracks fitted."""
         start = time.perf_counter()
-        W = self._window_length(keypoints)
-        new = [t for t in keypoints if t not in self.tracks]
-        started = self._start_tracks({t: keypoints[t] for t in new}, world)
-        ids = [t for t in keypoints if t in self.tracks]
-        if not ids:
-            return {}
-        kp = torch.as_tensor(np.stack([keypoints[t] for t in ids]), dtype=self.dtype, device=self.device)  # (N, W, 135, 3)
+        T = self._length(keypoints)
+        keys = self._key_fits(keypoints, world)
+        pieces: dict[int, list[TrackFit]] = {}
+        W = self.config.window
+        for s in range(0, T, W):
+            e = min(s + W, T)
+            window_keys = {t: [(f - s, v, b) for f, v, b in k if s <= f < e] for t, k in keys.items()}
+            for t, k in window_keys.items():
+                if t not in self.tracks and k:
+                    self.tracks[t] = _TrackState(k[0][2], k[0][1], torch.zeros_like(k[0][1]["transl"]),
+                                                 torch.zeros(0, NUM_KEYPOINTS, 3, dtype=self.dtype, device=self.device),
+                                                 new=True)
+            ids = [t for t in keypoints if t in self.tracks]
+            if not ids:
+                continue
+            w_world = None if world is None else {t: world[t][s:e] for t in ids if t in world}
+            fits = self._fit_window(ids, {t: keypoints[t][s:e] for t in ids}, w_world, window_keys, s)
+            for t, f in fits.items():
+                pieces.setdefault(t, []).append(f)
+        self.seconds += time.perf_counter() - start
+        out = {t: TrackFit.concatenate(p) for t, p in pieces.items()}
+        self.frames_fitted += sum(len(f.residual_px) for f in out.values())
+        return out
+
+    def end_track(self, track: int) -> None:
+        """Forget a track (it left the clip); the same id given later starts a new track."""
+        self.tracks.pop(track, None)
+
+    def _fit_window(self, ids: list[int], keypoints: dict[int, np.ndarray], world: dict[int, np.ndarray] | None,
+                    keys: dict[int, list], offset: int) -> dict[int, TrackFit]:
+        """One window of the tracks `ids`, every start of every track one L-BFGS problem; each track keeps
+        its start with the lowest final energy."""
+        W = len(next(iter(keypoints.values())))
+        owner, x0, first = self._hypotheses(ids, W, keys)
+        kp = torch.as_tensor(np.stack([keypoints[t] for t in ids]), dtype=self.dtype, device=self.device)[owner]
         wl = None
         if world is not None and all(t in world for t in ids):
-            wl = torch.as_tensor(np.stack([world[t] for t in ids]), dtype=self.dtype, device=self.device)
-        first = torch.tensor([t in started for t in ids], device=self.device)
-        x0, betas = self._initial(ids, W)
+            wl = torch.as_tensor(np.stack([world[t] for t in ids]), dtype=self.dtype, device=self.device)[owner]
+        betas = torch.stack([self.tracks[t].betas for t in ids])[owner]
         targets = self._targets(kp, wl, x0, betas)
         settings = LBFGSSettings(max_iter=self.config.first_max_iter if bool(first.any()) else self.config.max_iter)
         context, context_valid = self._context(ids)
-        x = self._solve(torch.cat([betas, x0.reshape(len(ids), -1)], 1), targets, first, context, context_valid, W, settings)
-        fits = self._results(ids, x, kp, W, started)
-        self.seconds += time.perf_counter() - start
-        self.frames_fitted += W * len(ids)
-        return fits
+        x, f = self._solve(torch.cat([betas, x0.reshape(len(owner), -1)], 1), targets, first, context[owner],
+                           context_valid[owner], W, settings)
+        best = _best_per_owner(owner, f, len(ids))
+        return self._results(ids, x[best], kp[best], W, first[best], offset)
 
-    def _window_length(self, keypoints: dict[int, np.ndarray]) -> int:
+    def _length(self, keypoints: dict[int, np.ndarray]) -> int:
         lengths = {np.shape(v)[0] for v in keypoints.values()}
         if len(lengths) > 1:
-            raise ValueError(f"every track's window must have the same number of frames, got {sorted(lengths)}")
+            raise ValueError(f"every track must have the same number of frames, got {sorted(lengths)}")
         for t, v in keypoints.items():
             if np.ndim(v) != 3 or np.shape(v)[1:] != (NUM_KEYPOINTS, 3):
-                raise ValueError(f"track {t}: keypoints must be (W, {NUM_KEYPOINTS}, 3), got {np.shape(v)}")
+                raise ValueError(f"track {t}: keypoints must be (T, {NUM_KEYPOINTS}, 3), got {np.shape(v)}")
         return lengths.pop() if lengths else 0
 
-    def _start_tracks(self, keypoints: dict[int, np.ndarray], world: dict[int, np.ndarray] | None) -> set[int]:
-        """Still-fit each new track's best-seen frame (all tracks in one batch) and remember the result."""
-        key, chosen = [], []
+    def _key_fits(self, keypoints: dict[int, np.ndarray], world: dict[int, np.ndarray] | None) -> dict[int, list]:
+        """Still fits, all in one batch, of the key frames: in every window every `key_every`-th frame and
+        the last one with enough body keypoints, and for a track not started yet also its first such frame.
+        -> {track id: [(frame, its variables, its betas), ...]} in frame order."""
+        W, every = self.config.window, self.config.key_every
+        chosen, images = [], []
         for t, kp in keypoints.items():
-            seen = (kp[:, :25, 2] > 0).sum(1)
-            best = int(np.argmax(seen))
-            if seen[best] < MIN_BODY_POINTS:
-                log.info("track %s: too few body keypoints in this window to start it", t)
+            enough = np.nonzero((kp[:, :25, 2] > 0).sum(1) >= MIN_BODY_POINTS)[0]
+            if not len(enough):
                 continue
-            w = None if world is None or t not in world else world[t][best : best + 1]
-            key.append(ImageKeypoints(kp[best : best + 1], self.image_size, w, f"track {t}"))
-            chosen.append(t)
+            frames = {int(f) for f in enough if (f % W) % every == every - 1}
+            frames |= {int(enough[enough // W == w][-1]) for w in np.unique(enough // W)}  # each window's last
+            if t not in self.tracks:
+                frames.add(int(enough[0]))
+            for frame in sorted(frames):
+                w = None if world is None or t not in world else world[t][frame : frame + 1]
+                images.append(ImageKeypoints(kp[frame : frame + 1], self.image_size, w, f"track {t}"))
+                chosen.append((t, frame))
         if not chosen:
-            return set()
-        result = fit(key, self.model, config=self.config.fit, focal_length=self.focal, pose_prior=self.pose_prior)
-        for i, t in enumerate(chosen):
-            frame = {k: result.params[k][i] for k in self.frame_sizes if k != "pose_latent"}
-            frame["pose_latent"] = result.pose_latent[i]
-            frame = {k: v.to(self.dtype).to(self.device) for k, v in frame.items()}
-            with torch.no_grad():
-                ctx = self._keypoints3d({k: v[None] for k, v in frame.items()}, result.params["betas"][i:i + 1].to(self.device, self.dtype))
-            self.tracks[t] = _TrackState(result.params["betas"][i].to(self.device, self.dtype), frame,
-                                         torch.zeros(3, dtype=self.dtype, device=self.device), ctx[:0])
-        return set(chosen)
+            return {}
+        result = fit(images, self.model, config=self.key_config, focal_length=self.focal, pose_prior=self.pose_prior)
+        out: dict[int, list] = {}
+        for i, (t, frame) in enumerate(chosen):
+            variables = {k: result.params[k][i] for k in self.frame_sizes if k != "pose_latent"}
+            variables["pose_latent"] = result.pose_latent[i]
+            variables = {k: v.to(self.device, self.dtype) for k, v in variables.items()}
+            out.setdefault(t, []).append((frame, variables, result.params["betas"][i].to(self.device, self.dtype)))
+        return out
 
     def _keypoints3d(self, frame: dict[str, Tensor], betas: Tensor) -> Tensor:
         params = self.objective.body_params({**frame, "betas": betas}, None)
         return self.objective.keypoint_regressor(self.objective.keypoint_model(**params))
 
-    def _initial(self, ids: list[int], W: int) -> tuple[Tensor, Tensor]:
-        """(frame variables (N, W, n) packed in FRAME_VARIABLES order, betas (N, S)): every frame at the
-        track's last frame, the translation moved on at its velocity."""
-        steps = torch.arange(1, W + 1, dtype=self.dtype, device=self.device)[:, None]
-        rows = []
-        for t in ids:
+    def _hypotheses(self, ids: list[int], W: int, key: dict[int, list]) -> tuple[Tensor, Tensor, Tensor]:
+        """The starts of this window, one L-BFGS problem each: (owner (I,) index into ids, frame variables
+        (I, W, n) packed in FRAME_VARIABLES order, first (I,) a track's first window, whose shape is free).
+
+        A new track: a path between the still fits of its first and last key frames. A continuing one, two starts that compete on the final
+        energy: every frame at the last window's last frame (the translation moved on at its velocity),
+        and a path from there to this window's still fit of a key frame (interpolated: rotations along
+        the geodesic, the rest linearly), which pulls a track out of a wrong minimum it drifted into
+        (a leg's depth flipped while walking, say) as a still fit does not drift."""
+        frames = torch.arange(W, dtype=self.dtype, device=self.device)[:, None]
+        owner, rows, first = [], [], []
+        for i, t in enumerate(ids):
             state = self.tracks[t]
+            if state.new:  # through the still fits of its key frames
+                rows.append(self._pack(_path([(f, v) for f, v, _ in key[t]], W)))
+                owner.append(i)
+                first.append(True)
+                continue
             frame = {k: v[None].expand(W, -1) for k, v in state.last.items()}
-            frame["transl"] = state.last["transl"][None] + steps * state.velocity[None]
-            rows.append(torch.cat([frame[k] for k in self.frame_sizes], 1))
-        return torch.stack(rows), torch.stack([self.tracks[t].betas for t in ids])
+            frame["transl"] = state.last["transl"][None] + (frames + 1) * state.velocity[None]
+            rows.append(self._pack(frame))
+            owner.append(i)
+            first.append(False)
+            if key.get(t):  # the key fits are body-only: the hands, jaw and expression stay where the track's were
+                body = ("global_orient", "pose_latent", "transl")
+                points = [(-1, state.last)] + [(k, {**state.last, **{n: v[n] for n in body}}) for k, v, _ in key[t]]
+                rows.append(self._pack(_path(points, W)))
+                owner.append(i)
+                first.append(False)
+        dev = self.device
+        return (torch.tensor(owner, device=dev), torch.stack(rows), torch.tensor(first, dtype=torch.bool, device=dev))
+
+    def _pack(self, frame: dict[str, Tensor]) -> Tensor:
+        """Per-frame variables {name: (W, k)} -> (W, n) in FRAME_VARIABLES order."""
+        return torch.cat([frame[k] for k in self.frame_sizes], 1)
 
     def _context(self, ids: list[int]) -> tuple[Tensor, Tensor]:
         """(N, C, 135, 3) the last C frames' 3D keypoints of each track, (N, C) which of them exist."""
@@ -262,8 +343,9 @@ class SequenceFitter:
                        world[..., 3].clamp(0, 1), p0["pose_latent"])
 
     def _solve(self, x0: Tensor, targets: Targets, free_shape: Tensor, context: Tensor, context_valid: Tensor, W: int,
-               settings: LBFGSSettings) -> Tensor:
-        """Minimise E over every track's window at once (one L-BFGS problem per track)."""
+               settings: LBFGSSettings) -> tuple[Tensor, Tensor]:
+        """Minimise E over every start of every track's window at once (one L-BFGS problem each):
+        -> (x (I, S + W n), final E (I,))."""
         S, lam = self.num_betas, self.config.acceleration
         C = context.shape[1]
         frame_rows = torch.arange(W, device=self.device)
@@ -287,9 +369,10 @@ class SequenceFitter:
             g = torch.cat([g[:, :S] * free_shape[rows_, None].to(g.dtype), g[:, S:]], 1)  # a fixed shape never moves
             return f.detach(), g
 
-        return minimize(fun, x0, settings, partial=True).x.detach()
+        res = minimize(fun, x0, settings, partial=True)
+        return res.x.detach(), res.f.detach()
 
-    def _results(self, ids: list[int], x: Tensor, kp: Tensor, W: int, started: set[int]) -> dict[int, WindowFit]:
+    def _results(self, ids: list[int], x: Tensor, kp: Tensor, W: int, first: Tensor, offset: int) -> dict[int, TrackFit]:
         """Per-track window results, and each track's state for the next window."""
         N = len(ids)
         p = self._unpack(x, W)
@@ -319,8 +402,9 @@ class SequenceFitter:
             transl = p["transl"].reshape(N, W, 3)[i]
             state.velocity = (transl[-1] - transl[-2]).detach() if W >= 2 else state.velocity
             state.context = torch.cat([state.context, k3[i]], 0)[-max(self.config.context, 1):]
-            fits[t] = WindowFit({k: v[i] for k, v in params.items()}, joints[i], proj[i],
-                                _residuals(proj[i], detected[i]), t in started)
+            state.new = False
+            fits[t] = TrackFit(offset, {k: v[i] for k, v in params.items()}, joints[i], proj[i],
+                               _residuals(proj[i], detected[i]), detected[i, :, :25, 2].max(1) > 0)
         return fits
 
 
@@ -331,4 +415,38 @@ def _residuals(projected: np.ndarray, detected: np.ndarray) -> np.ndarray:
     out = np.full(len(d), np.nan)
     for t in np.nonzero(seen.any(1))[0]:  # W values, not a hot loop
         out[t] = float(np.median(d[t][seen[t]]))
+    return out
+
+
+def _best_per_owner(owner: Tensor, loss: Tensor, count: int) -> Tensor:
+    """(count,) for each owner the index of its item with the lowest finite loss (ties: the first)."""
+    loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))
+    order = torch.argsort(loss, stable=True)
+    best = torch.full((count,), -1, dtype=torch.long, device=loss.device)
+    best[owner[order].flip(0)] = order.flip(0)  # the last write wins: the lowest loss of each owner
+    return best
+
+
+def _path(points: list[tuple[int, dict[str, Tensor]]], W: int) -> dict[str, Tensor]:
+    """Per-frame variables {name: (W, k)} through `points` [(frame, variables), ...] (frames increasing,
+    may lie outside 0..W-1): piecewise geodesic / linear between neighbours, constant beyond the ends."""
+    a0 = points[0][1]
+    out = {k: v[None].expand(W, -1).clone() for k, v in a0.items()}
+    frames = torch.arange(W, dtype=a0["transl"].dtype, device=a0["transl"].device)[:, None]
+    for (f0, a), (f1, b) in zip(points[:-1], points[1:]):
+        alpha = ((frames - f0) / max(f1 - f0, 1)).clamp(0.0, 1.0)
+        segment = _interpolate(a, b, alpha)
+        later = (frames[:, 0] > f0)
+        for k in out:
+            out[k] = torch.where(later[:, None], segment[k], out[k])
+    return out
+
+
+def _interpolate(a: dict[str, Tensor], b: dict[str, Tensor], alpha: Tensor) -> dict[str, Tensor]:
+    """Per-frame variables from a (alpha 0) to b (alpha 1), alpha (W, 1): the global orientation along
+    the geodesic, everything else linearly. -> {name: (W, k)}."""
+    out = {k: a[k][None] + alpha * (b[k] - a[k])[None] for k in a if k != "global_orient"}
+    ra, rb = axis_angle_to_matrix(a["global_orient"]), axis_angle_to_matrix(b["global_orient"])
+    step = matrix_to_axis_angle(rb @ ra.transpose(-1, -2))  # the turn from a to b, in the camera frame
+    out["global_orient"] = matrix_to_axis_angle(axis_angle_to_matrix(alpha * step[None]) @ ra)
     return out
