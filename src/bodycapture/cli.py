@@ -3,7 +3,8 @@
     bodycapture --version
     bodycapture models [--folder DIR ...] [--check]
     bodycapture detect IMAGE|FOLDER --out DIR [--show] [--max-people N] [--min-height H]
-    bodycapture fit IMAGE|FOLDER [--out DIR] [--keypoints FILE|DIR] [--model open|PATH] [--format obj,ply,glb]
+    bodycapture fit IMAGE|FOLDER|VIDEO [--out DIR] [--keypoints FILE|DIR] [--model open|PATH] [--format obj,ply,glb]
+                    [--clip] [--start S] [--end S] [--fps F] [--every N]
     bodycapture eval [--suite synthetic|mocap|DIR] [--n 100] [--landmarks3d]
     bodycapture sample-poses --n 16 --out DIR
 
@@ -51,7 +52,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _report(report, quiet: bool) -> int:
     """Print a run's problems (one line each, stderr) and its closing line (stdout); the exit status:
     1 when a photo failed, or when a fit found nobody at all to fit (detection writes an empty file then)."""
-    for item in report.images:
+    for item in [*report.images, *report.clips]:
         if item.status == "failed":
             print(f"bodycapture: error: {item.message}", file=sys.stderr)
         elif item.status in ("empty", "skipped") and not quiet:
@@ -92,6 +93,17 @@ def _fit_config(args: argparse.Namespace):
     return config
 
 
+def _sequence_config(args: argparse.Namespace):
+    from .video.sequence import SequenceConfig
+
+    config = SequenceConfig()
+    if args.key_every is not None:
+        config.key_every = args.key_every
+    if args.smoothness is not None:
+        config.acceleration = args.smoothness
+    return config
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .pipeline import CaptureOptions, capture
 
@@ -100,12 +112,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if args.input is None:
             return 0
     if args.input is None:
-        raise BodyCaptureError("fit: give an image or a folder of images (or --show-config)")
+        raise BodyCaptureError("fit: give an image, a folder of images or a video (or --show-config)")
     options = CaptureOptions(out=Path(args.out), keypoints=Path(args.keypoints) if args.keypoints else None,
                              formats=tuple(args.format.split(",")), batch_images=args.batch_images,
                              overwrite=args.overwrite, max_people=args.max_people, min_height=args.min_height,
                              thorough=args.thorough, report=not args.no_report,
-                             device=args.device, threads=args.threads, progress=not args.quiet)
+                             device=args.device, threads=args.threads, progress=not args.quiet,
+                             clip=args.clip, start=args.start, end=args.end, fps=args.fps, every=args.every,
+                             min_track_frames=args.min_track_frames, overlay_video=not args.no_overlay_video,
+                             sequence=_sequence_config(args))
     # model and config are made once detection has started (torch's import overlaps with it)
     report = capture(args.input, model=lambda: _load_fit_model(args), config=lambda: _fit_config(args),
                      options=options)
@@ -226,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     _people_arguments(detect)
     detect.set_defaults(func=_cmd_detect)
 
-    fitp = sub.add_parser("fit", parents=[common], help="fit the body model to a photo (or a folder of photos)")
-    fitp.add_argument("input", nargs="?", help="an image or a folder of images")
+    fitp = sub.add_parser("fit", parents=[common], help="fit the body model to photos or a video")
+    fitp.add_argument("input", nargs="?", help="an image, a folder of images, a video, or a folder of frames with --clip")
     fitp.add_argument("--out", default="out", metavar="DIR", help="results go to DIR/NAME/ (default: out)")
     fitp.add_argument("--keypoints", metavar="FILE|DIR",
                       help="OpenPose JSON (a file, or a folder of NAME_keypoints.json) instead of detection")
@@ -249,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--pose-prior", choices=["vposer", "gmm", "l2"], help="body-pose prior (default: vposer)")
     fitp.add_argument("--no-collision", action="store_true",
                       help="turn off the interpenetration term (on by default for models with hands)")
+    video = fitp.add_argument_group("video", "video files (.mp4, .mov, ...), and folders of numbered frames with --clip")
+    video.add_argument("--clip", action="store_true", help="a folder given is one clip of numbered frames, not photos")
+    video.add_argument("--start", type=float, default=0.0, metavar="S", help="first second of the clip to use")
+    video.add_argument("--end", type=float, metavar="S", help="second of the clip to stop at (excluded)")
+    video.add_argument("--fps", type=float, help="resample the clip to this frame rate (never above its own)")
+    video.add_argument("--every", type=_positive_int, default=1, metavar="N", help="then use every N-th frame")
+    video.add_argument("--min-track-frames", type=_positive_int, default=5, metavar="N",
+                       help="drop people tracked in fewer frames (default: 5)")
+    video.add_argument("--key-every", type=_positive_int, metavar="N",
+                       help="a still fit every N frames anchors the tracks (default 2; 4: faster, less accurate)")
+    video.add_argument("--smoothness", type=float, metavar="W",
+                       help="weight of the temporal (3D acceleration) term (default 2; 0: none)")
+    video.add_argument("--no-overlay-video", action="store_true", help="skip overlay.mp4")
     fitp.set_defaults(func=_cmd_fit)
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")

@@ -1,8 +1,8 @@
 """The detection process of the capture pipeline (pipeline.py, `DetectionProcess`).
 
-Started as `python -m bodycapture.detect_worker`: reads one job (pickled: paths, detector settings, log
-level) from stdin, then writes one pickled (path, Prepared or BodyCaptureError) per photo to stdout, in
-order, and (None, None) at the end, or (None, traceback text) if something unexpected broke. A
+Started as `python -m bodycapture.detect_worker`: reads one job (pickled: paths or a clip, detector
+settings, log level) from stdin, then writes one pickled (path, Prepared or BodyCaptureError) per photo
+(for a clip: (FrameInfo, ImageKeypoints) per frame, or ("error", BodyCaptureError)) to stdout, in order, and (None, None) at the end, or (None, traceback text) if something unexpected broke. A
 separate interpreter (not multiprocessing) so that it never re-runs the caller's main script.
 """
 
@@ -27,6 +27,12 @@ def main() -> int:
         from .pipeline import prepare_or_error
 
         with MediaPipeDetector(**job["detector"]) as detector:
+            if job.get("clip") is not None:  # a clip: (FrameInfo, ImageKeypoints) per frame, or ("error", reason)
+                from .video.capture import detected_frames
+
+                for item in detected_frames(job["clip"], detector):
+                    pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
+                    out.flush()
             for path in job["paths"]:
                 item = prepare_or_error(Path(path), None, detector, job["max_people"])
                 pickle.dump((path, item), out, protocol=pickle.HIGHEST_PROTOCOL)

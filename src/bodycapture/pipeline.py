@@ -67,6 +67,17 @@ class CaptureOptions:
     threads: int | None = None
     progress: bool = True
     report: bool = True
+    # clips (video files, and folders of numbered frames when `clip`): the frames used (video/frames.py),
+    # tracks detected in fewer than `min_track_frames` frames dropped, overlay.mp4 written or not;
+    # `sequence`: a SequenceConfig (video/sequence.py) or None for its defaults
+    clip: bool = False
+    start: float = 0.0
+    end: float | None = None
+    fps: float | None = None
+    every: int = 1
+    min_track_frames: int = 5
+    overlay_video: bool = True
+    sequence: object = None
 
     def validate(self) -> None:
         if self.batch_images < 1:
@@ -78,6 +89,9 @@ class CaptureOptions:
                                    f"height when <= 1), got {self.min_height}")
         if self.threads is not None and self.threads < 1:
             raise BodyCaptureError(f"threads must be at least 1, got {self.threads}")
+        if self.every < 1 or self.min_track_frames < 1:
+            raise BodyCaptureError(f"every and min_track_frames must be at least 1, got {self.every} and "
+                                   f"{self.min_track_frames}")
         bad = [f for f in self.formats if f not in MESH_FORMATS]
         if bad:
             raise BodyCaptureError(f"unknown mesh format(s) {', '.join(bad)} (use {', '.join(MESH_FORMATS)})")
@@ -112,9 +126,11 @@ class CaptureReport:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: model (import + load), fit, write;
     # first_keypoints: from the start of the run until the first photo's people were known
     index: Path | None = None  # index.html of the results, when written
+    clips: list = field(default_factory=list)  # a ClipReport per clip (video/capture.py), in input order
 
     def count(self, status: str) -> int:
-        return sum(1 for i in self.images if i.status == status)
+        """Photos and clips with this status."""
+        return sum(1 for i in [*self.images, *self.clips] if i.status == status)
 
     @property
     def people_found(self) -> int:
@@ -122,7 +138,8 @@ class CaptureReport:
 
     @property
     def people_fitted(self) -> int:
-        return sum(i.people_fitted for i in self.images)
+        """People fitted in the photos and tracks fitted in the clips."""
+        return sum(i.people_fitted for i in [*self.images, *self.clips])
 
     @property
     def ok(self) -> bool:
@@ -133,8 +150,16 @@ class CaptureReport:
         n = len(self.images)
         found = self.people_found
         parts = [f"{n} image{'s' if n != 1 else ''}", f"{found} {'person' if found == 1 else 'people'} found"]
-        if self.task == "fit":
-            parts.append(f"{self.people_fitted} fitted")
+        if self.clips:
+            frames = sum(c.frames for c in self.clips)
+            tracks = sum(len(c.tracks) for c in self.clips)
+            seconds = sum(c.seconds for c in self.clips)
+            clips = f"{len(self.clips)} clip{'s' if len(self.clips) != 1 else ''}"
+            rate = f", {frames / seconds:.1f} frames/s" if seconds > 0 else ""
+            parts = parts if self.images else []
+            parts.append(f"{clips}: {frames} frames, {tracks} track{'s' if tracks != 1 else ''} fitted{rate}")
+        if self.task == "fit" and (self.images or not self.clips):
+            parts.append(f"{sum(i.people_fitted for i in self.images)} fitted")
             doubtful = sum(len(im.doubtful) for im in self.images)
             if doubtful:
                 parts.append(f"{doubtful} doubtful")
@@ -292,17 +317,20 @@ class DetectionProcess:
     (MediaPipe) on one, the fitter (torch, one thread) on the other, and no GIL between them; the first
     photo is detected while the main process imports torch and loads the model. A thread was tried
     first and measured no faster: torch's import and the fitter's many small operations hold the GIL.
-    The pipe between the two is the bound on how far ahead detection runs (about one photo)."""
+    The pipe between the two is the bound on how far ahead detection runs (about one photo). For a clip
+    (`clip`: open_clip's arguments) the process decodes the frames itself and sends back only keypoints
+    (video/capture.py `detected_frames`)."""
 
-    def __init__(self, paths: Sequence[Path], detector_kwargs: dict, max_people):
+    def __init__(self, paths: Sequence[Path], detector_kwargs: dict, max_people, clip: dict | None = None):
         import pickle
         import subprocess
         import sys
 
         self.process = subprocess.Popen([sys.executable, "-m", "bodycapture.detect_worker"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.clip = clip is not None
         job = {"paths": [str(p) for p in paths], "detector": detector_kwargs, "max_people": max_people,
-               "log_level": logging.getLogger("bodycapture").getEffectiveLevel()}
+               "clip": clip, "log_level": logging.getLogger("bodycapture").getEffectiveLevel()}
         try:
             pickle.dump(job, self.process.stdin)
             self.process.stdin.close()
@@ -323,7 +351,7 @@ class DetectionProcess:
                     if item is not None:
                         raise RuntimeError(f"the detector process failed:\n{item}")
                     return
-                yield Path(path), item
+                yield (path if self.clip else Path(path)), item
         finally:
             self.close()
 
@@ -383,10 +411,19 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
         options.out = Path(options.out)
     options.formats = tuple(f.strip().lower() for f in options.formats if f.strip())
     options.validate()
-    paths = find_images(inputs)
-    names = result_names(paths)
+    from .video.frames import is_video
+
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    is_clip = [is_video(i) or (options.clip and Path(i).is_dir()) for i in items]
+    clips = [Path(i) for i, c in zip(items, is_clip) if c]
+    photos = [i for i, c in zip(items, is_clip) if not c]
+    paths = find_images(photos) if photos or not clips else []
+    names = result_names(paths + clips)
     reports = [ImageReport(p, n) for p, n in zip(paths, names)]
+    clip_reports = [(p, n) for p, n in zip(clips, names[len(paths):])]
     source = Path(options.keypoints) if options.keypoints is not None else None
+    if source is not None and clips:
+        raise BodyCaptureError(f"{clips[0]}: --keypoints is for photos; clips are detected")
     if source is not None:
         if not source.exists():
             raise BodyCaptureError(f"{source}: no such keypoint file or folder")
@@ -421,6 +458,9 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
         stream = _prepared_inline(paths_todo, options, detector_factory)
     try:
         report = _run(stream, todo, reports, model, config, options, start)
+        if clip_reports:
+            report.clips = _run_clips(clip_reports, report, model, config, options)
+            report.seconds = time.perf_counter() - start
         if options.report and (report.count("done") or report.count("skipped")):
             _write_index(report)
         return report
@@ -438,19 +478,7 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     timings = {"model": 0.0, "fit": 0.0, "write": 0.0}
     if todo:
         t0 = time.perf_counter()
-        import torch
-
-        check_device(options.device)
-
-        torch.set_num_threads(choose_threads(options.threads, concurrent_detection=len(todo) > 1))
-        model = model() if callable(model) and not hasattr(model, "parameter_sizes") else model
-        model = model if model is not None else load_fit_model(device=options.device)
-        from .fitting import FitConfig
-        from .fitting.schedule import smpl_stages
-
-        config = config() if callable(config) else config
-        if config is None:
-            config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
+        model, config = _model_and_config(model, config, options, concurrent_detection=len(todo) > 1)
         timings["model"] = time.perf_counter() - t0
     bar = _progress(options, len(todo), "images", "image", disable=len(todo) < 2)
     batch: list[tuple[ImageReport, Prepared]] = []
@@ -479,6 +507,45 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     finally:
         bar.close()
     return CaptureReport(reports, options.out, time.perf_counter() - start, timings=timings)
+
+
+def _model_and_config(model, config, options: CaptureOptions, concurrent_detection: bool):
+    """The model and FitConfig of a run (made now where the caller gave functions that make them; the
+    defaults where it gave None), with torch's threads set for it."""
+    import torch
+
+    check_device(options.device)
+    torch.set_num_threads(choose_threads(options.threads, concurrent_detection=concurrent_detection))
+    model = model() if callable(model) and not hasattr(model, "parameter_sizes") else model
+    model = model if model is not None else load_fit_model(device=options.device)
+    from .fitting import FitConfig
+    from .fitting.schedule import smpl_stages
+
+    config = config() if callable(config) else config
+    if config is None:
+        config = FitConfig(stages=smpl_stages()) if model.family.name == "smpl" else FitConfig()
+    return model, config
+
+
+def _run_clips(clips: list[tuple[Path, str]], report: CaptureReport, model, config, options: CaptureOptions) -> list:
+    """Fit each clip (video/capture.py), one after the other; returns their ClipReports."""
+    import dataclasses
+
+    from .video.capture import capture_clip
+    from .video.sequence import SequenceConfig
+
+    model, config = _model_and_config(model, config, options, concurrent_detection=True)
+    sequence = options.sequence if options.sequence is not None else SequenceConfig()
+    sequence = dataclasses.replace(sequence, fit=config)
+    out = []
+    for path, name in clips:
+        clip = capture_clip(path, name, model, sequence, options,
+                            bar_factory=lambda total, desc, unit: _progress(options, total, desc, unit))
+        out.append(clip)
+        if clip.status == "done":
+            log.info("%s: %d frames, %d tracks, %.1f s (%s)", path, clip.frames, len(clip.tracks), clip.seconds,
+                     ", ".join(f"{k} {v:.1f} s" for k, v in clip.timings.items()))
+    return out
 
 
 def _write_index(report: CaptureReport) -> None:
