@@ -12,7 +12,6 @@ import bodycapture
 from bodycapture.cli import main as cli_main
 from bodycapture.models import BodyModel, read_model_file
 from bodycapture.models.joint_names import SMPLX_JOINTS, SMPLX_PARENTS
-from bodycapture.models.lbs import axis_angle_to_matrix
 from bodycapture.models.zoo import bundled_model_path
 
 ROOT = Path(__file__).resolve().parents[1]

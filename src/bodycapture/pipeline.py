@@ -459,7 +459,7 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     try:
         report = _run(stream, todo, reports, model, config, options, start)
         if clip_reports:
-            report.clips = _run_clips(clip_reports, report, model, config, options)
+            report.clips = _run_clips(clip_reports, model, config, options, detector_factory)
             report.seconds = time.perf_counter() - start
         if options.report and (report.count("done") or report.count("skipped")):
             _write_index(report)
@@ -527,8 +527,9 @@ def _model_and_config(model, config, options: CaptureOptions, concurrent_detecti
     return model, config
 
 
-def _run_clips(clips: list[tuple[Path, str]], report: CaptureReport, model, config, options: CaptureOptions) -> list:
-    """Fit each clip (video/capture.py), one after the other; returns their ClipReports."""
+def _run_clips(clips: list[tuple[Path, str]], model, config, options: CaptureOptions, detector_factory=None) -> list:
+    """Fit each clip (video/capture.py), one after the other; returns their ClipReports. detector_factory:
+    as capture's (None: MediaPipe in a detection process)."""
     import dataclasses
 
     from .video.capture import capture_clip
@@ -539,7 +540,7 @@ def _run_clips(clips: list[tuple[Path, str]], report: CaptureReport, model, conf
     sequence = dataclasses.replace(sequence, fit=config)
     out = []
     for path, name in clips:
-        clip = capture_clip(path, name, model, sequence, options,
+        clip = capture_clip(path, name, model, sequence, options, detector_factory,
                             bar_factory=lambda total, desc, unit: _progress(options, total, desc, unit))
         out.append(clip)
         if clip.status == "done":

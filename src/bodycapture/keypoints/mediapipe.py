@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .layout import BODY, BODY_25, CONTOUR, FACE, FLIP, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
+from ..quiet import native_stderr_silenced
 from .types import ImageKeypoints, KeypointFileError, midpoint
 
 __all__ = ["MediaPipeDetector", "detect", "read_image", "MEDIAPIPE_TO_IBUG68"]
@@ -75,23 +76,6 @@ def read_image(path: str | Path) -> np.ndarray:
         raise KeypointFileError(path, f"refused: {err}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as err:
         raise KeypointFileError(path, f"not a readable image ({type(err).__name__}: {err})") from None
-
-
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """MediaPipe's C++ code prints warnings straight to file descriptor 2; hide them unless -vv."""
-    if log.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class _LazyModule(types.ModuleType):
@@ -221,7 +205,7 @@ class MediaPipeDetector:
     def _get(self):
         if self._holistic is None:
             mp = _import_mediapipe()
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 self._holistic = mp.solutions.holistic.Holistic(
                     static_image_mode=True,
                     model_complexity=1,  # the only pose model in the wheel
@@ -243,7 +227,7 @@ class MediaPipeDetector:
         if self._by_region is None:
             from .person_seeds import graph_from_text
 
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 self._by_region = graph_from_text(_HOLISTIC_BY_REGION, {
                     "model_complexity": 1, "enable_segmentation": False, "refine_face_landmarks": self.refine_face})
         return self._by_region
@@ -265,14 +249,14 @@ class MediaPipeDetector:
         for x, y in seed.keypoints:
             point = loc.relative_keypoints.add()
             point.x, point.y = x / width, y / height
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             result = self._get_by_region().process({"image": image, "detection": det})
         return _result_arrays(result, 0.0, 0.0, width, height)
 
     def _holistic_person(self, image: np.ndarray, x0: float, y0: float, width: float, height: float):
         """Holistic on `image` (a crop whose pixel (0, 0) is (x0, y0) of the photo and that spans width x
         height photo pixels) -> landmark arrays in photo pixels, or None when no person is found."""
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             result = self._get().process(image)
         return _result_arrays(result, x0, y0, width, height)
 
@@ -282,7 +266,7 @@ class MediaPipeDetector:
             image = read_image(image)
         image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
         height, width = image.shape[:2]
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             seeds = self._get_seeds()(image)
         found = []  # (landmark arrays, seed score)
         hips = []  # hip centre of each person found so far

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BodyCaptureError
+from ..quiet import native_stderr_silenced
 
 __all__ = ["Frame", "Clip", "open_clip", "is_video", "VIDEO_SUFFIXES", "FRAME_SUFFIXES"]
 
@@ -117,9 +118,11 @@ class Clip:
     def _probe_video(self, source_fps: float | None) -> tuple[int, float, np.ndarray]:
         import cv2
 
-        cap = cv2.VideoCapture(str(self.source))
+        with native_stderr_silenced():  # FFmpeg's own complaints; ours is the one line below
+            cap = cv2.VideoCapture(str(self.source))
         try:
-            ok, image = cap.read() if cap.isOpened() else (False, None)
+            with native_stderr_silenced():
+                ok, image = cap.read() if cap.isOpened() else (False, None)
             if not ok or image is None:
                 raise BodyCaptureError(f"{self.source}: not a readable video (OpenCV could not decode a frame)")
             total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -148,7 +151,8 @@ class Clip:
     def _iter_video(self) -> Iterator[Frame]:
         import cv2
 
-        cap = cv2.VideoCapture(str(self.source))
+        with native_stderr_silenced():
+            cap = cv2.VideoCapture(str(self.source))
         wanted = iter(self.frames)
         target = next(wanted, None)
         index = 0
@@ -165,7 +169,8 @@ class Clip:
                         break
                     index += 1
                     continue
-                ok, image = cap.read()
+                with native_stderr_silenced():
+                    ok, image = cap.read()
                 if not ok or image is None:
                     break
                 yield Frame(index, index / self.source_fps, np.ascontiguousarray(image[..., ::-1]),

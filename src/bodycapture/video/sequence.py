@@ -403,6 +403,7 @@ class SequenceFitter:
             state.velocity = (transl[-1] - transl[-2]).detach() if W >= 2 else state.velocity
             state.context = torch.cat([state.context, k3[i]], 0)[-max(self.config.context, 1):]
             state.new = False
+            state.betas = x[i, : self.num_betas].detach()  # fitted in the first window, unchanged after it
             fits[t] = TrackFit(offset, {k: v[i] for k, v in params.items()}, joints[i], proj[i],
                                _residuals(proj[i], detected[i]), detected[i, :, :25, 2].max(1) > 0)
         return fits
