@@ -159,6 +159,11 @@ def test_every_output_is_written_and_readable(captured):
     assert summary["status"] == "done" and len(summary["tracks"]) == 2
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "staging left behind"
     assert "1 clip: 30 frames, 2 tracks fitted" in report.summary()
+    from bodycapture.io.report import index_rows
+
+    row = [r for r in index_rows(report) if r["name"] == "walk"][0]
+    assert row["people"] == 2 and row["report"] == "walk/report.html" and row["thumbnail"] == "walk/overlay.png"
+    assert report.index is not None and "walk/report.html" in report.index.read_text()
 
 
 def test_a_clip_with_nobody_writes_nothing(people, tmp_path):

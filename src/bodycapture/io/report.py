@@ -242,8 +242,19 @@ def _folder_summary(folder: Path) -> dict:
     return row
 
 
+def _clip_summary(folder: Path) -> dict:
+    """Tracks and seconds of an existing clip result folder, read from its clip.json."""
+    try:
+        data = json.loads((folder / "clip.json").read_text())
+        return {"people": len(data.get("tracks", [])), "seconds": round(float(data.get("seconds", 0.0)), 2),
+                "message": f"clip: {data.get('frames', 0)} frames"}
+    except (OSError, ValueError, TypeError):
+        return {"people": 0, "seconds": None, "message": f"{folder}: clip.json missing or unreadable"}
+
+
 def index_rows(capture_report) -> list[dict]:
-    """One row per image of the run (done, skipped, empty, failed), then earlier result folders in --out."""
+    """One row per image and clip of the run (done, skipped, empty, failed), then earlier result folders in
+    --out."""
     out = Path(capture_report.out)
     rows, seen = [], set()
     for im in capture_report.images:
@@ -262,9 +273,24 @@ def index_rows(capture_report) -> list[dict]:
                 row["message"] = summary["problem"]
         rows.append(row)
         seen.add(im.name)
+    for clip in getattr(capture_report, "clips", []):  # people = tracks fitted
+        folder = clip.name if clip.status in ("done", "skipped") and (out / clip.name / "clip.json").is_file() else None
+        row = {"name": clip.name, "input": str(clip.input), "status": clip.status, "message": clip.message,
+               "people": len(clip.tracks), "found": len(clip.tracks), "doubtful": 0, "folder": folder,
+               "seconds": round(clip.seconds, 2) if clip.status == "done" else None}
+        if folder and clip.status == "skipped":
+            row.update(_clip_summary(out / folder))
+        rows.append(row)
+        seen.add(clip.name)
     if out.is_dir():
         for folder in sorted(out.iterdir()):
-            if folder.name in seen or folder.name.startswith(".") or not (folder / "params.npz").is_file():
+            if folder.name in seen or folder.name.startswith("."):
+                continue
+            if (folder / "clip.json").is_file():
+                rows.append({"name": folder.name, "input": "", "status": "earlier run", "found": None,
+                             "folder": folder.name, "doubtful": 0, **_clip_summary(folder)})
+                continue
+            if not (folder / "params.npz").is_file():
                 continue
             summary = _folder_summary(folder)
             rows.append({"name": folder.name, "input": "", "status": "earlier run", "found": None,

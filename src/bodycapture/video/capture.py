@@ -11,7 +11,8 @@ How one clip goes:
    others are trimmed to the frames from their first to their last detection.
 4. The result folder is staged and renamed into place (io/results.py `result_folder`): per track an
    AMASS-style npz, a skinned animated glTF binary and a BVH (io/animation.py), its per-frame parameters
-   in camera space; overlay.mp4 (the frames decoded a second time, the fitted meshes drawn over them);
+   in camera space; overlay.mp4 (the frames decoded a second time, the fitted meshes drawn over them)
+   and overlay.png (its first frame with people);
    report.html with the animation; clip.json, what happened.
 A clip that cannot be read, has an unreadable frame, or has nobody in it is one line in the report, and
 nothing is written for it.
@@ -298,6 +299,10 @@ def write_clip_results(target: Path, source: Path, model, tracks: dict[int, dict
         if options.overlay_video:
             first_image = write_overlay_video(staging / "overlay.mp4", model, tracks, focal, size, fps, clip_args,
                                               bar_factory)
+        if first_image is not None:  # the first frame with people, as the index's thumbnail
+            from PIL import Image
+
+            Image.fromarray(first_image).save(staging / "overlay.png")
         if options.report:
             from ..io.report import write_animation_report
 
