@@ -119,8 +119,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                              thorough=args.thorough, report=not args.no_report,
                              device=args.device, threads=args.threads, progress=not args.quiet,
                              clip=args.clip, start=args.start, end=args.end, fps=args.fps, every=args.every,
+                             source_fps=args.source_fps,
                              min_track_frames=args.min_track_frames, overlay_video=not args.no_overlay_video,
-                             sequence=_sequence_config(args))
+                             sequence=lambda: _sequence_config(args))  # made later: it imports torch
+    if args.engine == "ray":
+        import torch
+
+        from .engine.ray import RayOptions, capture_ray
+
+        ray = RayOptions(address=args.address, workers=args.workers, cpus_per_task=args.cpus_per_task,
+                         gpus_per_task=args.gpus_per_task, shard_images=args.shard_images)
+        model_args = {"name": args.model, "gender": args.gender, "dtype": torch.float64 if args.float64 else None}
+        report = capture_ray(args.input, model_args, _fit_config(args), options, ray)
+        return _report(report, args.quiet)
     # model and config are made once detection has started (torch's import overlaps with it)
     report = capture(args.input, model=lambda: _load_fit_model(args), config=lambda: _fit_config(args),
                      options=options)
@@ -270,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--end", type=float, metavar="S", help="second of the clip to stop at (excluded)")
     video.add_argument("--fps", type=float, help="resample the clip to this frame rate (never above its own)")
     video.add_argument("--every", type=_positive_int, default=1, metavar="N", help="then use every N-th frame")
+    video.add_argument("--source-fps", type=float, metavar="F",
+                       help="the frame rate of a frame folder (default 30), or to override a video's")
     video.add_argument("--min-track-frames", type=_positive_int, default=5, metavar="N",
                        help="drop people tracked in fewer frames (default: 5)")
     video.add_argument("--key-every", type=_positive_int, metavar="N",
@@ -277,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--smoothness", type=float, metavar="W",
                        help="weight of the temporal (3D acceleration) term (default 2; 0: none)")
     video.add_argument("--no-overlay-video", action="store_true", help="skip overlay.mp4")
+    scale = fitp.add_argument_group("scale-out", "photos fitted as tasks on a Ray cluster (pip install \"bodycapture[ray]\")")
+    scale.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="'ray': shards of photos as Ray tasks, resumable (default: local)")
+    scale.add_argument("--address", help="a running Ray cluster (e.g. auto, or HEAD:6379); default: a local one")
+    scale.add_argument("--workers", type=_positive_int, help="tasks at once (default: the cluster's CPUs / --cpus-per-task)")
+    scale.add_argument("--cpus-per-task", type=_positive_int, default=1, help="CPUs (and torch threads) per task")
+    scale.add_argument("--gpus-per-task", type=float, default=0.0, help="GPUs per task (it then fits on cuda)")
+    scale.add_argument("--shard-images", type=_positive_int, default=8, help="photos per task")
     fitp.set_defaults(func=_cmd_fit)
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")
@@ -310,7 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pin_blas_threads() -> None:
+    """One BLAS/OpenMP thread for numpy (OpenBLAS) and OpenMP, fixed before numpy loads: float32 fits
+    depend on the summation order of the model's float64 set-up products, which depends on how many
+    threads OpenBLAS started with (measured: shape coefficients 0.12 apart on one photo). Ray starts its
+    workers with OMP_NUM_THREADS=1, so a plain run and an --engine ray run give the same numbers only if
+    both start so. torch's threads are still set per run (`--threads`); the detection process is started
+    without the pin. A value the user set is kept."""
+    import os
+
+    if "numpy" not in sys.modules and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["BODYCAPTURE_PINNED_OMP"] = "1"  # pipeline.PINNED (not imported here: it imports numpy)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _pin_blas_threads()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.WARNING - 10 * min(args.verbose, 2)

@@ -41,6 +41,8 @@ __all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "Detect
 
 log = logging.getLogger(__name__)
 
+PINNED = "BODYCAPTURE_PINNED_OMP"  # set by cli.main when it set OMP_NUM_THREADS=1 itself
+
 
 @dataclass
 class CaptureOptions:
@@ -69,12 +71,13 @@ class CaptureOptions:
     report: bool = True
     # clips (video files, and folders of numbered frames when `clip`): the frames used (video/frames.py),
     # tracks detected in fewer than `min_track_frames` frames dropped, overlay.mp4 written or not;
-    # `sequence`: a SequenceConfig (video/sequence.py) or None for its defaults
+    # `sequence`: a SequenceConfig (video/sequence.py), a function that makes one, or None for its defaults
     clip: bool = False
     start: float = 0.0
     end: float | None = None
     fps: float | None = None
     every: int = 1
+    source_fps: float | None = None  # a frame folder's rate (default 30), or to override a video's
     min_track_frames: int = 5
     overlay_video: bool = True
     sequence: object = None
@@ -326,8 +329,11 @@ class DetectionProcess:
         import subprocess
         import sys
 
+        env = dict(os.environ)
+        if env.pop(PINNED, None):  # the command's one-thread BLAS pin is for fitting (cli.main), not detection
+            env.pop("OMP_NUM_THREADS", None)
         self.process = subprocess.Popen([sys.executable, "-m", "bodycapture.detect_worker"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.clip = clip is not None
         job = {"paths": [str(p) for p in paths], "detector": detector_kwargs, "max_people": max_people,
                "clip": clip, "log_level": logging.getLogger("bodycapture").getEffectiveLevel()}
@@ -392,7 +398,7 @@ def _progress(options: CaptureOptions, total: int, desc: str, unit: str, disable
 
 
 def capture(inputs, model=None, config=None, options: CaptureOptions | None = None, detector_factory=None,
-            **kwargs) -> CaptureReport:
+            names: Sequence[str] | None = None, index: bool = True, **kwargs) -> CaptureReport:
     """Detect and fit every person in photos; write one result folder per photo under `options.out`.
 
     inputs: a photo, a folder of photos, or a list of them. model: a BodyModel (default: the bundled open
@@ -401,6 +407,8 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     importing torch and loading the model overlap with it.
     options: CaptureOptions, or its fields as keyword arguments (e.g. `out="results"`).
     detector_factory: makes the person detector (default: MediaPipeDetector with the options' limits).
+    names: the result folder name of each photo and clip (default: from their file names, `result_names`);
+    index: write index.html (a Ray shard leaves it to the run that started it).
     Returns a CaptureReport: per photo its status, people, result folder and the reason for a failure.
     """
     start = time.perf_counter()
@@ -418,7 +426,9 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     clips = [Path(i) for i, c in zip(items, is_clip) if c]
     photos = [i for i, c in zip(items, is_clip) if not c]
     paths = find_images(photos) if photos or not clips else []
-    names = result_names(paths + clips)
+    if names is not None and len(names) != len(paths) + len(clips):
+        raise ValueError(f"{len(names)} names for {len(paths) + len(clips)} inputs")
+    names = list(names) if names is not None else result_names(paths + clips)
     reports = [ImageReport(p, n) for p, n in zip(paths, names)]
     clip_reports = [(p, n) for p, n in zip(clips, names[len(paths):])]
     source = Path(options.keypoints) if options.keypoints is not None else None
@@ -461,7 +471,7 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
         if clip_reports:
             report.clips = _run_clips(clip_reports, model, config, options, detector_factory)
             report.seconds = time.perf_counter() - start
-        if options.report and (report.count("done") or report.count("skipped")):
+        if index and options.report and (report.count("done") or report.count("skipped")):
             _write_index(report)
         return report
     finally:
@@ -536,7 +546,8 @@ def _run_clips(clips: list[tuple[Path, str]], model, config, options: CaptureOpt
     from .video.sequence import SequenceConfig
 
     model, config = _model_and_config(model, config, options, concurrent_detection=True)
-    sequence = options.sequence if options.sequence is not None else SequenceConfig()
+    sequence = options.sequence() if callable(options.sequence) else options.sequence
+    sequence = sequence if sequence is not None else SequenceConfig()
     sequence = dataclasses.replace(sequence, fit=config)
     out = []
     for path, name in clips:

@@ -185,7 +185,7 @@ def capture_clip(source: Path, name: str, model, config, options, detector_facto
         report.message = f"{target}: exists, skipped (use --overwrite to replace it)"
         return report
     clip_args = {"source": str(source), "start": options.start, "end": options.end, "fps": options.fps,
-                 "every": options.every}
+                 "every": options.every, "source_fps": options.source_fps}
     process = None
     if detector_factory is None:
         limits = {"max_people": options.max_people, "min_height": options.min_height, "thorough": options.thorough}

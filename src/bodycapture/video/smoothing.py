@@ -1,7 +1,8 @@
-"""Temporal smoothing of a track's per-frame parameters: the first step of sequence fitting.
+"""Temporal smoothing of a track's per-frame parameters, for per-frame fits made elsewhere (sequence.py fits
+with a temporal term instead).
 
 Per-frame fits of a clip jitter (their errors are nearly white from frame to frame: benchmarks/
-video_baseline.py), so a Gaussian filter over frames removes most of it. Rotations are averaged as
+video_fit.py), so a Gaussian filter over frames removes most of it. Rotations are averaged as
 matrices (the chordal mean over the window) and projected back onto the rotations (SVD), joint by joint;
 translations, expressions and hand PCA coefficients are averaged as they are; the shape is the track's
 median (one body per track). Windows are cut at the clip's ends (weights renormalised).
