@@ -174,13 +174,18 @@ def test_mano_flame_and_unknown_meshes_are_masked_not_guessed(caplog):
     assert reg.mask[B("LShoulder")] and not reg.mask[B("Nose")] and reg.mask[FACE].all()
 
 
-def test_dynamic_contour_follows_head_yaw():
+def _dynamic_contour_model(seed: int):
+    """A small SMPL-X model with a random 79-row dynamic contour table, and its arrays."""
     arrays = make_arrays("smplx")
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     arrays["dynamic_lmk_faces_idx"] = rng.integers(0, len(arrays["f"]), (79, 17))
     bary = rng.random((79, 17, 3))
     arrays["dynamic_lmk_bary_coords"] = bary / bary.sum(-1, keepdims=True)
-    model = make_model("smplx", arrays=arrays)
+    return make_model("smplx", arrays=arrays), arrays
+
+
+def test_dynamic_contour_follows_head_yaw():
+    model, arrays = _dynamic_contour_model(3)
     reg = KeypointRegressor(model)
     assert reg.dynamic_contour and reg.mask[CONTOUR].all()
     yaw = torch.tensor([-20.0, 0.0, 20.0, 60.0, -60.0], dtype=torch.float64).deg2rad()
@@ -212,12 +217,7 @@ def test_keypoint_model_gives_the_same_keypoints_and_gradients(kind):
     if kind == "open":
         model = bodycapture.load_model(dtype=torch.float64)
     else:
-        arrays = make_arrays("smplx")
-        rng = np.random.default_rng(4)
-        arrays["dynamic_lmk_faces_idx"] = rng.integers(0, len(arrays["f"]), (79, 17))
-        bary = rng.random((79, 17, 3))
-        arrays["dynamic_lmk_bary_coords"] = bary / bary.sum(-1, keepdims=True)
-        model = make_model("smplx", arrays=arrays)
+        model, _ = _dynamic_contour_model(4)
     reg = KeypointRegressor(model)
     sub, sub_reg = keypoint_model(model, reg)
     assert sub.num_vertices == len(reg.vertex_ids()) <= model.num_vertices

@@ -56,7 +56,9 @@ def track_motion(model, params: dict, fps: float) -> Motion:
     dtype, device = model.v_template.dtype, model.v_template.device
     given = {k: torch.as_tensor(np.asarray(v), dtype=dtype, device=device) for k, v in params.items()}
     with torch.no_grad():
-        out = model(**given)
+        # joints and rotations only: a one-vertex model, so that memory does not grow with T x V (a
+        # minute of video posed whole was about 0.3 GB of vertices and more of skinning intermediates)
+        out = model.vertex_subset([0])(**given)
         T = out.rot_mats.shape[0]
         coeffs = out.betas if out.expression is None else torch.cat([out.betas, out.expression], 1)
         rest = (model.joint_template + blend_shapes(coeffs[:1], model.joint_shapedirs)[0]).double().cpu().numpy()
