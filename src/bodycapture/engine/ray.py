@@ -270,8 +270,14 @@ def _start_ray(ray_mod, options: RayOptions) -> None:
     if options.address is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         kwargs["num_cpus"] = max(cpus, (options.workers or 1) * options.cpus_per_task)
-    try:
-        ray_mod.init(address=options.address, **kwargs)
+    import contextlib
+    import io
+
+    from ..quiet import native_stderr_silenced
+
+    try:  # Ray's start-up notices (token authentication, ...) are not ours to show; its errors are
+        with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
+            ray_mod.init(address=options.address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise BodyCaptureError(f"Ray at {options.address or 'a local instance'}: {_one_line(err)}") from None
 

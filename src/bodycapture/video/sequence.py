@@ -161,7 +161,7 @@ class SequenceFitter:
                             for k in FRAME_VARIABLES if k == "pose_latent" or k in sizes}
         self.num_betas = sizes["betas"]
         self.tracks: dict[int, _TrackState] = {}
-        self.seconds = 0.0  # spent in fit_window, still fits included
+        self.seconds = 0.0  # spent in fit(), the key frames' still fits included
         self.frames_fitted = 0
 
     # ------------------------------------------------------------------------------------------------
@@ -257,10 +257,6 @@ class SequenceFitter:
             variables = {k: v.to(self.device, self.dtype) for k, v in variables.items()}
             out.setdefault(t, []).append((frame, variables, result.params["betas"][i].to(self.device, self.dtype)))
         return out
-
-    def _keypoints3d(self, frame: dict[str, Tensor], betas: Tensor) -> Tensor:
-        params = self.objective.body_params({**frame, "betas": betas}, None)
-        return self.objective.keypoint_regressor(self.objective.keypoint_model(**params))
 
     def _hypotheses(self, ids: list[int], W: int, key: dict[int, list]) -> tuple[Tensor, Tensor, Tensor]:
         """The starts of this window, one L-BFGS problem each: (owner (I,) index into ids, frame variables
@@ -414,8 +410,8 @@ def _residuals(projected: np.ndarray, detected: np.ndarray) -> np.ndarray:
     d = np.linalg.norm(projected[:, :25] - detected[:, :25, :2], axis=-1)
     seen = detected[:, :25, 2] > 0
     out = np.full(len(d), np.nan)
-    for t in np.nonzero(seen.any(1))[0]:  # W values, not a hot loop
-        out[t] = float(np.median(d[t][seen[t]]))
+    some = seen.any(1)
+    out[some] = np.nanmedian(np.where(seen, d, np.nan)[some], axis=1)
     return out
 
 
