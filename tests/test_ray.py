@@ -83,6 +83,7 @@ def test_two_workers_give_the_serial_results(photos, cluster, serial):
     assert [s["status"] for s in manifest["shards"].values()] == ["done", "done"]
     assert (photos / "ray" / "index.html").is_file()
     assert "4 images" in report.summary() and "4 fitted" in report.summary()
+    assert "2 shards on Ray" in report.summary() and "images/s" in report.summary()
 
 
 def _kill_shard_workers() -> int:

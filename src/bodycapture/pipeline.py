@@ -172,7 +172,12 @@ class CaptureReport:
                 parts.append(f"{self.count(status)} {word}")
         where = f"results in {self.out}/" if self.count("done") or self.count("skipped") else "nothing written"
         view = f"; to look at them: {self.index}" if self.index is not None else ""
-        return f"{', '.join(parts)}; {where} ({self.seconds:.1f} s){view}"
+        took = f"{self.seconds:.1f} s"
+        if "shards" in self.timings and self.seconds > 0:  # an --engine ray run: its throughput
+            fitted = self.count("done")
+            took += (f", {int(self.timings['shards'])} shards on Ray, {fitted / self.seconds:.2f} images/s, "
+                     f"{sum(i.people_fitted for i in self.images) / self.seconds:.2f} people/s")
+        return f"{', '.join(parts)}; {where} ({took}){view}"
 
 
 @dataclass
