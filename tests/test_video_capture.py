@@ -226,3 +226,12 @@ def test_the_temporal_term_removes_jitter(people):
         assert fit.start == 0 and len(fit.residual_px) == 20
         accel[weight] = acceleration(fit.joints[:, :22])
     assert accel[2.0] < 0.5 * accel[0.0], accel
+
+
+def test_a_missing_clip_is_one_line_before_anything_starts(tmp_path, capsys):
+    from bodycapture.cli import main
+
+    assert main(["fit", str(tmp_path / "nowhere.mp4"), "--out", str(tmp_path / "out")]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"bodycapture: error: {tmp_path / 'nowhere.mp4'}: no such video file or frame folder"]
+    assert not (tmp_path / "out").exists()

@@ -430,6 +430,9 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     is_clip = [is_video(i) or (options.clip and Path(i).is_dir()) for i in items]
     clips = [Path(i) for i, c in zip(items, is_clip) if c]
     photos = [i for i, c in zip(items, is_clip) if not c]
+    missing = [c for c in clips if not c.exists()]
+    if missing:
+        raise BodyCaptureError(f"{missing[0]}: no such video file or frame folder")
     paths = find_images(photos) if photos or not clips else []
     if names is not None and len(names) != len(paths) + len(clips):
         raise ValueError(f"{len(names)} names for {len(paths) + len(clips)} inputs")
