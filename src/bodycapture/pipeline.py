@@ -175,7 +175,8 @@ class CaptureReport:
         took = f"{self.seconds:.1f} s"
         if "shards" in self.timings and self.seconds > 0:  # an --engine ray run: its throughput
             fitted = self.count("done")
-            took += (f", {int(self.timings['shards'])} shards on Ray, {fitted / self.seconds:.2f} images/s, "
+            shards = int(self.timings["shards"])
+            took += (f", {shards} shard{'s' if shards != 1 else ''} on Ray, {fitted / self.seconds:.2f} images/s, "
                      f"{sum(i.people_fitted for i in self.images) / self.seconds:.2f} people/s")
         return f"{', '.join(parts)}; {where} ({took}){view}"
 
