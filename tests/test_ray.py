@@ -150,3 +150,19 @@ def test_without_ray_the_engine_says_how_to_install_it(photos, tmp_path, monkeyp
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and 'pip install "bodycapture[ray]"' in lines[0], err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_impossible_requests_and_clips_are_one_line(photos, cluster, tmp_path):
+    """A task asking for a GPU the cluster does not have would wait for ever: refused up front; clips are
+    not sharded (yet): refused with a line saying so."""
+    from bodycapture.errors import BodyCaptureError
+
+    with pytest.raises(BodyCaptureError, match="--gpus-per-task 1: the Ray cluster has no GPU"):
+        capture_ray(photos / "photos", config=_config(), options=_options(photos, "gpu"), ray=RayOptions(gpus_per_task=1))
+    with pytest.raises(BodyCaptureError, match="--cpus-per-task 64: the Ray cluster has 2 CPUs"):
+        capture_ray(photos / "photos", config=_config(), options=_options(photos, "cpu"), ray=RayOptions(cpus_per_task=64))
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    with pytest.raises(BodyCaptureError, match="fit clips without it"):
+        capture_ray(clip, config=_config(), options=_options(photos, "clip"))
+    assert not (photos / "gpu").exists() or not [p for p in (photos / "gpu").iterdir() if not p.name.startswith(".")]

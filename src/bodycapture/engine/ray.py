@@ -222,6 +222,7 @@ def capture_ray(inputs, model_args: dict | None = None, config=None, options=Non
         if device is not None:
             model_args["device"] = device
         _start_ray(ray_mod, ray_options)
+        _check_resources(ray_mod.cluster_resources(), ray_options)
         remote = ray_mod.remote(num_cpus=ray_options.cpus_per_task, num_gpus=ray_options.gpus_per_task,
                                 max_retries=ray_options.max_retries, retry_exceptions=False)(run_shard)
         bar = _progress(options, sum(len(s["paths"]) for s in pending), "images", "image")
@@ -280,6 +281,17 @@ def _start_ray(ray_mod, options: RayOptions) -> None:
             ray_mod.init(address=options.address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise BodyCaptureError(f"Ray at {options.address or 'a local instance'}: {_one_line(err)}") from None
+
+
+def _check_resources(resources: dict, options: RayOptions) -> None:
+    """A task that asks for more than any the cluster has would wait for ever (Ray keeps it pending):
+    say so instead. resources: ray.cluster_resources()."""
+    cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+    if options.cpus_per_task > cpus:
+        raise BodyCaptureError(f"--cpus-per-task {options.cpus_per_task}: the Ray cluster has {cpus:g} CPUs")
+    if options.gpus_per_task > gpus:
+        raise BodyCaptureError(f"--gpus-per-task {options.gpus_per_task:g}: the Ray cluster has "
+                               f"{'no GPU' if gpus == 0 else f'{gpus:g} GPUs'}")
 
 
 def _one_line(err: BaseException) -> str:
