@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BodyCaptureError
+from .quiet import pin_native_threads
 
 log = logging.getLogger("bodycapture")
 
@@ -331,22 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pin_blas_threads() -> None:
-    """One BLAS/OpenMP thread for numpy (OpenBLAS) and OpenMP, fixed before numpy loads: float32 fits
-    depend on the summation order of the model's float64 set-up products, which depends on how many
-    threads OpenBLAS started with (measured: shape coefficients 0.12 apart on one photo). Ray starts its
-    workers with OMP_NUM_THREADS=1, so a plain run and an --engine ray run give the same numbers only if
-    both start so. torch's threads are still set per run (`--threads`); the detection process is started
-    without the pin. A value the user set is kept."""
-    import os
-
-    if "numpy" not in sys.modules and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = "1"
-        os.environ["BODYCAPTURE_PINNED_OMP"] = "1"  # pipeline.PINNED (not imported here: it imports numpy)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _pin_blas_threads()
+    pin_native_threads()  # before numpy loads: the same numbers as an --engine ray run (quiet.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.WARNING - 10 * min(args.verbose, 2)

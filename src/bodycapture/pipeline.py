@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BodyCaptureError
+from .quiet import PINNED
 from .io.results import MESH_FORMATS
 from .keypoints.mediapipe import IMAGE_SUFFIXES
 
@@ -40,8 +41,6 @@ __all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "Detect
            "choose_threads"]
 
 log = logging.getLogger(__name__)
-
-PINNED = "BODYCAPTURE_PINNED_OMP"  # set by cli.main when it set OMP_NUM_THREADS=1 itself
 
 
 @dataclass
@@ -285,9 +284,9 @@ def prepare_image(path: Path, keypoints: Path | None = None, detector=None, max_
         kp = detector(image)
         kp.source = str(path)
     _check_keypoints(kp, image, path)
-    from .keypoints.layout import MIN_BODY_POINTS
+    from .keypoints.layout import MIN_BODY_POINTS, fittable
 
-    usable = (kp.points[:, :25, 2] > 0).sum(1) >= MIN_BODY_POINTS
+    usable = fittable(kp.points)
     if not usable.all():
         log.warning("%s: %d of %d people have fewer than %d detected body keypoints; not fitted", path,
                     int((~usable).sum()), kp.num_people, MIN_BODY_POINTS)
@@ -336,7 +335,7 @@ class DetectionProcess:
         import sys
 
         env = dict(os.environ)
-        if env.pop(PINNED, None):  # the command's one-thread BLAS pin is for fitting (cli.main), not detection
+        if env.pop(PINNED, None):  # the one-thread BLAS pin is for fitting (quiet.pin_native_threads), not detection
             env.pop("OMP_NUM_THREADS", None)
         self.process = subprocess.Popen([sys.executable, "-m", "bodycapture.detect_worker"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)

@@ -116,11 +116,11 @@ def run_shard(shard: dict, model_args: dict, config, options, run_id: str) -> li
                          options=dataclasses.replace(options, progress=False), detector_factory=detector,
                          names=[n for _, n in todo], index=False)
         reports = {im.name: _image_dict(im) for im in report.images}
+    from ..io.report import folder_summary
+
     for p, n in zip(shard["paths"], shard["names"]):
         if n in earlier:
-            from ..io.report import _folder_summary
-
-            people = _folder_summary(out / n)["people"]
+            people = folder_summary(out / n)["people"]
             reports[n] = _image_dict(ImageReport(Path(p), n, "done", people, people, out / n,
                                                  "written by an earlier attempt of this run"))
     return [reports[n] for n in shard["names"]]

@@ -34,7 +34,7 @@ from ..priors import PosePrior, make_pose_prior
 from .camera import Camera, default_focal, initial_translation
 from .lbfgs import minimize
 from .losses import data_term
-from .objective import Objective, Targets
+from .objective import Objective, Targets, pca_hand_components
 from .quality import FitQuality, assess
 from .schedule import FitConfig, Stage, smpl_stages
 from .start import Starts, make_starts
@@ -394,8 +394,7 @@ def fit(
     state.update(pose_latent=starts.pose_latent.clone(), global_orient=orient, transl=transl)
     state = {k: v[alive] for k, v in state.items()}
     targets = targets.take(alive)
-    hands = [p for p in ("left_hand_pose", "right_hand_pose") if p in free]
-    hand_comps = {p: getattr(model, f"{p}_components") for p in hands} if model.use_pca else {}
+    hand_comps = pca_hand_components(model)
     collision = None
     if config.uses_collision(model):
         collision = CollisionTerm.for_model(model, config.collision, config.ignored_part_pairs)

@@ -29,7 +29,7 @@ from .camera import Camera
 from .losses import bone_direction_term, data_term, jaw_prior, keypoint_weights, l2
 from .schedule import FitConfig, Stage
 
-__all__ = ["Targets", "Objective", "Evaluation", "TERMS"]
+__all__ = ["Targets", "Objective", "Evaluation", "TERMS", "pca_hand_components"]
 
 
 @dataclass
@@ -161,6 +161,15 @@ TERMS: dict[str, Callable[[Evaluation], Tensor | None]] = {
     "data": _data, "body_pose": _body_pose, "bending": _bending, "shape": _shape, "expression": _expression,
     "hand_pose": _hand_pose, "jaw": _jaw, "collision": _collision, "depth": _depth, "world": _world,
 }  # fmt: skip
+
+
+def pca_hand_components(model: BodyModel) -> dict[str, Tensor]:
+    """{hand pose name: its PCA basis (k, 45)} when the model takes hand poses as PCA coefficients, else {}
+    (the hand prior is measured on axis-angle: objective terms decode through these)."""
+    if not model.use_pca:
+        return {}
+    sizes = model.parameter_sizes()
+    return {p: getattr(model, f"{p}_components") for p in ("left_hand_pose", "right_hand_pose") if p in sizes}
 
 
 @dataclass

@@ -227,7 +227,7 @@ def write_animation_report(path: str | Path, model, tracks: list[dict], fps: flo
 # index.html: every result folder under a run's --out, and the photos of this run that failed or had nobody
 
 
-def _folder_summary(folder: Path) -> dict:
+def folder_summary(folder: Path) -> dict:
     """People, doubtful fits and fit seconds of an existing result folder, read from its params.npz."""
     row = {"people": 0, "doubtful": 0, "seconds": None}
     try:
@@ -264,7 +264,7 @@ def index_rows(capture_report) -> list[dict]:
                "seconds": round(im.seconds, 2) if im.status == "done" else None, "folder": None}
         folder = out / im.name
         if im.status in ("done", "skipped") and (folder / "params.npz").is_file():
-            summary = _folder_summary(folder)
+            summary = folder_summary(folder)
             row.update(people=summary["people"], doubtful=summary["doubtful"], folder=im.name,
                        found=max(row["found"], summary["people"]))
             if summary["seconds"] is not None:
@@ -292,7 +292,7 @@ def index_rows(capture_report) -> list[dict]:
                 continue
             if not (folder / "params.npz").is_file():
                 continue
-            summary = _folder_summary(folder)
+            summary = folder_summary(folder)
             rows.append({"name": folder.name, "input": "", "status": "earlier run", "found": None,
                          "folder": folder.name, "people": summary["people"], "doubtful": summary["doubtful"],
                          "seconds": summary["seconds"], "message": summary.get("problem", "")})

@@ -76,3 +76,9 @@ def flip_keypoints(keypoints: np.ndarray, image_width: float) -> np.ndarray:
     return out
 
 MIN_BODY_POINTS = 3  # a person needs this many detected BODY_25 points to be fitted at all
+
+
+def fittable(points):
+    """Whether each person's keypoints (..., 135, 3) (numpy or torch) have at least MIN_BODY_POINTS detected
+    BODY_25 points: (...,) bool."""
+    return (points[..., :25, 2] > 0).sum(-1) >= MIN_BODY_POINTS

@@ -13,14 +13,13 @@ A keypoint a family cannot produce (a face on SMPL, a body on MANO) is masked ou
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.body_model import BodyModel, BodyOutput
+from ..models.body_model import BodyModel, BodyOutput, shallow_copy
 from .layout import BODY_25, CONTOUR, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 
 __all__ = ["KeypointRegressor", "keypoint_model", "SMPLX_VERTEX_IDS", "SMPL_VERTEX_IDS", "MANO_FINGERTIP_IDS"]
@@ -164,11 +163,10 @@ class KeypointRegressor(nn.Module):
         keypoints, the vertex indices renumbered into the subset (every one it reads must be in it)."""
         lookup = torch.full((int(vertex_ids.max()) + 1,), -1, dtype=torch.long, device=vertex_ids.device)
         lookup[vertex_ids] = torch.arange(len(vertex_ids), device=vertex_ids.device)
-        sub = copy.copy(self)
-        sub._parameters, sub._buffers, sub._modules = dict(self._parameters), dict(self._buffers), dict(self._modules)
+        sub = shallow_copy(self)
         names = ["vertex_idx", "lmk_vertices"] + (["dyn_vertices"] if self.dynamic_contour else [])
         for name in names:
-            ids = lookup[getattr(self, name)] if getattr(self, name).numel() else getattr(self, name)
+            ids = lookup[getattr(self, name)]
             if bool((ids < 0).any()):
                 raise ValueError(f"the subset lacks vertices that {name} reads")
             setattr(sub, name, ids)

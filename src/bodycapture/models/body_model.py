@@ -169,8 +169,7 @@ class BodyModel(nn.Module):
         `joint_shapedirs`, which hold the whole mesh's regression). It shares the other buffers with this
         model and has no faces. Moving it to another device or dtype moves only the copy."""
         ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long, device=self.v_template.device)
-        sub = copy.copy(self)
-        sub._parameters, sub._buffers, sub._modules = dict(self._parameters), dict(self._buffers), dict(self._modules)
+        sub = shallow_copy(self)
         sub._levels = list(self._levels)
         sub.v_template = self.v_template[ids]
         sub.shapedirs = self.shapedirs[ids]
@@ -344,6 +343,14 @@ class BodyModel(nn.Module):
             f"{self.description}, num_betas={self.num_betas}, num_expression={self.num_expression}, "
             f"use_pca={self.use_pca}, num_pca_comps={self.num_pca_comps}, flat_hand_mean={self.flat_hand_mean}"
         )
+
+
+def shallow_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` that shares its tensors but has its own parameter, buffer and submodule tables:
+    replacing a buffer of the copy (e.g. a subset of it) leaves the original as it was."""
+    sub = copy.copy(module)
+    sub._parameters, sub._buffers, sub._modules = dict(module._parameters), dict(module._buffers), dict(module._modules)
+    return sub
 
 
 def _choose_count(option: str, requested: int | None, default: int, available: int, data: ModelData) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BodyCaptureError
-from ..keypoints.layout import MIN_BODY_POINTS, NUM_KEYPOINTS
+from ..keypoints.layout import NUM_KEYPOINTS, fittable
 
 __all__ = ["ClipReport", "FrameInfo", "capture_clip", "detected_frames", "write_clip_results"]
 
@@ -84,7 +84,7 @@ def detected_frames(clip_args: dict, detector) -> Iterator[tuple]:
         for frame in clip:
             kp = detector(frame.image)
             kp.source = frame.name
-            usable = (kp.points[:, :25, 2] > 0).sum(1) >= MIN_BODY_POINTS
+            usable = fittable(kp.points)
             if not usable.all():
                 kp = kp.take(np.nonzero(usable)[0])
             yield FrameInfo(frame.index, frame.time, frame.name, tuple(frame.image.shape[:2])), kp

@@ -43,9 +43,9 @@ from ..errors import BodyCaptureError
 from ..fitting.camera import Camera, default_focal, initial_translation
 from ..fitting.fitter import _base_weights, fit
 from ..fitting.lbfgs import LBFGSSettings, minimize
-from ..fitting.objective import Objective, Targets
+from ..fitting.objective import Objective, Targets, pca_hand_components
 from ..fitting.schedule import FitConfig
-from ..keypoints.layout import MIN_BODY_POINTS, NUM_KEYPOINTS
+from ..keypoints.layout import NUM_KEYPOINTS, fittable
 from ..keypoints.regressors import KeypointRegressor, keypoint_model
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
@@ -144,13 +144,13 @@ class SequenceFitter:
         self.regressor = KeypointRegressor(model)
         self.pose_prior = pose_prior or make_pose_prior(self.config.fit.pose_prior, model.parameter_sizes()["body_pose"])
         fast_model, fast_regressor = keypoint_model(model, self.regressor)
-        hand_comps = {}
-        if model.use_pca:
-            hand_comps = {p: getattr(model, f"{p}_components") for p in ("left_hand_pose", "right_hand_pose")
-                          if p in model.parameter_sizes()}
         self.base = _base_weights(self.regressor, self.config.fit, self.dtype)
-        self.objective = Objective(model, self.regressor, self.pose_prior, self.config.fit, self.base, hand_comps, None,
-                                   fast_model, fast_regressor)
+        self.objective = Objective(model, self.regressor, self.pose_prior, self.config.fit, self.base,
+                                   pca_hand_components(model), None, fast_model, fast_regressor)
+        # the clip's one camera: focal (2,) and principal point (2,), expanded per frame where needed
+        self.camera_focal = torch.full((2,), self.focal, dtype=self.dtype, device=self.device)
+        self.camera_center = torch.tensor([self.image_size[1] / 2, self.image_size[0] / 2], dtype=self.dtype,
+                                          device=self.device)
         # key frames are fitted as photos, but without the interpenetration term (the windows have none: it
         # needs the whole mesh; it is 60 % of a still fit's time) and with fewer iterations per stage
         self.key_config = dataclasses.replace(self.config.fit, interpenetration=False, optimizer=dataclasses.replace(
@@ -236,7 +236,7 @@ class SequenceFitter:
         W, every = self.config.window, self.config.key_every
         chosen, images = [], []
         for t, kp in keypoints.items():
-            enough = np.nonzero((kp[:, :25, 2] > 0).sum(1) >= MIN_BODY_POINTS)[0]
+            enough = np.nonzero(fittable(kp))[0]
             if not len(enough):
                 continue
             frames = {int(f) for f in enough if (f % W) % every == every - 1}
@@ -319,15 +319,13 @@ class SequenceFitter:
         N, W = kp.shape[:2]
         flat = kp.reshape(N * W, NUM_KEYPOINTS, 3)
         p0 = self._unpack(torch.cat([betas, x0.reshape(N, -1)], 1), W)
-        focal = torch.full((N * W, 2), self.focal, dtype=self.dtype, device=self.device)
-        center = torch.tensor([self.image_size[1] / 2, self.image_size[0] / 2], dtype=self.dtype,
-                              device=self.device).expand(N * W, 2)
+        focal, center = self.camera_focal.expand(N * W, 2), self.camera_center.expand(N * W, 2)
         with torch.no_grad():
             p_origin = {**p0, "transl": torch.zeros_like(p0["transl"])}
             start_kp = self.objective.keypoint_regressor(self.objective.keypoint_model(
                 **self.objective.body_params(p_origin, None)))[:, :25]
             depth = initial_translation(flat, start_kp, focal, center)[:, 2]
-        seen = (flat[:, :25, 2] > 0).sum(1) >= MIN_BODY_POINTS
+        seen = fittable(flat)
         depth0 = torch.where(seen, depth, p0["transl"][:, 2])
         conf = flat[..., 2] if self.config.fit.use_confidence else (flat[..., 2] > 0).to(self.dtype)
         if world is None:
@@ -376,10 +374,7 @@ class SequenceFitter:
             params = self.objective.body_params(p, None)
             out = self.objective.keypoint_model(**params)
             k3 = self.objective.keypoint_regressor(out)
-            camera = Camera(torch.full((N * W, 2), self.focal, dtype=self.dtype, device=self.device),
-                            torch.tensor([self.image_size[1] / 2, self.image_size[0] / 2], dtype=self.dtype,
-                                         device=self.device).expand(N * W, 2))
-            proj = camera.project(k3)
+            proj = Camera(self.camera_focal.expand(N * W, 2), self.camera_center.expand(N * W, 2)).project(k3)
         if params["body_pose"].dim() == 4:
             params["body_pose"] = matrix_to_axis_angle(params["body_pose"]).reshape(N * W, -1)
         sizes = self.model.parameter_sizes()
