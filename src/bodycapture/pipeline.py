@@ -38,7 +38,7 @@ from .keypoints.mediapipe import IMAGE_SUFFIXES
 
 __all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "DetectionProcess", "capture", "detect_images",
            "find_images", "result_names", "prepare_image", "prepare_or_error", "fit_prepared", "load_fit_model",
-           "choose_threads"]
+           "choose_threads", "skip_existing"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,17 @@ class Prepared:
     keypoints: object  # ImageKeypoints
     focal: float | None = None
     focal_source: str = ""
+
+
+def skip_existing(report, options: CaptureOptions) -> bool:
+    """Mark `report` (an ImageReport or a ClipReport) skipped when its result folder exists and options say
+    not to overwrite it; whether it was."""
+    target = options.out / report.name
+    if target.exists() and not options.overwrite:
+        report.status, report.folder = "skipped", target
+        report.message = f"{target}: exists, skipped (use --overwrite to replace it)"
+        return True
+    return False
 
 
 def find_images(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -455,14 +466,7 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     created = not options.out.exists()
     check_writable(options.out)
     clean_stale_staging(options.out)
-    todo = []
-    for report in reports:
-        target = options.out / report.name
-        if target.exists() and not options.overwrite:
-            report.status, report.folder = "skipped", target
-            report.message = f"{target}: exists, skipped (use --overwrite to replace it)"
-        else:
-            todo.append(report)
+    todo = [report for report in reports if not skip_existing(report, options)]
 
     paths_todo = [r.input for r in todo]
     process = None

@@ -179,7 +179,8 @@ def capture_ray(inputs, model_args: dict | None = None, config=None, options=Non
     """`pipeline.capture` over a Ray cluster (module doc). model_args: `load_fit_model`'s arguments (name,
     gender, dtype, device), loaded on each worker; config: a FitConfig. options: CaptureOptions or its
     fields as keywords. Returns a CaptureReport as `capture` does, in input order."""
-    from ..pipeline import CaptureOptions, CaptureReport, ImageReport, _progress, _write_index, find_images, result_names
+    from ..pipeline import (CaptureOptions, CaptureReport, ImageReport, _progress, _write_index, find_images,
+                            result_names, skip_existing)
 
     start = time.perf_counter()
     ray_options = ray or RayOptions()
@@ -202,11 +203,7 @@ def capture_ray(inputs, model_args: dict | None = None, config=None, options=Non
     reports = {n: ImageReport(p, n) for p, n in zip(paths, names)}
     todo_paths, todo_names = [], []
     for p, n in zip(paths, names):
-        target = options.out / n
-        if target.exists() and not options.overwrite:
-            reports[n].status, reports[n].folder = "skipped", target
-            reports[n].message = f"{target}: exists, skipped (use --overwrite to replace it)"
-        else:
+        if not skip_existing(reports[n], options):
             todo_paths.append(p)
             todo_names.append(n)
     shards = make_shards(todo_paths, todo_names, ray_options.shard_images)

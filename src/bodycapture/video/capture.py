@@ -36,9 +36,6 @@ __all__ = ["ClipReport", "FrameInfo", "capture_clip", "detected_frames", "write_
 
 log = logging.getLogger(__name__)
 
-ANIMATION_FILES = ("npz", "glb", "bvh")
-
-
 @dataclass
 class FrameInfo:
     """A frame of a clip without its pixels: its number in the source, time (s), name and size (H, W)."""
@@ -173,16 +170,14 @@ def capture_clip(source: Path, name: str, model, config, options, detector_facto
     detector_factory: makes the detector in this process (default: MediaPipe in a detection process).
     bar_factory(total, desc, unit): a progress bar. Returns a ClipReport; a clip's own problem (unreadable,
     nobody in it) is its report's status and message, not an exception."""
-    from ..pipeline import DetectionProcess
+    from ..pipeline import DetectionProcess, skip_existing
     from .sequence import SequenceFitter
     from .tracks import Tracker
 
     start = time.perf_counter()
     report = ClipReport(source, name)
     target = options.out / name
-    if target.exists() and not options.overwrite:
-        report.status, report.folder = "skipped", target
-        report.message = f"{target}: exists, skipped (use --overwrite to replace it)"
+    if skip_existing(report, options):
         return report
     clip_args = {"source": str(source), "start": options.start, "end": options.end, "fps": options.fps,
                  "every": options.every, "source_fps": options.source_fps}
