@@ -18,10 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import clips
+import torch
+
 import bodycapture
 from bodycapture.cli import main
 from bodycapture.engine.ray import MANIFEST, RayOptions, capture_ray
-from bodycapture.pipeline import CaptureOptions
+from bodycapture.evaluation.metrics import pa_mpjpe
+from bodycapture.pipeline import CaptureOptions, capture
+from bodycapture.video.sequence import SequenceConfig
 
 ray = pytest.importorskip("ray") if os.environ.get("CI") != "true" else __import__("ray")
 
@@ -152,9 +157,9 @@ def test_without_ray_the_engine_says_how_to_install_it(photos, tmp_path, monkeyp
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-def test_impossible_requests_and_clips_are_one_line(photos, cluster, tmp_path):
-    """A task asking for a GPU the cluster does not have would wait for ever: refused up front; clips are
-    not sharded (yet): refused with a line saying so."""
+def test_impossible_requests_are_one_line(photos, cluster, tmp_path):
+    """A task asking for a GPU the cluster does not have would wait for ever: refused up front; a clip that
+    is not a video is its report's one line."""
     from bodycapture.errors import BodyCaptureError
 
     with pytest.raises(BodyCaptureError, match="--gpus-per-task 1: the Ray cluster has no GPU"):
@@ -163,6 +168,132 @@ def test_impossible_requests_and_clips_are_one_line(photos, cluster, tmp_path):
         capture_ray(photos / "photos", config=_config(), options=_options(photos, "cpu"), ray=RayOptions(cpus_per_task=64))
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x")
-    with pytest.raises(BodyCaptureError, match="fit clips without it"):
-        capture_ray(clip, config=_config(), options=_options(photos, "clip"))
+    report = capture_ray(clip, config=_config(), options=CaptureOptions(out=tmp_path / "clip", progress=False))
+    assert report.clips[0].status == "failed" and "not a readable video" in report.clips[0].message
+    assert not (tmp_path / "clip" / "clip").exists()
     assert not (photos / "gpu").exists() or not [p for p in (photos / "gpu").iterdir() if not p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------------------------------------ clips
+# A synthetic clip (tests/clips.py: two people crossing, a detector that reads the frame number from the
+# grey level) of 32 frames in shards of 16 with windows of 8: two shards, the second with 8 frames of
+# burn-in. The detectors below run in Ray workers, so clips.py and this module are pickled by value.
+CLIP_FRAMES = 32
+CLIP_SEQUENCE = SequenceConfig(window=8, key_every=3, max_iter=30, first_max_iter=60, key_max_iter=15)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    ray.cloudpickle.register_pickle_by_value(clips)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    root = tmp_path_factory.mktemp("rayclip")
+    model = bodycapture.load_model()
+    a, b, kp_a, kp_b = clips.crossing_people(model, CLIP_FRAMES)
+    video = clips._write_video(root / "walk.mp4", CLIP_FRAMES)
+    return root, video, (a, b), (kp_a, kp_b)
+
+
+def _clip_options(root: Path, out: str, **kw) -> CaptureOptions:
+    return CaptureOptions(out=root / out, progress=False, sequence=CLIP_SEQUENCE, min_track_frames=5, threads=1,
+                          overlay_video=False, **kw)
+
+
+def _clip_config():
+    config = bodycapture.FitConfig()
+    config.focal_length = clips.FOCAL
+    return config
+
+
+class LoggingDetector(clips.FakeDetector):
+    """The fake detector, which also leaves a file per frame it detects in `log` (they run in workers);
+    with `broken`, frames from `broken` on are unreadable; with `die`, the first call of all (a marker file
+    says which) kills its worker."""
+
+    def __init__(self, kp, log: Path, broken: int | None = None, die: Path | None = None):
+        super().__init__(*kp)
+        self.log, self.broken, self.die = log, broken, die
+
+    def __call__(self, image):
+        from bodycapture.errors import BodyCaptureError
+
+        i = clips.frame_number(image)
+        if self.broken is not None and i >= self.broken:
+            raise BodyCaptureError(f"frame {i} is unreadable")
+        if self.die is not None and not self.die.exists():
+            self.die.write_text("died")
+            os._exit(1)  # the worker dies mid-shard
+        self.log.mkdir(parents=True, exist_ok=True)
+        (self.log / f"{i}-{time.time_ns()}").touch()
+        return super().__call__(image)
+
+
+def _logged_frames(log: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[0]) for p in log.iterdir()) if log.exists() else []
+
+
+def _joints(z) -> np.ndarray:
+    model = bodycapture.pipeline.load_fit_model()
+    with torch.no_grad():
+        out = model(**{k: torch.as_tensor(z[k], dtype=torch.float32) for k in model.parameter_sizes()})
+    return out.joints[:, :22].double()
+
+
+def _acceleration(joints: np.ndarray) -> np.ndarray:
+    """(T - 2,) mean joint acceleration per frame, mm/frame^2, of joints (T, J, 3) in metres."""
+    return np.linalg.norm(joints[2:] - 2 * joints[1:-1] + joints[:-2], axis=-1).mean(-1) * 1000
+
+
+def test_a_clip_in_shards_on_two_workers_fits_as_the_local_run(clip, cluster):
+    root, video, truth, kp = clip
+    local = capture(video, config=_clip_config(), options=_clip_options(root, "local"),
+                    detector_factory=lambda: clips.FakeDetector(*kp))
+    report = capture_ray(video, config=_clip_config(), options=_clip_options(root, "ray"),
+                         ray=RayOptions(workers=2, shard_frames=16), detector_factory=lambda: clips.FakeDetector(*kp))
+    (mine,), (theirs,) = report.clips, local.clips
+    assert mine.status == "done" and mine.frames == CLIP_FRAMES and report.timings["shards"] == 2
+    assert [(t["id"], t["frames"], t["detected"]) for t in mine.tracks] == \
+        [(t["id"], t["frames"], t["detected"]) for t in theirs.tracks]  # the tracker's ids, over the whole clip
+    assert sorted(p.name for p in mine.folder.iterdir()) == sorted(p.name for p in theirs.folder.iterdir())
+    for track in mine.tracks:
+        z, zl = np.load(mine.folder / f"track_{track['id']}_params.npz"), np.load(theirs.folder / f"track_{track['id']}_params.npz")
+        np.testing.assert_array_equal(z["frame"], zl["frame"])
+        np.testing.assert_array_equal(z["betas"], np.repeat(z["betas"][:1], len(z["betas"]), 0))  # one shape
+        frames = z["frame"]
+        person = min((0, 1), key=lambda i: np.abs(z["keypoints_2d"][:, :25] - kp[i][frames, :25, :2]).mean())
+        true = truth[person].joints[frames, :22].double()
+        err, err_local = (float(pa_mpjpe(_joints(x), true).mean() * 1000) for x in (z, zl))
+        assert err < err_local + 10 and err < 110, f"track {track['id']}: {err:.0f} mm sharded, {err_local:.0f} local"
+        # no seam: around the shards' join (frames 8..15 cross-faded) the motion is as smooth as elsewhere
+        accel, accel_local = (_acceleration(_joints(x).numpy()) for x in (z, zl))
+        join = (frames[1:-1] >= 6) & (frames[1:-1] <= 17)  # accel[i] is at frame i + 1
+        print(f"track {track['id']}: PA-MPJPE {err:.1f} mm sharded, {err_local:.1f} local; acceleration at the "
+              f"join {accel[join].mean():.1f} (local {accel_local[join].mean():.1f}), elsewhere "
+              f"{accel[~join].mean():.1f} ({accel_local[~join].mean():.1f}) mm/frame^2")
+        assert accel[join].mean() < 1.5 * accel_local[join].mean() + 5
+        assert np.median(z["residual_px"]) < 2 * np.median(zl["residual_px"]) + 2
+    manifest = json.loads((root / "ray" / MANIFEST).read_text())
+    assert manifest["clips"]["walk"]["status"] == "done"
+    assert not list((root / "ray" / MANIFEST.parent / "clips").iterdir())  # the job's files are gone
+
+
+def test_a_clip_re_run_after_a_failure_continues_and_a_killed_worker_is_retried(clip, cluster):
+    """First run: the second shard's frames cannot be read -> the clip fails with one line, the first
+    shard's detections stay. Second run: only the second shard's frames are detected, and the first
+    attempt of it dies (its worker killed): Ray retries it, the clip is done."""
+    root, video, truth, kp = clip
+    log = root / "log"
+    options = _clip_options(root, "resume")
+    ray_options = RayOptions(workers=2, shard_frames=16)
+    first = capture_ray(video, config=_clip_config(), options=options, ray=ray_options,
+                        detector_factory=lambda: LoggingDetector(kp, log, broken=16))
+    (failed,) = first.clips
+    assert failed.status == "failed" and "frame 16 is unreadable" in failed.message and "\n" not in failed.message
+    assert not (root / "resume" / "walk").exists()
+    assert _logged_frames(log) == list(range(16))
+    shutil.rmtree(log)
+    again = capture_ray(video, config=_clip_config(), options=options, ray=ray_options,
+                        detector_factory=lambda: LoggingDetector(kp, log, die=root / "died"))
+    assert (root / "died").exists()  # an attempt was killed
+    assert again.clips[0].status == "done" and again.clips[0].frames == CLIP_FRAMES
+    assert _logged_frames(log) == list(range(16, 32))  # the first shard was not detected again
+    assert len(again.clips[0].tracks) == 2

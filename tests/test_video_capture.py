@@ -22,60 +22,13 @@ from bodycapture.keypoints.types import ImageKeypoints
 from bodycapture.pipeline import CaptureOptions, capture
 from bodycapture.video.sequence import SequenceConfig, SequenceFitter, _interpolate, _path
 
-FRAMES, SIZE, FOCAL = 30, (360, 640), 550.0
-SHIFT = 140.0  # px: person A moves from -SHIFT to +SHIFT, person B the other way: they cross mid-clip
-
-
-def _level(i: int) -> int:
-    return 20 + 7 * i  # the grey level of frame i
-
-
-def _write_video(path, frames: int, size=SIZE, fps: float = 30.0):
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
-    for i in range(frames):
-        writer.write(np.full((*size, 3), _level(i), np.uint8))
-    writer.release()
-    return path
-
-
-def _shifted(points: np.ndarray, dx: float) -> np.ndarray:
-    out = points.copy()
-    seen = out[..., 2] > 0
-    out[..., 0] = np.where(seen, out[..., 0] + dx, 0.0)
-    return out
+from clips import FOCAL, FRAMES, SIZE, FakeDetector, _level, _write_video, crossing_people
 
 
 @pytest.fixture(scope="module")
 def people():
     """Two synthetic people (two held-out clips, one shape each), moved so that they cross."""
-    model = bodycapture.load_model()
-    a = synthetic_clip(model, "16_11", seed=1, image_size=SIZE, focal=FOCAL, frames=FRAMES)
-    b = synthetic_clip(model, "16_08", seed=2, image_size=SIZE, focal=FOCAL, frames=FRAMES)
-    dx = np.linspace(-SHIFT, SHIFT, FRAMES)
-    kp_a = np.stack([_shifted(k.points[0], d) for k, d in zip(a.keypoints, dx)])
-    kp_b = np.stack([_shifted(k.points[0], -d) for k, d in zip(b.keypoints, dx)])
-    return a, b, kp_a, kp_b
-
-
-class FakeDetector:
-    """Returns the synthetic people of the frame whose grey level it sees (boxes from their keypoints)."""
-
-    def __init__(self, kp_a, kp_b, people=2):
-        self.kp = [kp_a, kp_b][:people]
-
-    def __call__(self, image):
-        i = int(round((float(image.mean()) - 20) / 7))
-        points = np.stack([k[i] for k in self.kp]) if self.kp else np.zeros((0, NUM_KEYPOINTS, 3))
-        boxes = []
-        for p in points:
-            seen = p[p[:, 2] > 0, :2]
-            boxes.append(np.concatenate([seen.min(0), seen.max(0)]))
-        return ImageKeypoints(points, SIZE, None, "fake", np.array(boxes).reshape(-1, 4), np.ones(len(points)))
-
-    def close(self):
-        pass
+    return crossing_people(bodycapture.load_model())
 
 
 SEQUENCE = SequenceConfig(window=10, key_every=3, max_iter=30, first_max_iter=60, key_max_iter=15)

@@ -129,7 +129,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         from .engine.ray import RayOptions, capture_ray
 
         ray = RayOptions(address=args.address, workers=args.workers, cpus_per_task=args.cpus_per_task,
-                         gpus_per_task=args.gpus_per_task, shard_images=args.shard_images)
+                         gpus_per_task=args.gpus_per_task, shard_images=args.shard_images,
+                         shard_frames=args.shard_frames)
         model_args = {"name": args.model, "gender": args.gender, "dtype": torch.float64 if args.float64 else None}
         report = capture_ray(args.input, model_args, _fit_config(args), options, ray)
         return _report(report, args.quiet)
@@ -291,14 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--smoothness", type=float, metavar="W",
                        help="weight of the temporal (3D acceleration) term (default 2; 0: none)")
     video.add_argument("--no-overlay-video", action="store_true", help="skip overlay.mp4")
-    scale = fitp.add_argument_group("scale-out", "photos fitted as tasks on a Ray cluster (pip install \"bodycapture[ray]\")")
+    scale = fitp.add_argument_group("scale-out", "photos and clips fitted as tasks on a Ray cluster "
+                                    "(pip install \"bodycapture[ray]\")")
     scale.add_argument("--engine", choices=["local", "ray"], default="local",
-                       help="'ray': shards of photos as Ray tasks, resumable (default: local)")
+                       help="'ray': shards of photos and of clips' frames as Ray tasks, resumable (default: local)")
     scale.add_argument("--address", help="a running Ray cluster (e.g. auto, or HEAD:6379); default: a local one")
     scale.add_argument("--workers", type=_positive_int, help="tasks at once (default: the cluster's CPUs / --cpus-per-task)")
     scale.add_argument("--cpus-per-task", type=_positive_int, default=1, help="CPUs (and torch threads) per task")
     scale.add_argument("--gpus-per-task", type=float, default=0.0, help="GPUs per task (it then fits on cuda)")
     scale.add_argument("--shard-images", type=_positive_int, default=8, help="photos per task")
+    scale.add_argument("--shard-frames", type=_positive_int, default=320,
+                       help="frames of a clip per task (whole windows; each shard fits one window more)")
     fitp.set_defaults(func=_cmd_fit)
 
     evalp = sub.add_parser("eval", parents=[common], help="score the fitter on the synthetic suite or an EHF-like folder")

@@ -552,15 +552,10 @@ def _model_and_config(model, config, options: CaptureOptions, concurrent_detecti
 def _run_clips(clips: list[tuple[Path, str]], model, config, options: CaptureOptions, detector_factory=None) -> list:
     """Fit each clip (video/capture.py), one after the other; returns their ClipReports. detector_factory:
     as capture's (None: MediaPipe in a detection process)."""
-    import dataclasses
-
     from .video.capture import capture_clip
-    from .video.sequence import SequenceConfig
 
     model, config = _model_and_config(model, config, options, concurrent_detection=True)
-    sequence = options.sequence() if callable(options.sequence) else options.sequence
-    sequence = sequence if sequence is not None else SequenceConfig()
-    sequence = dataclasses.replace(sequence, fit=config)
+    sequence = sequence_config(options, config)
     out = []
     for path, name in clips:
         clip = capture_clip(path, name, model, sequence, options, detector_factory,
@@ -570,6 +565,17 @@ def _run_clips(clips: list[tuple[Path, str]], model, config, options: CaptureOpt
             log.info("%s: %d frames, %d tracks, %.1f s (%s)", path, clip.frames, len(clip.tracks), clip.seconds,
                      ", ".join(f"{k} {v:.1f} s" for k, v in clip.timings.items()))
     return out
+
+
+def sequence_config(options: CaptureOptions, config):
+    """The SequenceConfig of the options (`options.sequence`: one, a function that makes one, or None for
+    the defaults) with `config` (a FitConfig) as its still fit."""
+    import dataclasses
+
+    from .video.sequence import SequenceConfig
+
+    sequence = options.sequence() if callable(options.sequence) else options.sequence
+    return dataclasses.replace(sequence if sequence is not None else SequenceConfig(), fit=config)
 
 
 def _write_index(report: CaptureReport) -> None:

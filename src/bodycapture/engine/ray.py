@@ -48,19 +48,21 @@ class RayOptions:
     """address: a running cluster ("auto", "ray://host:10001", "host:6379"); None starts a local instance
     on this machine. workers: tasks at once (default: as many as the cluster's CPUs allow).
     cpus_per_task: CPUs a task asks for, and its torch threads. gpus_per_task: GPUs a task asks for (it then
-    fits on "cuda"). shard_images: photos per task. max_retries: further attempts of a task whose worker
-    died."""
+    fits on "cuda"). shard_images: photos per task. shard_frames: frames of a clip per task (whole windows
+    of the sequence fit; engine/ray_clips.py). max_retries: further attempts of a task whose worker died."""
 
     address: str | None = None
     workers: int | None = None
     cpus_per_task: int = 1
     gpus_per_task: float = 0.0
     shard_images: int = 8
+    shard_frames: int = 320  # 10 windows: one window of burn-in per shard is 10 % more fitting
     max_retries: int = 2
 
     def validate(self) -> None:
-        if self.cpus_per_task < 1 or self.shard_images < 1 or self.max_retries < 0:
-            raise BodyCaptureError("cpus_per_task and shard_images must be at least 1, max_retries at least 0")
+        if min(self.cpus_per_task, self.shard_images, self.shard_frames) < 1 or self.max_retries < 0:
+            raise BodyCaptureError("cpus_per_task, shard_images and shard_frames must be at least 1, max_retries at "
+                                   "least 0")
         if self.workers is not None and self.workers < 1:
             raise BodyCaptureError(f"workers must be at least 1, got {self.workers}")
         if not self.gpus_per_task >= 0:
@@ -87,7 +89,7 @@ def make_shards(paths: list[Path], names: list[str], size: int) -> list[dict]:
     return shards
 
 
-def run_shard(shard: dict, model_args: dict, config, options, run_id: str) -> list[dict]:
+def run_shard(shard: dict, model_args: dict, config, options, run_id: str, detector_factory=None) -> list[dict]:
     """One shard, on a Ray worker: `pipeline.capture` on its photos (detection in this process, torch
     threads = options.threads), results written into options.out. Returns each photo's report as a dict,
     in the shard's order. A retried attempt (its marker exists) leaves alone the photos that an earlier
@@ -106,12 +108,7 @@ def run_shard(shard: dict, model_args: dict, config, options, run_id: str) -> li
     todo = [(p, n) for p, n in zip(shard["paths"], shard["names"]) if n not in earlier]
     reports = {}
     if todo:
-        detector = None
-        if options.keypoints is None:
-            from ..keypoints.mediapipe import MediaPipeDetector
-
-            limits = {"max_people": options.max_people, "min_height": options.min_height, "thorough": options.thorough}
-            detector = lambda: MediaPipeDetector(**limits)  # noqa: E731 - in this process: no extra core
+        detector = None if options.keypoints is not None else detector_factory or inline_detector(options)
         report = capture([Path(p) for p, _ in todo], model=lambda: _cached_model(**model_args), config=config,
                          options=dataclasses.replace(options, progress=False), detector_factory=detector,
                          names=[n for _, n in todo], index=False)
@@ -124,6 +121,15 @@ def run_shard(shard: dict, model_args: dict, config, options, run_id: str) -> li
             reports[n] = _image_dict(ImageReport(Path(p), n, "done", people, people, out / n,
                                                  "written by an earlier attempt of this run"))
     return [reports[n] for n in shard["names"]]
+
+
+def inline_detector(options):
+    """A factory of the MediaPipe detector with the options' limits, run in the task's own process (no
+    detection process: a task uses only the cores it asked for)."""
+    from ..keypoints.mediapipe import MediaPipeDetector
+
+    limits = {"max_people": options.max_people, "min_height": options.min_height, "thorough": options.thorough}
+    return lambda: MediaPipeDetector(**limits)
 
 
 def _written_since(folder: Path, since: float) -> bool:
@@ -175,12 +181,14 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 
 
 def capture_ray(inputs, model_args: dict | None = None, config=None, options=None, ray: RayOptions | None = None,
-                **kwargs):
-    """`pipeline.capture` over a Ray cluster (module doc). model_args: `load_fit_model`'s arguments (name,
-    gender, dtype, device), loaded on each worker; config: a FitConfig. options: CaptureOptions or its
-    fields as keywords. Returns a CaptureReport as `capture` does, in input order."""
-    from ..pipeline import (CaptureOptions, CaptureReport, ImageReport, _progress, _write_index, find_images,
-                            result_names, skip_existing)
+                detector_factory=None, **kwargs):
+    """`pipeline.capture` over a Ray cluster (module doc; clips: engine/ray_clips.py). model_args:
+    `load_fit_model`'s arguments (name, gender, dtype, device), loaded on each worker; config: a FitConfig.
+    options: CaptureOptions or its fields as keywords. detector_factory: makes the detector in each task
+    (default: MediaPipe with the options' limits; it is sent to the workers, so it must pickle).
+    Returns a CaptureReport as `capture` does, in input order."""
+    from ..pipeline import CaptureOptions, CaptureReport, ImageReport, _write_index, find_images, result_names
+    from ..video.frames import is_video
 
     start = time.perf_counter()
     ray_options = ray or RayOptions()
@@ -189,17 +197,57 @@ def capture_ray(inputs, model_args: dict | None = None, config=None, options=Non
     options.out = Path(options.out)
     options.validate()
     ray_mod = import_ray()
-    from ..video.frames import is_video
-
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    if any(is_video(i) or (options.clip and Path(i).is_dir()) for i in items):
-        raise BodyCaptureError("--engine ray fits photos and folders of photos; fit clips without it")
-    paths = find_images(items)
-    names = result_names(paths)
+    is_clip = [is_video(i) or (options.clip and Path(i).is_dir()) for i in items]
+    clips = [Path(i) for i, c in zip(items, is_clip) if c]
+    missing = [c for c in clips if not c.exists()]
+    if missing:
+        raise BodyCaptureError(f"{missing[0]}: no such video file or frame folder")
+    if clips and options.keypoints is not None:
+        raise BodyCaptureError(f"{clips[0]}: --keypoints is for photos; clips are detected")
+    photos = [i for i, c in zip(items, is_clip) if not c]
+    paths = find_images(photos) if photos or not clips else []
+    names = result_names(paths + clips)
     from ..io.results import check_writable, clean_stale_staging
 
     check_writable(options.out)
     clean_stale_staging(options.out)
+    device = "cuda" if ray_options.gpus_per_task > 0 else options.device
+    task_options = dataclasses.replace(options, threads=ray_options.cpus_per_task, device=device, progress=False)
+    model_args = dict(model_args or {})
+    if device is not None:
+        model_args["device"] = device
+
+    def started():
+        _start_ray(ray_mod, ray_options)
+        _check_resources(ray_mod.cluster_resources(), ray_options)
+        return ray_mod
+
+    images, shards, failed = _photos_on_ray(paths, names[: len(paths)], model_args, config, options, task_options,
+                                            ray_options, started, detector_factory)
+    report = CaptureReport(images, options.out, time.perf_counter() - start)
+    if clips:
+        from .ray_clips import capture_clip_ray
+
+        for path, name in zip(clips, names[len(paths):]):
+            clip = capture_clip_ray(path, name, model_args, config, options, task_options, ray_options, started,
+                                    detector_factory)
+            report.clips.append(clip)
+            shards += int(clip.timings.get("shards", 0))
+            failed += int(clip.timings.get("shards_failed", 0))
+    report.seconds = time.perf_counter() - start
+    report.timings["shards"] = float(shards)
+    report.timings["shards_failed"] = float(failed)
+    if options.report and (report.count("done") or report.count("skipped")):
+        _write_index(report)
+    return report
+
+
+def _photos_on_ray(paths, names, model_args, config, options, task_options, ray_options, started,
+                   detector_factory) -> tuple[list, int, int]:
+    """The photos' part of `capture_ray`: -> (ImageReports in input order, shards, shards failed)."""
+    from ..pipeline import ImageReport, _progress, skip_existing
+
     reports = {n: ImageReport(p, n) for p, n in zip(paths, names)}
     todo_paths, todo_names = [], []
     for p, n in zip(paths, names):
@@ -210,38 +258,23 @@ def capture_ray(inputs, model_args: dict | None = None, config=None, options=Non
     manifest = _read_manifest(options.out)
     run_id = f"{os.getpid()}-{int(time.time())}"
     pending = [s for s in shards if manifest["shards"].get(s["id"], {}).get("status") != "done"]
-    failed_shards: list[dict] = []
+    failed = 0
     if pending:
-        threads = ray_options.cpus_per_task
-        device = "cuda" if ray_options.gpus_per_task > 0 else options.device
-        task_options = dataclasses.replace(options, threads=threads, device=device, progress=False)
-        model_args = dict(model_args or {})
-        if device is not None:
-            model_args["device"] = device
-        _start_ray(ray_mod, ray_options)
-        _check_resources(ray_mod.cluster_resources(), ray_options)
-        remote = ray_mod.remote(num_cpus=ray_options.cpus_per_task, num_gpus=ray_options.gpus_per_task,
-                                max_retries=ray_options.max_retries, retry_exceptions=False)(run_shard)
+        ray_mod = started()
+        remote = remote_task(ray_mod, run_shard, ray_options)
         bar = _progress(options, sum(len(s["paths"]) for s in pending), "images", "image")
-        limit = ray_options.workers or max(1, int(ray_mod.cluster_resources().get("CPU", 1) // ray_options.cpus_per_task))
-        waiting = list(pending)
-        running: dict = {}
+        calls = [(s["id"], (s, model_args, config, task_options, run_id, detector_factory)) for s in pending]
+        by_id = {s["id"]: s for s in pending}
         try:
-            while waiting or running:
-                while waiting and len(running) < limit:
-                    shard = waiting.pop(0)
-                    running[remote.remote(shard, model_args, config, task_options, run_id)] = shard
-                done, _ = ray_mod.wait(list(running), num_returns=1)
-                shard = running.pop(done[0])
-                try:
-                    images = ray_mod.get(done[0])
+            for key, images, reason in run_tasks(ray_mod, remote, calls, task_limit(ray_mod, ray_options)):
+                shard = by_id[key]
+                if reason is None:
                     manifest["shards"][shard["id"]] = {"status": "done", "names": shard["names"], "images": images}
                     for d in images:
                         reports[d["name"]] = _image_report(d)
-                except ray_mod.exceptions.RayError as err:
-                    reason = _one_line(err)
+                else:
                     manifest["shards"][shard["id"]] = {"status": "failed", "names": shard["names"], "error": reason}
-                    failed_shards.append({"id": shard["id"], "error": reason})
+                    failed += 1
                     for n in shard["names"]:
                         reports[n].status, reports[n].message = "failed", f"{reports[n].input}: shard failed: {reason}"
                 _write_manifest(options.out, manifest)
@@ -253,12 +286,37 @@ def capture_ray(inputs, model_args: dict | None = None, config=None, options=Non
         if shard not in pending and entry.get("status") == "done":
             for d in entry.get("images", []):
                 reports[d["name"]] = _image_report(d)
-    report = CaptureReport([reports[n] for n in names], options.out, time.perf_counter() - start)
-    report.timings["shards"] = float(len(shards))
-    report.timings["shards_failed"] = float(len(failed_shards))
-    if options.report and (report.count("done") or report.count("skipped")):
-        _write_index(report)
-    return report
+    return [reports[n] for n in names], len(shards), failed
+
+
+def task_limit(ray_mod, options: RayOptions) -> int:
+    """Tasks at once: `workers`, else as many as the cluster's CPUs allow."""
+    return options.workers or max(1, int(ray_mod.cluster_resources().get("CPU", 1) // options.cpus_per_task))
+
+
+def remote_task(ray_mod, function, options: RayOptions):
+    """`function` as a Ray task with the run's resources and retries."""
+    return ray_mod.remote(num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task,
+                          max_retries=options.max_retries, retry_exceptions=False)(function)
+
+
+def run_tasks(ray_mod, remote, calls: list[tuple], limit: int):
+    """Submit `remote.remote(*args)` for each (key, args) in `calls`, at most `limit` running at once;
+    yield (key, result, None) as each finishes, or (key, None, reason) when Ray gave up on it (its worker
+    died more often than the retries allow, or it raised)."""
+    waiting = list(calls)
+    running: dict = {}
+    while waiting or running:
+        while waiting and len(running) < limit:
+            key, args = waiting.pop(0)
+            running[remote.remote(*args)] = key
+        done, _ = ray_mod.wait(list(running), num_returns=1)
+        key = running.pop(done[0])
+        try:
+            result, reason = ray_mod.get(done[0]), None
+        except ray_mod.exceptions.RayError as err:
+            result, reason = None, _one_line(err)
+        yield key, result, reason
 
 
 def _start_ray(ray_mod, options: RayOptions) -> None:

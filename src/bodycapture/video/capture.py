@@ -32,7 +32,8 @@ import numpy as np
 from ..errors import BodyCaptureError
 from ..keypoints.layout import NUM_KEYPOINTS, fittable
 
-__all__ = ["ClipReport", "FrameInfo", "capture_clip", "detected_frames", "write_clip_results"]
+__all__ = ["ClipFitting", "ClipReport", "FrameInfo", "capture_clip", "detected_frames", "finish_clip", "keep_tracks",
+           "link", "track_arrays", "write_clip_results"]
 
 log = logging.getLogger(__name__)
 
@@ -139,25 +140,74 @@ def _fit_chunk(fitter, chunk: list[tuple[int, FrameInfo, object, np.ndarray]], t
         track.keypoints.append(points[t][f.start:])
 
 
-def _finished_tracks(tracks: dict[int, _Track], min_frames: int) -> dict[int, dict]:
-    """Each track with at least `min_frames` detected frames, trimmed to its first..last detection:
-    {id: {"frames", "positions", "times", "params", "keypoints", "keypoints_2d", "residual_px", "detected"}}."""
+class ClipFitting:
+    """Feeds a clip's frames, in order, to a SequenceFitter: every `2 window` frames the tracks seen in
+    them are fitted (`_fit_chunk`), and tracks unseen for longer than the tracker's `max_gap` are ended.
+    add(position, frame, keypoints, track ids) per frame, then finish() -> {track id: _Track}."""
+
+    def __init__(self, fitter, max_gap: int):
+        self.fitter, self.max_gap = fitter, max_gap
+        self.chunk: list = []
+        self.tracks: dict[int, _Track] = {}
+        self.seen_last: dict[int, int] = {}
+        self.seconds = 0.0
+
+    def add(self, position: int, frame: FrameInfo, kp, ids: np.ndarray) -> None:
+        for t in ids:
+            self.seen_last[int(t)] = position
+        self.chunk.append((position, frame, kp, ids))
+        if len(self.chunk) == 2 * self.fitter.config.window:
+            self._flush()
+            for t in [t for t, last in self.seen_last.items() if position + 1 - last > self.max_gap + 1]:
+                self.fitter.end_track(t)  # gone: its id is never given again
+                self.seen_last.pop(t)
+
+    def finish(self) -> dict[int, _Track]:
+        self._flush()
+        return self.tracks
+
+    def _flush(self) -> None:
+        tick = time.perf_counter()
+        _fit_chunk(self.fitter, self.chunk, self.tracks)
+        self.seconds += time.perf_counter() - tick
+        self.chunk = []
+
+
+def link(tracker, position: int, kp) -> np.ndarray:
+    """(P,) the track ids of a frame's people (tracks.py), boxes from the detector or the keypoints."""
+    if not kp.num_people:
+        return np.zeros(0, dtype=np.int64)
+    boxes = kp.boxes if kp.boxes is not None else np.stack([_box(p) for p in kp.points])
+    return tracker.update(position, boxes, kp.points)
+
+
+def track_arrays(tracks: dict[int, _Track]) -> dict[int, dict]:
+    """Each track's fitted frames as arrays: {id: {"frames", "positions", "times", "params", "keypoints",
+    "keypoints_2d", "residual_px", "detected"}} (every frame fitted, untrimmed)."""
     from .sequence import TrackFit
 
     out = {}
     for t, track in sorted(tracks.items()):
         fit = TrackFit.concatenate(track.pieces)
-        detected = fit.detected
+        out[t] = {"frames": np.asarray(track.frames), "positions": np.asarray(track.positions),
+                  "times": np.asarray(track.times), "params": fit.params,
+                  "keypoints": np.concatenate(track.keypoints), "keypoints_2d": fit.keypoints_2d,
+                  "residual_px": fit.residual_px, "detected": fit.detected}
+    return out
+
+
+def keep_tracks(tracks: dict[int, dict], min_frames: int) -> dict[int, dict]:
+    """The tracks (`track_arrays`) with at least `min_frames` detected frames, trimmed to their first..last
+    detection."""
+    out = {}
+    for t, track in sorted(tracks.items()):
+        detected = track["detected"]
         if detected.sum() < min_frames:
             log.info("track %d: detected in %d frames (< %d), dropped", t, int(detected.sum()), min_frames)
             continue
         seen = np.nonzero(detected)[0]
         keep = slice(int(seen[0]), int(seen[-1]) + 1)
-        out[t] = {"frames": np.asarray(track.frames)[keep], "positions": np.asarray(track.positions)[keep],
-                  "times": np.asarray(track.times)[keep],
-                  "params": {k: v[keep] for k, v in fit.params.items()},
-                  "keypoints": np.concatenate(track.keypoints)[keep], "keypoints_2d": fit.keypoints_2d[keep],
-                  "residual_px": fit.residual_px[keep], "detected": detected[keep]}
+        out[t] = {k: ({n: a[keep] for n, a in v.items()} if k == "params" else v[keep]) for k, v in track.items()}
     return out
 
 
@@ -189,7 +239,6 @@ def capture_clip(source: Path, name: str, model, config, options, detector_facto
     else:
         stream = _inline_frames(clip_args, detector_factory)
     timings = {"detect": 0.0, "fit": 0.0, "write": 0.0}
-    tracks: dict[int, _Track] = {}
     bar = None
     try:
         tick = time.perf_counter()
@@ -202,10 +251,8 @@ def capture_clip(source: Path, name: str, model, config, options, detector_facto
         size = tuple(int(s) for s in info["size"])
         fitter = SequenceFitter(model, config, size)
         tracker = Tracker()
-        chunk_frames = 2 * config.window
-        chunk: list = []
+        fitting = ClipFitting(fitter, tracker.config.max_gap)
         bar = bar_factory(info["count"], f"{name}: frames", "frame") if bar_factory else None
-        seen_last: dict[int, int] = {}
         position = 0
         while True:
             tick = time.perf_counter()
@@ -217,40 +264,35 @@ def capture_clip(source: Path, name: str, model, config, options, detector_facto
                     return report
                 break
             frame, kp = item
-            people = kp.num_people
-            boxes = kp.boxes if kp.boxes is not None else np.stack([_box(p) for p in kp.points]) if people else None
-            ids = tracker.update(position, boxes, kp.points) if people else np.zeros(0, dtype=np.int64)
-            for t in ids:
-                seen_last[int(t)] = position
-            chunk.append((position, frame, kp, ids))
+            fitting.add(position, frame, kp, link(tracker, position, kp))
             position += 1
             report.frames += 1
-            if len(chunk) == chunk_frames:
-                tick = time.perf_counter()
-                _fit_chunk(fitter, chunk, tracks)
-                timings["fit"] += time.perf_counter() - tick
-                chunk = []
-                for t in [t for t, last in seen_last.items() if position - last > tracker.config.max_gap + 1]:
-                    fitter.end_track(t)  # gone: its id is never given again
-                    seen_last.pop(t)
             if bar is not None:
                 bar.update(1)
-        tick = time.perf_counter()
-        _fit_chunk(fitter, chunk, tracks)
-        timings["fit"] += time.perf_counter() - tick
+        tracks = fitting.finish()
+        timings["fit"] = fitting.seconds
     finally:
         if bar is not None:
             bar.close()
         if process is not None:
             process.close()
-    kept = _finished_tracks(tracks, options.min_track_frames)
+    return finish_clip(report, track_arrays(tracks), model, fitter.focal, size, options, clip_args, timings, start,
+                       bar_factory)
+
+
+def finish_clip(report: ClipReport, tracks: dict[int, dict], model, focal: float, size: tuple[int, int], options,
+                clip_args: dict, timings: dict, start: float, bar_factory=None) -> ClipReport:
+    """The end of a clip's capture (here and on Ray, engine/ray.py): keep the tracks seen long enough
+    (`keep_tracks`), write the result folder and clip.json, complete the report. tracks: `track_arrays`."""
+    source, target = report.input, options.out / report.name
+    kept = keep_tracks(tracks, options.min_track_frames)
     if not kept:
         report.status = "empty"
         report.message = (f"{source}: no person found in {report.frames} frames" if not tracks else
                           f"{source}: nobody tracked for {options.min_track_frames} frames or more")
         return report
     tick = time.perf_counter()
-    report.folder = write_clip_results(target, source, model, kept, fitter.focal, size, report.fps, options, clip_args,
+    report.folder = write_clip_results(target, source, model, kept, focal, size, report.fps, options, clip_args,
                                        bar_factory)
     timings["write"] = time.perf_counter() - tick
     report.tracks = [{"id": t, "first_frame": int(k["frames"][0]), "last_frame": int(k["frames"][-1]),
@@ -273,7 +315,7 @@ def _write_summary(report: ClipReport) -> None:
 
 def write_clip_results(target: Path, source: Path, model, tracks: dict[int, dict], focal: float,
                        size: tuple[int, int], fps: float, options, clip_args: dict, bar_factory=None) -> Path:
-    """Write a clip's result folder atomically (module doc, step 4). tracks: `_finished_tracks`' output."""
+    """Write a clip's result folder atomically (module doc, step 4). tracks: `keep_tracks`' output."""
     from ..io.animation import track_motion, write_amass_npz, write_bvh, write_gltf
     from ..io.results import result_folder
 

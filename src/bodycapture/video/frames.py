@@ -84,7 +84,7 @@ class Clip:
     """
 
     def __init__(self, source: str | Path, start: float = 0.0, end: float | None = None, fps: float | None = None,
-                 every: int = 1, source_fps: float | None = None):
+                 every: int = 1, source_fps: float | None = None, positions: tuple[int, int] | None = None):
         self.source = Path(source)
         if every < 1:
             raise BodyCaptureError(f"every must be at least 1, got {every}")
@@ -109,6 +109,11 @@ class Clip:
         if not self.frames:
             raise BodyCaptureError(f"{self.source}: no frame between {start} and {end} s "
                                    f"({total} frames at {self.source_fps:g} fps)")
+        if positions is not None:  # a shard of the clip: its selected frames [a, b) only
+            a, b = int(positions[0]), int(positions[1])
+            if not 0 <= a < b <= len(self.frames):
+                raise BodyCaptureError(f"{self.source}: frames {a}..{b} are outside the clip's {len(self.frames)}")
+            self.frames = self.frames[a:b]
         self.fps = (min(fps, self.source_fps) if fps else self.source_fps) / every
 
     @property
@@ -185,9 +190,10 @@ class Clip:
 
 
 def open_clip(source: str | Path, start: float = 0.0, end: float | None = None, fps: float | None = None,
-              every: int = 1, source_fps: float | None = None) -> Clip:
+              every: int = 1, source_fps: float | None = None, positions: tuple[int, int] | None = None) -> Clip:
     """A clip to stream: a video file or a folder of numbered frames. start, end: seconds (end excluded);
     fps: resample to this rate (nearest frames; never above the source's); every: then keep every N-th;
-    source_fps: the rate of a frame folder (default 30) or to override a video's. Raises BodyCaptureError
+    source_fps: the rate of a frame folder (default 30) or to override a video's; positions (a, b): only the
+    a-th to (b-1)-th of the frames selected so (a shard of the clip; the rate stays the clip's). Raises BodyCaptureError
     with a one-line reason when the clip cannot be read or the window holds no frame."""
-    return Clip(source, start, end, fps, every, source_fps)
+    return Clip(source, start, end, fps, every, source_fps, positions)

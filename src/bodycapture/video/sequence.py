@@ -121,6 +121,7 @@ class _TrackState:
     velocity: Tensor  # (3,) translation per frame at the end of the last window
     context: Tensor  # (C, 135, 3) 3D keypoints of the last C frames
     new: bool = False  # started from a still fit, no window fitted yet
+    free_shape: bool = True  # its shape is fitted in its first window (not given: `set_shape`)
 
 
 class SequenceFitter:
@@ -161,6 +162,7 @@ class SequenceFitter:
                             for k in FRAME_VARIABLES if k == "pose_latent" or k in sizes}
         self.num_betas = sizes["betas"]
         self.tracks: dict[int, _TrackState] = {}
+        self.shapes: dict[int, Tensor] = {}  # shapes given for tracks (set_shape), fixed from their first window
         self.seconds = 0.0  # spent in fit(), the key frames' still fits included
         self.frames_fitted = 0
 
@@ -182,9 +184,9 @@ class SequenceFitter:
             window_keys = {t: [(f - s, v, b) for f, v, b in k if s <= f < e] for t, k in keys.items()}
             for t, k in window_keys.items():
                 if t not in self.tracks and k:
-                    self.tracks[t] = _TrackState(k[0][2], k[0][1], torch.zeros_like(k[0][1]["transl"]),
+                    self.tracks[t] = _TrackState(self.shapes.get(t, k[0][2]), k[0][1], torch.zeros_like(k[0][1]["transl"]),
                                                  torch.zeros(0, NUM_KEYPOINTS, 3, dtype=self.dtype, device=self.device),
-                                                 new=True)
+                                                 new=True, free_shape=t not in self.shapes)
             ids = [t for t in keypoints if t in self.tracks]
             if not ids:
                 continue
@@ -200,6 +202,28 @@ class SequenceFitter:
     def end_track(self, track: int) -> None:
         """Forget a track (it left the clip); the same id given later starts a new track."""
         self.tracks.pop(track, None)
+        self.shapes.pop(track, None)
+
+    def set_shape(self, track: int, betas) -> None:
+        """Give a track's shape (S,) before it starts: it is never fitted (a clip fitted in shards uses
+        the shape its first window gave, video/shards.py)."""
+        if track in self.tracks:
+            raise ValueError(f"track {track} has started; its shape is set before its first window")
+        self.shapes[track] = torch.as_tensor(np.asarray(betas), dtype=self.dtype, device=self.device).reshape(-1)
+
+    def shape(self, track: int) -> np.ndarray:
+        """(S,) a started track's shape."""
+        return self.tracks[track].betas.cpu().numpy()
+
+    def project(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's keypoints in the image (T, 135, 2) for per-frame parameters in SMPL-X names
+        ((T, n) each, body_pose axis-angle, as TrackFit.params), through this clip's camera."""
+        T = len(params["transl"])
+        given = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device) for k, v in params.items()}
+        with torch.no_grad():
+            k3 = self.regressor(self.model(**given))
+            proj = Camera(self.camera_focal.expand(T, 2), self.camera_center.expand(T, 2)).project(k3)
+        return proj.cpu().numpy()
 
     def _fit_window(self, ids: list[int], keypoints: dict[int, np.ndarray], world: dict[int, np.ndarray] | None,
                     keys: dict[int, list], offset: int) -> dict[int, TrackFit]:
@@ -215,7 +239,8 @@ class SequenceFitter:
         targets = self._targets(kp, wl, x0, betas)
         settings = LBFGSSettings(max_iter=self.config.first_max_iter if bool(first.any()) else self.config.max_iter)
         context, context_valid = self._context(ids)
-        x, f = self._solve(torch.cat([betas, x0.reshape(len(owner), -1)], 1), targets, first, context[owner],
+        free = first & torch.tensor([self.tracks[t].free_shape for t in ids], device=self.device)[owner]
+        x, f = self._solve(torch.cat([betas, x0.reshape(len(owner), -1)], 1), targets, free, context[owner],
                            context_valid[owner], W, settings)
         best = _best_per_owner(owner, f, len(ids))
         return self._results(ids, x[best], kp[best], W, first[best], offset)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gaussian_weights", "smooth_rotations", "smooth_track", "ROTATION_PARAMS"]
+__all__ = ["gaussian_weights", "smooth_rotations", "blend_rotations", "smooth_track", "ROTATION_PARAMS"]
 
 ROTATION_PARAMS = ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose")  # axis-angle per joint
 
@@ -30,17 +30,37 @@ def gaussian_weights(frames: int, sigma: float) -> np.ndarray:
 def smooth_rotations(axis_angle: np.ndarray, sigma: float) -> np.ndarray:
     """(T, 3 N) axis-angle of N joints -> the same, each joint's rotation the Gaussian-weighted chordal mean
     of its rotations over the neighbouring frames (projected back onto the rotations)."""
+    R = _matrices(axis_angle)
+    return _nearest_rotations(np.einsum("st,tnij->snij", gaussian_weights(len(R), sigma), R))
+
+
+def blend_rotations(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(T, 3 N) axis-angle each and (T,) weights in [0, 1] -> per frame and joint the weighted chordal mean
+    (1 - w) R_a + w R_b projected back onto the rotations (axis-angle (T, 3 N)): a at 0, b at 1."""
+    w = np.asarray(weight, dtype=np.float64)[:, None, None, None]
+    return _nearest_rotations((1 - w) * _matrices(a) + w * _matrices(b))
+
+
+def _matrices(axis_angle: np.ndarray) -> np.ndarray:
+    """(T, 3 N) axis-angle -> (T, N, 3, 3) rotation matrices."""
     import torch
 
-    from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
+    from ..models.lbs import axis_angle_to_matrix
 
     T = len(axis_angle)
-    R = axis_angle_to_matrix(torch.as_tensor(np.asarray(axis_angle), dtype=torch.float64).reshape(T, -1, 3)).numpy()
-    mean = np.einsum("st,tnij->snij", gaussian_weights(T, sigma), R)
+    return axis_angle_to_matrix(torch.as_tensor(np.asarray(axis_angle), dtype=torch.float64).reshape(T, -1, 3)).numpy()
+
+
+def _nearest_rotations(mean: np.ndarray) -> np.ndarray:
+    """(T, N, 3, 3) matrices -> the nearest rotations (SVD), as axis-angle (T, 3 N)."""
+    import torch
+
+    from ..models.lbs import matrix_to_axis_angle
+
     u, _, vt = np.linalg.svd(mean)
     d = np.sign(np.linalg.det(u @ vt))  # a reflection is not a rotation: flip the last axis
     u[..., :, -1] *= d[..., None]
-    return matrix_to_axis_angle(torch.as_tensor(u @ vt)).reshape(T, -1).numpy()
+    return matrix_to_axis_angle(torch.as_tensor(u @ vt)).reshape(len(mean), -1).numpy()
 
 
 def smooth_track(params: dict[str, np.ndarray], sigma: float = 2.0, hand_axis_angle: bool = True) -> dict[str, np.ndarray]:
