@@ -173,10 +173,15 @@ class CaptureReport:
         view = f"; to look at them: {self.index}" if self.index is not None else ""
         took = f"{self.seconds:.1f} s"
         if "shards" in self.timings and self.seconds > 0:  # an --engine ray run: its throughput
-            fitted = self.count("done")
             shards = int(self.timings["shards"])
-            took += (f", {shards} shard{'s' if shards != 1 else ''} on Ray, {fitted / self.seconds:.2f} images/s, "
-                     f"{sum(i.people_fitted for i in self.images) / self.seconds:.2f} people/s")
+            took += f", {shards} shard{'s' if shards != 1 else ''} on Ray"
+            if self.images:
+                fitted = sum(1 for i in self.images if i.status == "done")
+                took += (f", {fitted / self.seconds:.2f} images/s, "
+                         f"{sum(i.people_fitted for i in self.images) / self.seconds:.2f} people/s")
+            if self.clips:  # frames of the clips fitted here, over the whole run
+                frames = sum(c.frames for c in self.clips if c.status == "done")
+                took += f", {frames / self.seconds:.2f} frames/s"
         return f"{', '.join(parts)}; {where} ({took}){view}"
 
 

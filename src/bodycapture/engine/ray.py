@@ -325,7 +325,8 @@ def _start_ray(ray_mod, options: RayOptions) -> None:
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if options.address is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        kwargs["num_cpus"] = max(cpus, (options.workers or 1) * options.cpus_per_task)
+        # --workers caps the local instance itself: a clip's tasks are submitted all at once (ray_clips.py)
+        kwargs["num_cpus"] = options.workers * options.cpus_per_task if options.workers else cpus
     import contextlib
     import io
 

@@ -2,17 +2,19 @@
 and fit, joined into the clip's tracks by the process that started the run (video/shards.py says what is
 exact and what is not).
 
-How one clip goes (each step's tasks run at once, as many as the cluster allows):
-1. detect: one task per shard decodes and detects its own frames and writes them to the job folder
-   (`OUT/.bodycapture-ray/clips/NAME-DIGEST/detect-K.pkl`);
-2. the driver links the people of every frame into tracks, in order (the local run's tracker and ids);
-3. shapes: per shard, the first window of every track starting in it, fitted alone -> each track's shape;
-4. fit: one task per shard fits its frames and one window before them, every shape given;
-5. the driver cross-fades the shards' overlaps into tracks and writes the result folder as a local run
-   does (video/capture.py `finish_clip`: animation files, overlay video, report).
-Every task's result is a file written atomically in the job folder; a re-run of an interrupted job (the
-digest covers the clip, its time window, the shard plan and the fit settings) skips the tasks whose files
-exist, and the manifest records each clip's steps. The job folder is removed once the result is written.
+How one clip goes: per shard K four Ray tasks, chained by their results (Ray runs a task once the results
+it takes exist, so shard 0 is fitted while shard 5 is still being detected; no scheduler of ours):
+1. detect K: decode and detect the shard's own frames -> `OUT/.bodycapture-ray/clips/NAME-DIGEST/detect-K.pkl`;
+2. link K: the tracker (tracks.py) continued from link K-1 over shard K's frames: the local run's track ids
+   (a chain of small tasks that take no CPU);
+3. shapes K: the first window of every track that starts in shard K, fitted alone -> those tracks' shapes;
+4. fit K: the shard's frames and one window before them, every shape given (shapes 0..K).
+The driver then cross-fades the shards' overlaps into tracks and writes the result folder as a local run
+does (video/capture.py `finish_clip`: animation files, overlay video, report).
+Detections, shapes and shard fits are also files written atomically in the job folder; a re-run of an
+interrupted job (the digest covers the clip, its time window, the shard plan and the fit settings) reads
+the files that exist instead of running their tasks, and the manifest records each clip's state. The job
+folder is removed once the result is written.
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BodyCaptureError
-from .ray import MANIFEST, _cached_model, _read_manifest, _write_manifest, inline_detector, remote_task, run_tasks, \
-    task_limit
+from .ray import MANIFEST, _cached_model, _one_line, _read_manifest, _write_manifest, inline_detector
 
-__all__ = ["capture_clip_ray", "run_clip_detect", "run_clip_shapes", "run_clip_fit"]
+__all__ = ["capture_clip_ray", "detect_task", "link_task", "shapes_task", "fit_task"]
 
 log = logging.getLogger(__name__)
 
@@ -49,65 +50,88 @@ def _load(path: Path):
 
 
 # ---------------------------------------------------------------------------------------------- tasks
-def run_clip_detect(clip_args: dict, shard, options, path: str, detector_factory=None) -> dict:
-    """Task: detect a shard's own frames; write [(position, FrameInfo, kp)] to `path`. -> {"frames",
-    "people"} or {"error": one line} when the clip or a frame cannot be read."""
+def detect_task(clip_args: dict, shard, options, path: str, detector_factory=None) -> list[tuple]:
+    """Detect a shard's own frames -> [(position, FrameInfo, kp)], also written to `path`. Raises
+    BodyCaptureError (one line) when the clip or a frame cannot be read."""
     from ..video.frames import open_clip
     from ..video.shards import detect_shard
 
-    try:
-        positions = {index: i for i, index in enumerate(open_clip(**clip_args).frames)}
-        frames = detect_shard(clip_args, shard, detector_factory or inline_detector(options))
-    except BodyCaptureError as err:
-        return {"error": str(err)}
+    positions = {index: i for i, index in enumerate(open_clip(**clip_args).frames)}
+    frames = detect_shard(clip_args, shard, detector_factory or inline_detector(options))
     rows = [(positions[frame.index], frame, kp) for frame, kp in frames]
     _save(Path(path), rows)
-    return {"frames": len(rows), "people": int(sum(kp.num_people for _, _, kp in rows))}
+    return rows
 
 
-def _rows(job: Path, shards: list, a: int, b: int, ids: dict[int, np.ndarray]) -> list[tuple]:
-    """(position, FrameInfo, kp, track ids) of the frames [a, b), from the detect files of the shards that
-    hold them."""
+def link_task(previous, rows: list[tuple]) -> tuple:
+    """The tracker continued over a shard's frames. previous: link_task's result for the shard before, or
+    None. -> (tracker, {position: track ids} of the frames with people, [tracks that start here])."""
+    from ..video.capture import link
+    from ..video.tracks import Tracker
+
+    tracker = previous[0] if previous is not None else Tracker()
+    issued = tracker.issued  # ids below it belong to tracks of earlier shards
+    ids = {}
+    for position, _, kp in rows:
+        found = link(tracker, position, kp)
+        if len(found):
+            ids[position] = found
+    new = sorted({int(t) for v in ids.values() for t in v if t >= issued})
+    return tracker, ids, new
+
+
+def _rows(detections: list[list[tuple]], links: list[tuple], a: int, b: int) -> list[tuple]:
+    """(position, FrameInfo, kp, track ids) of the frames [a, b) of these shards' detections and links."""
     rows = []
-    for shard in shards:
-        if shard.end <= a or shard.start >= b:
-            continue
-        for position, frame, kp in _load(job / f"detect-{shard.index}.pkl"):
+    for frames, (_, ids, _) in zip(detections, links):
+        for position, frame, kp in frames:
             if a <= position < b:
                 rows.append((position, frame, kp, ids.get(position, np.zeros(0, dtype=np.int64))))
     return sorted(rows, key=lambda r: r[0])
 
 
 def _task_model(model_args: dict, config, options):
-    """The worker's model (cached across its tasks), the still fit's config, torch threads set."""
+    """The worker's model (cached across its tasks), the sequence config, torch threads set."""
     from ..pipeline import _model_and_config, sequence_config
 
     model, config = _model_and_config(lambda: _cached_model(**model_args), config, options, concurrent_detection=False)
     return model, sequence_config(options, config)
 
 
-def run_clip_shapes(job: str, shards: list, shard, ids: dict, starts: dict[int, int], model_args: dict, config, options,
-                    size, focal: float, path: str) -> int:
-    """Task: the shapes of the tracks starting in `shard` (`starts`: {track: window start}) -> `path`."""
-    from ..video.shards import fit_shapes
+def shapes_task(rows: list[tuple], linked: tuple, model_args: dict, config, options, size, focal: float,
+                path: str) -> dict[int, np.ndarray]:
+    """The shapes of the tracks that start in a shard (its detections and link) -> {track: betas}, also
+    written to `path`."""
+    from ..video.shards import first_windows, fit_shapes
 
-    model, sequence = _task_model(model_args, config, options)
-    a, b = min(starts.values()), max(starts.values()) + sequence.window
-    shapes = fit_shapes(_rows(Path(job), shards, a, b, ids), starts, model, sequence, size, focal)
+    shapes = {}
+    if linked[2]:
+        model, sequence = _task_model(model_args, config, options)
+        rows = _rows([rows], [linked], -1, 1 << 62)
+        starts = {t: w for t, w in first_windows(rows, sequence.window).items() if t in set(linked[2])}
+        shapes = fit_shapes(rows, starts, model, sequence, size, focal)
     _save(Path(path), shapes)
-    return len(shapes)
+    return shapes
 
 
-def run_clip_fit(job: str, shards: list, shard, ids: dict, shapes: dict, model_args: dict, config, options, size,
-                 focal: float, max_gap: int, path: str) -> int:
-    """Task: fit the shard's frames [begin, end), every track's shape given -> `path` (track arrays)."""
+def fit_task(shard, args: tuple, path: str, *inputs) -> dict[int, dict]:
+    """Fit a shard's frames [begin, end) -> its tracks (`track_arrays`), also written to `path`.
+    args: (model_args, config, options, size, focal, max_gap); inputs: the detections and links of the
+    shard before (when its burn-in reaches into it) and of this one, then every shapes result so far."""
     from ..video.shards import fit_shard
 
-    model, sequence = _task_model(model_args, config, options)
-    rows = _rows(Path(job), shards, shard.begin, shard.end, ids)
-    tracks = fit_shard(rows, shapes, model, sequence, size, focal, max_gap)
+    model_args, config, options, size, focal, max_gap = args
+    count = 4 if shard.begin < shard.start else 2
+    detections, links, shape_parts = inputs[0:count:2], inputs[1:count:2], inputs[count:]
+    shapes = {t: b for part in shape_parts for t, b in part.items()}
+    rows = _rows(list(detections), list(links), shard.begin, shard.end)
+    tracks = {}
+    if rows and any(len(r[3]) for r in rows):
+        model, sequence = _task_model(model_args, config, options)
+        present = {int(t) for r in rows for t in r[3]}
+        tracks = fit_shard(rows, {t: shapes[t] for t in present if t in shapes}, model, sequence, size, focal, max_gap)
     _save(Path(path), tracks)
-    return len(rows)
+    return tracks
 
 
 # --------------------------------------------------------------------------------------------- driver
@@ -123,13 +147,13 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
                      started, detector_factory=None):
     """One clip over Ray (module doc). options: the run's CaptureOptions; task_options: the tasks' (threads,
     device); started() starts Ray and returns the module. Returns a ClipReport; its timings give the
-    seconds of each step and the shards (run and failed)."""
+    seconds of the tasks' part and of writing, and the shards (run and failed)."""
     from ..fitting.camera import default_focal
     from ..pipeline import _model_and_config, _progress, load_fit_model, sequence_config, skip_existing
     from ..video.capture import ClipReport, finish_clip
     from ..video.frames import open_clip
     from ..video.sequence import SequenceFitter
-    from ..video.shards import first_windows, link_shards, plan_shards, stitch
+    from ..video.shards import plan_shards, stitch
     from ..video.tracks import TrackerConfig
 
     start = time.perf_counter()
@@ -154,92 +178,72 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
     manifest = _read_manifest(options.out)
     record = manifest.setdefault("clips", {}).setdefault(name, {})
     record.update({"job": job.name, "shards": len(plan), "status": "running"})
-    timings = {"detect": 0.0, "track": 0.0, "shapes": 0.0, "fit": 0.0, "write": 0.0, "shards": float(len(plan)),
-               "shards_failed": 0.0}
-    ray_mod = None
+    record.pop("error", None)
+    _write_manifest(options.out, manifest)
+    timings = {"tasks": 0.0, "write": 0.0, "shards": float(len(plan)), "shards_failed": 0.0}
+    ray_mod = started()
+    resources = {"num_cpus": ray_options.cpus_per_task, "num_gpus": ray_options.gpus_per_task,
+                 "max_retries": ray_options.max_retries, "retry_exceptions": False}
+    detect = ray_mod.remote(**resources)(detect_task)
+    link_remote = ray_mod.remote(num_cpus=0, max_retries=ray_options.max_retries)(link_task)
+    shapes_remote = ray_mod.remote(**resources)(shapes_task)
+    fit_remote = ray_mod.remote(**resources)(fit_task)
+    common = (model_args, config, task_options, size, focal)
+
+    def existing(kind: str, k: int):
+        path = job / f"{kind}-{k}.pkl"
+        return _load(path) if path.exists() else None
+
+    tick = time.perf_counter()
+    detections, links, shapes, fits = [], [], [], []
+    watch: dict = {}  # refs whose completion moves the bar: ref -> frames
+    for s in plan:
+        frames = s.end - s.start
+        d = existing("detect", s.index)
+        if d is None:
+            d = detect.remote(clip_args, s, task_options, str(job / f"detect-{s.index}.pkl"), detector_factory)
+            watch[d] = frames
+        detections.append(d)
+        links.append(link_remote.remote(links[-1] if links else None, d))
+        h = existing("shapes", s.index)
+        shapes.append(h if h is not None else
+                      shapes_remote.remote(d, links[-1], *common, str(job / f"shapes-{s.index}.pkl")))
+        f = existing("fit", s.index)
+        if f is None:
+            before = [detections[-2], links[-2]] if s.begin < s.start else []
+            f = fit_remote.remote(s, (*common, TrackerConfig().max_gap), str(job / f"fit-{s.index}.pkl"),
+                                  *before, d, links[-1], *shapes)
+            watch[f] = frames
+        fits.append(f)
     bar = _progress(options, 2 * clip.count, f"{name}: detect + fit", "frame")
-
-    def step(kind: str, remote_fn, calls: list[tuple], frames: dict) -> str | None:
-        """Run a step's tasks whose files are missing; -> None, or the first failure's one line."""
-        nonlocal ray_mod
-        tick = time.perf_counter()
-        todo = [(k, args) for k, args in calls if not (job / f"{kind}-{k}.pkl").exists()]
-        keys = {k for k, _ in todo}
-        bar.update(sum(frames.get(k, 0) for k, _ in calls if k not in keys))  # done by an earlier run
-        problem = None
-        if todo:
-            ray_mod = ray_mod or started()
-            remote = remote_task(ray_mod, remote_fn, ray_options)
-            for key, result, reason in run_tasks(ray_mod, remote, todo, task_limit(ray_mod, ray_options)):
-                if reason is None and isinstance(result, dict) and "error" in result:
-                    reason = result["error"]  # the clip's own problem (an unreadable frame): not a retry
-                if reason is not None:
-                    timings["shards_failed"] += 1
-                    problem = problem or reason
-                bar.update(frames.get(key, 0))
-        timings[kind] += time.perf_counter() - tick
-        record[kind] = "failed" if problem else "done"
-        _write_manifest(options.out, manifest)
-        return problem
-
+    bar.update(2 * clip.count - sum(watch.values()))  # done by an earlier run
+    problem = None
     try:
-        # 1. detection
-        calls = [(s.index, (clip_args, s, task_options, str(job / f"detect-{s.index}.pkl"), detector_factory))
-                 for s in plan]
-        problem = step("detect", run_clip_detect, calls, {s.index: s.end - s.start for s in plan})
-        if problem:
-            return _failed(report, options, manifest, record, problem, timings, start)
-        # 2. tracks, in order over the whole clip
-        tick = time.perf_counter()
-        positions = {index: i for i, index in enumerate(clip.frames)}
-        detections = ([(frame, kp) for _, frame, kp in _load(job / f"detect-{s.index}.pkl")] for s in plan)
-        ids, rows_seen = {}, []
-        for position, frame, kp, track_ids in link_shards(detections, positions):
-            report.frames += 1
-            if len(track_ids):
-                ids[position] = track_ids
-                rows_seen.append((position, None, None, track_ids))
-        timings["track"] = time.perf_counter() - tick
-        if not ids:
-            bar.update(clip.count)
-            record["status"] = "empty"
-            _write_manifest(options.out, manifest)
-            return finish_clip(report, {}, model, focal, size, options, clip_args, timings, start)
-        # 3. shapes of the tracks starting in each shard
-        starts = first_windows(rows_seen, sequence.window)
-        by_shard = {s.index: {t: w for t, w in starts.items() if s.start <= w < s.end} for s in plan}
-        common = (model_args, config, task_options, size, focal)
-        calls = [(s.index, (str(job), plan, s, _ids_in(ids, min(by_shard[s.index].values()),
-                                                        max(by_shard[s.index].values()) + sequence.window),
-                            by_shard[s.index], *common, str(job / f"shapes-{s.index}.pkl")))
-                 for s in plan if by_shard[s.index]]
-        problem = step("shapes", run_clip_shapes, calls, {})
-        if problem:
-            return _failed(report, options, manifest, record, problem, timings, start)
-        shapes = {}
-        for k, _ in calls:
-            shapes.update(_load(job / f"shapes-{k}.pkl"))
-        # 4. every shard's frames, with one window of burn-in
-        max_gap = TrackerConfig().max_gap
-        calls = []
-        for s in plan:
-            present = _ids_in(ids, s.begin, s.end)
-            if present:
-                tracks = {int(t) for v in present.values() for t in v}
-                calls.append((s.index, (str(job), plan, s, present, {t: shapes[t] for t in tracks if t in shapes},
-                                        *common, max_gap, str(job / f"fit-{s.index}.pkl"))))
-        problem = step("fit", run_clip_fit, calls, {s.index: s.end - s.start for s in plan})
-        if problem:
-            return _failed(report, options, manifest, record, problem, timings, start)
-        bar.update(sum(s.end - s.start for s in plan if s.index not in {k for k, _ in calls}))
-        # 5. joined and written as a local run writes them
-        fitted = {k for k, _ in calls}
-        pieces = [_load(job / f"fit-{s.index}.pkl") if s.index in fitted else {} for s in plan]
-        projector = SequenceFitter(model, sequence, size, focal_length=focal)
-        hand_axis_angle = model.parameter_sizes().get("left_hand_pose", 0) == 45
-        tracks = stitch(pieces, plan, projector.project, hand_axis_angle)
+        pending = list(watch)
+        while pending:
+            done, pending = ray_mod.wait(pending, num_returns=1)
+            try:
+                ray_mod.get(done[0])
+            except ray_mod.exceptions.RayError as err:  # the rest still runs: what finishes is kept for a re-run
+                timings["shards_failed"] += 1
+                problem = problem or _cause(err)
+            bar.update(watch[done[0]])
+        if problem is None:
+            fitted = [ray_mod.get(f) if not isinstance(f, dict) else f for f in fits]
+            linked = [ray_mod.get(x) for x in links]
+            report.frames = sum(len(ray_mod.get(d)) if not isinstance(d, list) else len(d) for d in detections)
     finally:
         bar.close()
+    timings["tasks"] = time.perf_counter() - tick
+    if problem is not None:
+        report.status, report.message = "failed", problem if str(source) in problem else f"{source}: {problem}"
+        report.timings, report.seconds = timings, time.perf_counter() - start
+        record["status"], record["error"] = "failed", report.message
+        _write_manifest(options.out, manifest)
+        return report
+    projector = SequenceFitter(model, sequence, size, focal_length=focal)
+    hand_axis_angle = model.parameter_sizes().get("left_hand_pose", 0) == 45
+    tracks = stitch(fitted, plan, projector.project, hand_axis_angle) if any(x[1] for x in linked) else {}
     report = finish_clip(report, tracks, model, focal, size, options, clip_args, timings, start)
     record["status"] = report.status
     _write_manifest(options.out, manifest)
@@ -248,16 +252,10 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
     return report
 
 
-def _ids_in(ids: dict[int, np.ndarray], a: int, b: int) -> dict[int, np.ndarray]:
-    """The frames [a, b) with people: {position: track ids}."""
-    return {p: v for p, v in ids.items() if a <= p < b}
-
-
-def _failed(report, options, manifest: dict, record: dict, reason: str, timings: dict, start: float):
-    """A clip that a step could not finish: one line, nothing written but the job's files (a re-run
-    continues from them)."""
-    report.status, report.message = "failed", f"{report.input}: {reason}" if str(report.input) not in reason else reason
-    report.timings, report.seconds = timings, time.perf_counter() - start
-    record["status"], record["error"] = "failed", reason
-    _write_manifest(options.out, manifest)
-    return report
+def _cause(err) -> str:
+    """The one-line reason of a failed task: the BodyCaptureError it (or a task it waited for) raised,
+    else Ray's last line."""
+    cause = err
+    while getattr(cause, "cause", None) is not None and cause.cause is not cause:
+        cause = cause.cause
+    return str(cause) if isinstance(cause, BodyCaptureError) else _one_line(err)

@@ -74,6 +74,11 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
 
+    @property
+    def issued(self) -> int:
+        """How many track ids were given so far (ids are 0, 1, 2, ... in the order tracks start)."""
+        return self._next_id
+
     def update(self, frame: int, boxes: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray:
         """boxes (P, 4) x0, y0, x1, y1 in pixels and keypoints (P, 135, 3) (optional) of the people detected
         in `frame` (frames in increasing order, gaps allowed) -> (P,) int track ids."""
