@@ -243,19 +243,57 @@ def _acceleration(joints: np.ndarray) -> np.ndarray:
     return np.linalg.norm(joints[2:] - 2 * joints[1:-1] + joints[:-2], axis=-1).mean(-1) * 1000
 
 
-def test_a_clip_in_shards_on_two_workers_fits_as_the_local_run(clip, cluster):
+@pytest.fixture(scope="module")
+def clip_local(clip):
+    """The local run of the clip, in a fresh process that pins numpy's threads as the CLI does (and as Ray
+    workers run): -> its result folder."""
     root, video, truth, kp = clip
-    local = capture(video, config=_clip_config(), options=_clip_options(root, "local"),
-                    detector_factory=lambda: clips.FakeDetector(*kp))
+    np.savez(root / "kp.npz", a=kp[0], b=kp[1])  # the same detections (recomputed, they could round differently)
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+import test_ray
+from test_ray import capture, clips
+z = test_ray.np.load({str(root / "kp.npz")!r})
+kp = (z["a"], z["b"])
+report = capture({str(video)!r}, config=test_ray._clip_config(), options=test_ray._clip_options(
+    test_ray.Path({str(root)!r}), "local"), detector_factory=lambda: clips.FakeDetector(*kp))
+assert report.clips[0].status == "done", report.clips[0].message
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    return root / "local" / "walk"
+
+
+def _tracks(folder: Path) -> list[tuple]:
+    return [(t["id"], t["frames"], t["detected"]) for t in json.loads((folder / "clip.json").read_text())["tracks"]]
+
+
+def test_a_clip_of_one_shard_is_the_local_run_bit_for_bit(clip, clip_local, cluster):
+    root, video, truth, kp = clip
+    report = capture_ray(video, config=_clip_config(), options=_clip_options(root, "one"),
+                         ray=RayOptions(workers=2, shard_frames=CLIP_FRAMES), detector_factory=lambda: clips.FakeDetector(*kp))
+    (mine,) = report.clips
+    assert mine.status == "done" and report.timings["shards"] == 1 and len(mine.tracks) == 2
+    assert _tracks(mine.folder) == _tracks(clip_local)
+    for track in mine.tracks:
+        z, zl = (np.load(folder / f"track_{track['id']}_params.npz") for folder in (mine.folder, clip_local))
+        assert sorted(z.files) == sorted(zl.files)
+        for key in z.files:
+            np.testing.assert_array_equal(z[key], zl[key], err_msg=key)
+
+
+def test_a_clip_in_shards_on_two_workers_fits_as_the_local_run(clip, clip_local, cluster):
+    root, video, truth, kp = clip
     report = capture_ray(video, config=_clip_config(), options=_clip_options(root, "ray"),
                          ray=RayOptions(workers=2, shard_frames=16), detector_factory=lambda: clips.FakeDetector(*kp))
-    (mine,), (theirs,) = report.clips, local.clips
+    (mine,) = report.clips
     assert mine.status == "done" and mine.frames == CLIP_FRAMES and report.timings["shards"] == 2
-    assert [(t["id"], t["frames"], t["detected"]) for t in mine.tracks] == \
-        [(t["id"], t["frames"], t["detected"]) for t in theirs.tracks]  # the tracker's ids, over the whole clip
-    assert sorted(p.name for p in mine.folder.iterdir()) == sorted(p.name for p in theirs.folder.iterdir())
+    assert _tracks(mine.folder) == _tracks(clip_local)  # the tracker's ids, over the whole clip
+    assert sorted(p.name for p in mine.folder.iterdir()) == sorted(p.name for p in clip_local.iterdir())
     for track in mine.tracks:
-        z, zl = np.load(mine.folder / f"track_{track['id']}_params.npz"), np.load(theirs.folder / f"track_{track['id']}_params.npz")
+        z, zl = (np.load(folder / f"track_{track['id']}_params.npz") for folder in (mine.folder, clip_local))
         np.testing.assert_array_equal(z["frame"], zl["frame"])
         np.testing.assert_array_equal(z["betas"], np.repeat(z["betas"][:1], len(z["betas"]), 0))  # one shape
         frames = z["frame"]

@@ -9,6 +9,8 @@ it takes exist, so shard 0 is fitted while shard 5 is still being detected; no s
    (a chain of small tasks that take no CPU);
 3. shapes K: the first window of every track that starts in shard K, fitted alone -> those tracks' shapes;
 4. fit K: the shard's frames and one window before them, every shape given (shapes 0..K).
+A clip of one shard skips step 3: its fit frees each shape in the track's first window as a local run does,
+and its results are the local run's, bit for bit.
 The driver then cross-fades the shards' overlaps into tracks and writes the result folder as a local run
 does (video/capture.py `finish_clip`: animation files, overlay video, report).
 Detections, shapes and shard fits are also files written atomically in the job folder; a re-run of an
@@ -205,9 +207,10 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
             watch[d] = frames
         detections.append(d)
         links.append(link_remote.remote(links[-1] if links else None, d))
-        h = existing("shapes", s.index)
-        shapes.append(h if h is not None else
-                      shapes_remote.remote(d, links[-1], *common, str(job / f"shapes-{s.index}.pkl")))
+        if len(plan) > 1:  # one shard: its fit frees the shapes in their first windows, as a local run does
+            h = existing("shapes", s.index)
+            shapes.append(h if h is not None else
+                          shapes_remote.remote(d, links[-1], *common, str(job / f"shapes-{s.index}.pkl")))
         f = existing("fit", s.index)
         if f is None:
             before = [detections[-2], links[-2]] if s.begin < s.start else []
