@@ -54,7 +54,8 @@ def track_motion(model, params: dict, fps: float) -> Motion:
     from ..models.lbs import blend_shapes, matrix_to_axis_angle
 
     dtype, device = model.v_template.dtype, model.v_template.device
-    given = {k: torch.tensor(np.asarray(v), dtype=dtype, device=device)  # a copy: arrays may be read-only for k, v in params.items()}
+    # a copy: arrays may be read-only (Ray's object store), which torch warns about
+    given = {k: torch.tensor(np.asarray(v), dtype=dtype, device=device) for k, v in params.items()}
     with torch.no_grad():
         # joints and rotations only: a one-vertex model, so that memory does not grow with T x V (a
         # minute of video posed whole was about 0.3 GB of vertices and more of skinning intermediates)
