@@ -1,6 +1,6 @@
 """Wall time of fitting, end to end and by stage, with objective-evaluation counts.
 
-    python benchmarks/bench_fit.py [--device cpu|cuda] [--batch 1 8] [--no-collision]
+    python benchmarks/bench_fit.py [--device cpu|cuda] [--batch 1 8] [--no-collision] [--config FILE]
 
 One real photo (tests/data/images/coco_623.jpg): detection once, then the fit of B copies of its person
 in one batch (B people at once), with the interpenetration term (the default) or without. Reports
@@ -33,11 +33,18 @@ def main() -> None:
     parser.add_argument("--no-collision", action="store_true", help="fit without the interpenetration term")
     parser.add_argument("--threads", type=int, help="torch threads (default: as `bodycapture fit` chooses)")
     parser.add_argument("--repeats", type=int, default=3, help="the median of this many fits is reported")
+    parser.add_argument("--config", type=Path, help="a fit config file (default: FitConfig's defaults)")
     args = parser.parse_args()
     from bodycapture.pipeline import choose_threads
 
     torch.set_num_threads(choose_threads(args.threads))
-    config = FitConfig(interpenetration=not args.no_collision)
+    if args.config is not None:
+        from bodycapture.fitting.schedule import load_config
+
+        config = load_config(args.config)
+        config.interpenetration = config.interpenetration and not args.no_collision
+    else:
+        config = FitConfig(interpenetration=not args.no_collision)
     image = read_image(args.image)
     t = time.perf_counter()
     with MediaPipeDetector() as det:

@@ -53,9 +53,11 @@ def test_the_3d_landmark_start_recovers_what_2d_leaves_ambiguous(fits, suite):
     e3, e2 = _errors(with_3d, suite), _errors(only_2d, suite)
     assert with_3d.start == ["world"] * 3 and only_2d.start[0] in ("shoulders", "side")
     assert (e3 < 110).all(), e3
-    # sitting, crouching: the 2D-only fits land in the leaning-forward minimum (measured 246 and 162 mm
-    # against 45 and 91 mm with the 3D start)
-    assert e2[[0, 2]].min() > 140 and e2[[0, 2]].mean() > e3[[0, 2]].mean() + 100, (e2, e3)
+    # sitting: the 2D-only fit lands in the leaning-forward minimum (v2v measured 127 mm against 45 with the
+    # 3D start; 246 against 45 with 30 iterations in every stage); crouching: the default 60 iterations in
+    # the first stages take the 2D-only fit out of it (95 against 73 mm; with 30 iterations 162 against 91)
+    assert e2[0] > 100 and e2[0] > e3[0] + 60, (e2, e3)
+    assert e3[2] < e2[2] + 10, (e2, e3)
 
 
 def test_a_person_seen_from_behind_is_fitted_facing_away(fits, suite, model):

@@ -64,9 +64,12 @@ def smplx_stages() -> list[Stage]:
     # stage changes neither PA-v2v (110.2 vs 109.7 mm) nor much the intersections (25.4 vs 27.4 pairs)
     # and costs 30 % of the fit time, so it is off; `coll_loss_weights: [0, 0, 0, 0.01, 1]` restores it.
     coll = [0.0, 0.0, 0.0, 0.0, 1.0]
+    # L-BFGS iterations: FitConfig.optimizer's 60 in stages 0-3, SMPLify-X's 30 in the last (the collision
+    # stage poses the whole mesh: 60 there doubled the time per person for 93.8 instead of 99.0 mm; README)
+    iters = [None, None, None, None, 30]
     return [
         Stage(pose[i], shape[i], expr[i], pose[i], (10 * pose[i], 100 * pose[i], 100 * pose[i]), hands[i], face[i], coll[i],
-              world=WORLD_WEIGHT)
+              world=WORLD_WEIGHT, max_iter=iters[i])
         for i in range(5)
     ]
 
@@ -88,7 +91,10 @@ class FitConfig:
     """Everything a fit needs besides the model and the keypoints."""
 
     stages: list[Stage] = field(default_factory=smplx_stages)
-    optimizer: LBFGSSettings = field(default_factory=LBFGSSettings)
+    # 60 L-BFGS iterations per stage without their own max_iter (SMPLify-X's config: 30; smplx_stages keeps
+    # 30 in the last): measured 2026-11-30, n = 100, ten-pose suite 102.1 -> 99.0 mm PA-v2v and 12 -> 9
+    # failures for 1.3x the time per person (README, Robust fitting)
+    optimizer: LBFGSSettings = field(default_factory=lambda: LBFGSSettings(max_iter=60))
     camera_optimizer: LBFGSSettings = field(default_factory=lambda: LBFGSSettings(max_iter=40))
     # camera
     focal_length: float | None = None  # pixels; None: from EXIF, else the image diagonal (see camera.py)
@@ -307,6 +313,9 @@ def _config_from_dict(data: dict, source: str) -> FitConfig:
     for key, name in _OPTIMIZER_KEYS.items():
         if key in data:
             setattr(cfg.optimizer, name, type(getattr(cfg.optimizer, name))(data[key]))
+    if any(k in data for k in ("maxiters", "max_iter")) and "stage_maxiters" not in lists:
+        for st in cfg.stages:  # SMPLify-X's maxiters is every stage's
+            st.max_iter = None
     return cfg
 
 
