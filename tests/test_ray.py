@@ -25,7 +25,7 @@ import bodycapture
 from bodycapture.cli import main
 from bodycapture.engine.ray import MANIFEST, RayOptions, capture_ray
 from bodycapture.evaluation.metrics import pa_mpjpe
-from bodycapture.pipeline import CaptureOptions, capture
+from bodycapture.pipeline import CaptureOptions, capture  # noqa: F401 - the local run (clip_local) imports it from here
 from bodycapture.video.sequence import SequenceConfig
 
 ray = pytest.importorskip("ray") if os.environ.get("CI") != "true" else __import__("ray")

@@ -16,13 +16,11 @@ import torch
 
 import bodycapture
 from bodycapture.evaluation.metrics import pa_mpjpe
-from bodycapture.evaluation.video import acceleration, synthetic_clip
-from bodycapture.keypoints.layout import NUM_KEYPOINTS
-from bodycapture.keypoints.types import ImageKeypoints
+from bodycapture.evaluation.video import acceleration
 from bodycapture.pipeline import CaptureOptions, capture
 from bodycapture.video.sequence import SequenceConfig, SequenceFitter, _interpolate, _path
 
-from clips import FOCAL, FRAMES, SIZE, FakeDetector, _level, _write_video, crossing_people
+from clips import FOCAL, FRAMES, SIZE, FakeDetector, _write_video, crossing_people
 
 
 @pytest.fixture(scope="module")

@@ -187,7 +187,7 @@ def capture_ray(inputs, model_args: dict | None = None, config=None, options=Non
     options: CaptureOptions or its fields as keywords. detector_factory: makes the detector in each task
     (default: MediaPipe with the options' limits; it is sent to the workers, so it must pickle).
     Returns a CaptureReport as `capture` does, in input order."""
-    from ..pipeline import CaptureOptions, CaptureReport, ImageReport, _write_index, find_images, result_names
+    from ..pipeline import CaptureOptions, CaptureReport, _write_index, find_images, result_names
     from ..video.frames import is_video
 
     start = time.perf_counter()

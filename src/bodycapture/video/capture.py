@@ -226,7 +226,6 @@ def capture_clip(source: Path, name: str, model, config, options, detector_facto
 
     start = time.perf_counter()
     report = ClipReport(source, name)
-    target = options.out / name
     if skip_existing(report, options):
         return report
     clip_args = {"source": str(source), "start": options.start, "end": options.end, "fps": options.fps,
