@@ -127,6 +127,22 @@ def test_sample_poses_command(tmp_path):
     assert np.load(tmp_path / "samples.npz")["body_pose"].shape == (4, 63)
 
 
+def test_sample_bodies_are_reproducible_and_posed_with_their_poses(tmp_path):
+    import bodycapture
+    from bodycapture.priors.samples import sample_bodies, write_samples
+
+    model = bodycapture.load_model()
+    poses, vertices = sample_bodies(model, 3, seed=5)
+    again, _ = sample_bodies(model, 3, seed=5)
+    other, _ = sample_bodies(model, 3, seed=6)
+    assert torch.equal(poses, again) and not torch.equal(poses, other)
+    with torch.no_grad():
+        np.testing.assert_allclose(vertices, model(body_pose=poses).vertices.numpy(), atol=1e-6)
+    sheet = write_samples(tmp_path, model, poses, vertices)
+    assert sheet == tmp_path / "samples.png" and not list(tmp_path.glob(".*"))  # no temporary file left
+    np.testing.assert_array_equal(np.load(tmp_path / "samples.npz")["body_pose"], poses.numpy())
+
+
 def test_gmm_em_recovers_a_known_mixture():
     from bodycapture.priors.gmm import fit_gmm
 

@@ -170,36 +170,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample_poses(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from .io.atomic import atomic_path
-    from .io.mesh import write_obj
-    from .io.raster import OrthoView, render_orthographic
     from .models.zoo import load_model
-    from .priors.vposer import load_vposer
+    from .priors.samples import sample_bodies, write_samples
 
     model = load_model(None if args.model == "open" else args.model, gender=args.gender)
-    net = load_vposer()
-    g = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        poses = net.sample(args.n, generator=g, temperature=args.temperature)
-        vertices = model(body_pose=poses).vertices.numpy()
-    out = Path(args.out)
-    cols = int(np.ceil(np.sqrt(args.n)))
-    rows = int(np.ceil(args.n / cols))
-    tile = 256
-    grid = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
-    for i, v in enumerate(vertices):
-        img, _ = render_orthographic(v, model.faces, OrthoView.fit(v, (tile, tile), margin=0.06))
-        r, c = divmod(i, cols)
-        grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = img
-        write_obj(out / f"sample_{i:03d}.obj", v, model.faces)
-    with atomic_path(out / "samples.png") as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
-    np.savez(out / "samples.npz", body_pose=poses.numpy())
-    print(f"wrote {args.n} sampled bodies and {out / 'samples.png'}")
+    poses, vertices = sample_bodies(model, args.n, args.seed, args.temperature)
+    sheet = write_samples(args.out, model, poses, vertices)
+    print(f"wrote {args.n} sampled bodies and {sheet}")
     return 0
 
 
