@@ -81,6 +81,15 @@ class CaptureOptions:
     overlay_video: bool = True
     sequence: object = None
 
+    def detector_limits(self) -> dict:
+        """The person detector's limits (MediaPipeDetector's keywords)."""
+        return {"max_people": self.max_people, "min_height": self.min_height, "thorough": self.thorough}
+
+    def clip_args(self, source) -> dict:
+        """open_clip's arguments (video/frames.py) for the clip `source` with these options' frame choice."""
+        return {"source": str(source), "start": self.start, "end": self.end, "fps": self.fps, "every": self.every,
+                "source_fps": self.source_fps}
+
     def validate(self) -> None:
         if self.batch_images < 1:
             raise BodyCaptureError(f"batch_images must be at least 1, got {self.batch_images}")
@@ -478,8 +487,7 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     if not todo:
         stream = iter(())
     elif options.keypoints is None and detector_factory is None:
-        limits = {"max_people": options.max_people, "min_height": options.min_height, "thorough": options.thorough}
-        process = DetectionProcess(paths_todo, limits, options.max_people)
+        process = DetectionProcess(paths_todo, options.detector_limits(), options.max_people)
         stream = iter(process)
     else:
         stream = _prepared_inline(paths_todo, options, detector_factory)

@@ -128,7 +128,7 @@ def inline_detector(options):
     detection process: a task uses only the cores it asked for)."""
     from ..keypoints.mediapipe import MediaPipeDetector
 
-    limits = {"max_people": options.max_people, "min_height": options.min_height, "thorough": options.thorough}
+    limits = options.detector_limits()
     return lambda: MediaPipeDetector(**limits)
 
 

@@ -6,7 +6,7 @@ How one clip goes: per shard K four Ray tasks, chained by their results (Ray run
 it takes exist, so shard 0 is fitted while shard 5 is still being detected; no scheduler of ours):
 1. detect K: decode and detect the shard's own frames -> `OUT/.bodycapture-ray/clips/NAME-DIGEST/detect-K.pkl`;
 2. link K: the tracker (tracks.py) continued from link K-1 over shard K's frames: the local run's track ids
-   (a chain of small tasks that take no CPU);
+   (`shards.link_shard`; a chain of small tasks that take no CPU);
 3. shapes K: the first window of every track that starts in shard K, fitted alone -> those tracks' shapes;
 4. fit K: the shard's frames and one window before them, every shape given (shapes 0..K).
 A clip of one shard skips step 3: its fit frees each shape in the track's first window as a local run does,
@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import BodyCaptureError
 from .ray import MANIFEST, _cached_model, _one_line, _read_manifest, _write_manifest, inline_detector
 
-__all__ = ["capture_clip_ray", "detect_task", "link_task", "shapes_task", "fit_task"]
+__all__ = ["capture_clip_ray", "detect_task", "shapes_task", "fit_task"]
 
 log = logging.getLogger(__name__)
 
@@ -53,42 +53,21 @@ def _load(path: Path):
 
 # ---------------------------------------------------------------------------------------------- tasks
 def detect_task(clip_args: dict, shard, options, path: str, detector_factory=None) -> list[tuple]:
-    """Detect a shard's own frames -> [(position, FrameInfo, kp)], also written to `path`. Raises
-    BodyCaptureError (one line) when the clip or a frame cannot be read."""
-    from ..video.frames import open_clip
+    """`shards.detect_shard` with the options' detector, its rows also written to `path`."""
     from ..video.shards import detect_shard
 
-    positions = {index: i for i, index in enumerate(open_clip(**clip_args).frames)}
-    frames = detect_shard(clip_args, shard, detector_factory or inline_detector(options))
-    rows = [(positions[frame.index], frame, kp) for frame, kp in frames]
+    rows = detect_shard(clip_args, shard, detector_factory or inline_detector(options))
     _save(Path(path), rows)
     return rows
 
 
-def link_task(previous, rows: list[tuple]) -> tuple:
-    """The tracker continued over a shard's frames. previous: link_task's result for the shard before, or
-    None. -> (tracker, {position: track ids} of the frames with people, [tracks that start here])."""
-    from ..video.capture import link
-    from ..video.tracks import Tracker
-
-    tracker = previous[0] if previous is not None else Tracker()
-    issued = tracker.issued  # ids below it belong to tracks of earlier shards
-    ids = {}
-    for position, _, kp in rows:
-        found = link(tracker, position, kp)
-        if len(found):
-            ids[position] = found
-    new = sorted({int(t) for v in ids.values() for t in v if t >= issued})
-    return tracker, ids, new
-
-
-def _rows(detections: list[list[tuple]], links: list[tuple], a: int, b: int) -> list[tuple]:
+def _rows(detections: list[list[tuple]], links: list, a: int, b: int) -> list[tuple]:
     """(position, FrameInfo, kp, track ids) of the frames [a, b) of these shards' detections and links."""
     rows = []
-    for frames, (_, ids, _) in zip(detections, links):
+    for frames, link in zip(detections, links):
         for position, frame, kp in frames:
             if a <= position < b:
-                rows.append((position, frame, kp, ids.get(position, np.zeros(0, dtype=np.int64))))
+                rows.append((position, frame, kp, link.ids.get(position, np.zeros(0, dtype=np.int64))))
     return sorted(rows, key=lambda r: r[0])
 
 
@@ -100,17 +79,17 @@ def _task_model(model_args: dict, config, options):
     return model, sequence_config(options, config)
 
 
-def shapes_task(rows: list[tuple], linked: tuple, model_args: dict, config, options, size, focal: float,
+def shapes_task(shard, rows: list[tuple], linked, model_args: dict, config, options, size, focal: float,
                 path: str) -> dict[int, np.ndarray]:
-    """The shapes of the tracks that start in a shard (its detections and link) -> {track: betas}, also
-    written to `path`."""
+    """The shapes of the tracks that start in a shard (its detections and ShardLink) -> {track: betas},
+    also written to `path`."""
     from ..video.shards import first_windows, fit_shapes
 
     shapes = {}
-    if linked[2]:
+    if linked.new:
         model, sequence = _task_model(model_args, config, options)
-        rows = _rows([rows], [linked], -1, 1 << 62)
-        starts = {t: w for t, w in first_windows(rows, sequence.window).items() if t in set(linked[2])}
+        rows = _rows([rows], [linked], shard.start, shard.end)
+        starts = {t: w for t, w in first_windows(rows, sequence.window).items() if t in set(linked.new)}
         shapes = fit_shapes(rows, starts, model, sequence, size, focal)
     _save(Path(path), shapes)
     return shapes
@@ -139,9 +118,8 @@ def fit_task(shard, args: tuple, path: str, *inputs) -> dict[int, dict]:
 # --------------------------------------------------------------------------------------------- driver
 def _job_folder(out: Path, name: str, clip_args: dict, plan: list, sequence, model_args: dict, options) -> Path:
     """The job's folder of intermediate files; its name's digest changes with anything that changes them."""
-    limits = [options.max_people, options.min_height, options.thorough]
     key = json.dumps([str(Path(clip_args["source"]).resolve()), clip_args, [dataclasses.astuple(s) for s in plan],
-                      repr(sequence), model_args, limits], sort_keys=True, default=str)
+                      repr(sequence), model_args, options.detector_limits()], sort_keys=True, default=str)
     return out / MANIFEST.parent / "clips" / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
 
@@ -155,15 +133,14 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
     from ..video.capture import ClipReport, finish_clip
     from ..video.frames import open_clip
     from ..video.sequence import SequenceFitter
-    from ..video.shards import plan_shards, stitch
+    from ..video.shards import link_shard, plan_shards, stitch
     from ..video.tracks import TrackerConfig
 
     start = time.perf_counter()
     report = ClipReport(source, name)
     if skip_existing(report, options):
         return report
-    clip_args = {"source": str(source), "start": options.start, "end": options.end, "fps": options.fps,
-                 "every": options.every, "source_fps": options.source_fps}
+    clip_args = options.clip_args(source)
     try:
         clip = open_clip(**clip_args)
     except BodyCaptureError as err:
@@ -187,7 +164,7 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
     resources = {"num_cpus": ray_options.cpus_per_task, "num_gpus": ray_options.gpus_per_task,
                  "max_retries": ray_options.max_retries, "retry_exceptions": False}
     detect = ray_mod.remote(**resources)(detect_task)
-    link_remote = ray_mod.remote(num_cpus=0, max_retries=ray_options.max_retries)(link_task)
+    link_remote = ray_mod.remote(num_cpus=0, max_retries=ray_options.max_retries)(link_shard)
     shapes_remote = ray_mod.remote(**resources)(shapes_task)
     fit_remote = ray_mod.remote(**resources)(fit_task)
     common = (model_args, config, task_options, size, focal)
@@ -210,7 +187,7 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
         if len(plan) > 1:  # one shard: its fit frees the shapes in their first windows, as a local run does
             h = existing("shapes", s.index)
             shapes.append(h if h is not None else
-                          shapes_remote.remote(d, links[-1], *common, str(job / f"shapes-{s.index}.pkl")))
+                          shapes_remote.remote(s, d, links[-1], *common, str(job / f"shapes-{s.index}.pkl")))
         f = existing("fit", s.index)
         if f is None:
             before = [detections[-2], links[-2]] if s.begin < s.start else []
@@ -234,7 +211,7 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
         if problem is None:
             fitted = [ray_mod.get(f) if not isinstance(f, dict) else f for f in fits]
             linked = [ray_mod.get(x) for x in links]
-            report.frames = sum(len(ray_mod.get(d)) if not isinstance(d, list) else len(d) for d in detections)
+            report.frames = sum(link.frames for link in linked)
     finally:
         bar.close()
     timings["tasks"] = time.perf_counter() - tick
@@ -246,7 +223,7 @@ def capture_clip_ray(source: Path, name: str, model_args: dict, config, options,
         return report
     projector = SequenceFitter(model, sequence, size, focal_length=focal)
     hand_axis_angle = model.parameter_sizes().get("left_hand_pose", 0) == 45
-    tracks = stitch(fitted, plan, projector.project, hand_axis_angle) if any(x[1] for x in linked) else {}
+    tracks = stitch(fitted, plan, projector.project, hand_axis_angle) if any(link.ids for link in linked) else {}
     report = finish_clip(report, tracks, model, focal, size, options, clip_args, timings, start)
     record["status"] = report.status
     _write_manifest(options.out, manifest)

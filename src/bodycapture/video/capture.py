@@ -228,12 +228,10 @@ def capture_clip(source: Path, name: str, model, config, options, detector_facto
     report = ClipReport(source, name)
     if skip_existing(report, options):
         return report
-    clip_args = {"source": str(source), "start": options.start, "end": options.end, "fps": options.fps,
-                 "every": options.every, "source_fps": options.source_fps}
+    clip_args = options.clip_args(source)
     process = None
     if detector_factory is None:
-        limits = {"max_people": options.max_people, "min_height": options.min_height, "thorough": options.thorough}
-        process = DetectionProcess([], limits, options.max_people, clip=clip_args)
+        process = DetectionProcess([], options.detector_limits(), options.max_people, clip=clip_args)
         stream = iter(process)
     else:
         stream = _inline_frames(clip_args, detector_factory)

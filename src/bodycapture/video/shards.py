@@ -2,8 +2,8 @@
 detect and fit independently, and that are joined into tracks as if one process had fitted the clip.
 
     shards = plan_shards(count=900, length=320, window=32)           # [ClipShard(0, 0, 0, 320), ...]
-    frames = detect_shard(clip_args, shards[k], detector_factory)    # per shard, anywhere
-    ids = link_shards(...)                                           # one process: the tracker, in order
+    rows = detect_shard(clip_args, shards[k], detector_factory)      # per shard, anywhere
+    link = link_shard(previous_link, rows)                           # in shard order: the tracker continued
     shapes = fit_shapes(rows, first_windows, ...)                    # per shard: tracks starting in it
     pieces = fit_shard(rows, shapes, ...)                            # per shard, with one window of overlap
     tracks = stitch(pieces, shards, project)                         # one process: the clip's tracks
@@ -23,14 +23,14 @@ machines (Ray)": PA-MPJPE against ground truth on the synthetic clips, and the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import BodyCaptureError
 from .capture import ClipFitting, _inline_frames, link, track_arrays
 
-__all__ = ["ClipShard", "plan_shards", "detect_shard", "link_shards", "first_windows", "fit_shapes", "fit_shard",
+__all__ = ["ClipShard", "ShardLink", "plan_shards", "detect_shard", "link_shard", "first_windows", "fit_shapes", "fit_shard",
            "stitch"]
 
 
@@ -58,29 +58,44 @@ def plan_shards(count: int, length: int, window: int, overlap: int | None = None
 
 
 def detect_shard(clip_args: dict, shard: ClipShard, detector_factory) -> list[tuple]:
-    """Decode and detect the shard's own frames [start, end): [(FrameInfo, ImageKeypoints)] in order.
-    Raises BodyCaptureError when the clip or a frame cannot be read (one line)."""
-    frames = []
+    """Decode and detect the shard's own frames [start, end): [(position, FrameInfo, ImageKeypoints)] in
+    order, position among the clip's selected frames (a clip yields its frames in order and can only stop
+    early, so the k-th is at start + k). Raises BodyCaptureError when the clip or a frame cannot be read."""
+    rows = []
     for item in _inline_frames({**clip_args, "positions": (shard.start, shard.end)}, detector_factory):
         if item[0] == "clip":
             continue
         if item[0] == "error":
             raise item[1]
-        frames.append(item)
-    return frames
+        rows.append((shard.start + len(rows), *item))
+    return rows
 
 
-def link_shards(detections, positions: dict[int, int]):
-    """The tracker over the whole clip, in order. detections: per shard in order, [(FrameInfo, kp)];
-    positions: {source frame index: position among the clip's selected frames}. Yields (position,
-    FrameInfo, kp, track ids) per frame."""
+@dataclass
+class ShardLink:
+    """The tracker after a shard's frames; `ids` {position: track ids} of its frames with people, `new` the
+    tracks that started in it, `frames` how many frames it had."""
+
+    tracker: object
+    ids: dict[int, np.ndarray] = field(default_factory=dict)
+    new: list[int] = field(default_factory=list)
+    frames: int = 0
+
+
+def link_shard(previous: ShardLink | None, rows: list[tuple]) -> ShardLink:
+    """The tracker (tracks.py) continued from the shard before (`previous`, None for the first) over this
+    shard's `detect_shard` rows, in order: the track ids a local run gives."""
     from .tracks import Tracker
 
-    tracker = Tracker()
-    for frames in detections:
-        for frame, kp in frames:
-            position = positions[frame.index]
-            yield position, frame, kp, link(tracker, position, kp)
+    tracker = previous.tracker if previous is not None else Tracker()
+    issued = tracker.issued  # ids below it belong to tracks of earlier shards
+    out = ShardLink(tracker, frames=len(rows))
+    for position, _, kp in rows:
+        found = link(tracker, position, kp)
+        if len(found):
+            out.ids[position] = found
+    out.new = sorted({int(t) for v in out.ids.values() for t in v if t >= issued})
+    return out
 
 
 def first_windows(rows, window: int) -> dict[int, int]:
