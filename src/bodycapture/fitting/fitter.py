@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 class StageReport:
     """One stage of a fit, per person (P,) once the fit is done (per batch item while it runs).
 
-    terms: the final value of every term and 'total'; iterations: L-BFGS iterations; evaluations and
+    terms: the final value of every term and 'total'; iterations: L-BFGS iterations (settle_iter's included); evaluations and
     seconds: for the whole batch; items: batch items (starts) still running in this stage; collisions:
     colliding triangle pairs at the end (stages with the interpenetration term) and collision_seconds, the
     time spent in its search and penalty."""
@@ -267,31 +267,41 @@ def _screen_pose_starts(model: BodyModel, regressor: KeypointRegressor, starts: 
 
 def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], stage: Stage, targets: Targets,
                 config: FitConfig, name: str):
-    """One stage of the schedule for every item: -> (new state, StageReport, failed (N,))."""
+    """One stage of the schedule for every item: -> (new state, StageReport, failed (N,)). A stage with
+    `settle_iter` first runs that many iterations without its collision term (on the keypoint-only model)."""
     stats: dict = {}
 
-    def fun(x: Tensor, rows: Tensor | None):
-        x = x.detach().requires_grad_(True)
-        f = sum(objective.terms(pack.unpack(x), stage, targets.take(rows), stats).values())
-        (g,) = torch.autograd.grad(f.sum(), x)
-        return f.detach(), g
+    def function(st: Stage):
+        def fun(x: Tensor, rows: Tensor | None):
+            x = x.detach().requires_grad_(True)
+            f = sum(objective.terms(pack.unpack(x), st, targets.take(rows), stats).values())
+            (g,) = torch.autograd.grad(f.sum(), x)
+            return f.detach(), g
+
+        return fun
 
     t0 = time.perf_counter()
+    x, iterations, evaluations = pack.pack(state), 0, 0
+    failed = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    if stage.settle_iter > 0:
+        settings = dataclasses.replace(config.optimizer, max_iter=stage.settle_iter)
+        settle = minimize(function(dataclasses.replace(stage, collision=0.0)), x, settings, partial=True)
+        x, iterations, evaluations, failed = settle.x, settle.iterations, settle.evaluations, settle.failed
     settings = config.optimizer if stage.max_iter is None else dataclasses.replace(config.optimizer, max_iter=stage.max_iter)
-    res = minimize(fun, pack.pack(state), settings, partial=True)
+    res = minimize(function(stage), x, settings, partial=True)
     state = pack.unpack(res.x)
     stats.pop("collisions", None)
     with torch.no_grad():  # the final evaluation: its terms, and the colliding pairs left at the end
         terms = {k: v.cpu() for k, v in objective.terms(state, stage, targets, stats).items()}
     terms["total"] = sum(terms.values())
     collisions = stats["collisions"].cpu() if "collisions" in stats else None
-    report = StageReport(name, terms, res.iterations.cpu(), res.evaluations, time.perf_counter() - t0, len(res.x),
-                         collisions, stats.get("collision_seconds", 0.0))
-    log.info("%s: %d items, %d evaluations, %.2f s, mean loss %.4g%s", name, len(res.x), res.evaluations,
+    report = StageReport(name, terms, (res.iterations + iterations).cpu(), res.evaluations + evaluations,
+                         time.perf_counter() - t0, len(res.x), collisions, stats.get("collision_seconds", 0.0))
+    log.info("%s: %d items, %d evaluations, %.2f s, mean loss %.4g%s", name, len(res.x), report.evaluations,
              report.seconds, float(terms["total"].mean()),
              f"; collision term {report.collision_seconds:.2f} s, {float(collisions.float().mean()):.1f} colliding "
              "pairs per item" if collisions is not None else "")
-    return state, report, res.failed
+    return state, report, res.failed | failed
 
 
 def _best_per_person(owner: Tensor, loss: Tensor, people: int) -> Tensor:

@@ -156,7 +156,7 @@ class SequenceFitter:
         # needs the whole mesh; it is 60 % of a still fit's time) and with fewer iterations per stage
         self.key_config = dataclasses.replace(self.config.fit, interpenetration=False, optimizer=dataclasses.replace(
             self.config.fit.optimizer, max_iter=self.config.key_max_iter),
-            stages=[dataclasses.replace(st, max_iter=None) for st in self.config.fit.stages])  # key_max_iter in all
+            stages=[dataclasses.replace(st, max_iter=None, settle_iter=0) for st in self.config.fit.stages])  # key_max_iter in all
         self.stage = dataclasses.replace(self.config.fit.stages[-1], collision=0.0, anchor_pose=False, max_iter=None)
         sizes = model.parameter_sizes()
         self.frame_sizes = {k: (self.pose_prior.latent_size if k == "pose_latent" else sizes[k])
