@@ -213,3 +213,45 @@ def test_the_last_stage_settles_the_keypoints_before_the_collision_term(model, s
     path.write_text("stage_settle_iters: [0, 0, 0, 0, -1]\n")
     with pytest.raises(BodyCaptureError, match="settle_iter"):
         load_config(path)
+
+
+def test_depth_flips_mirror_one_bone_and_keep_every_other():
+    """Each copy mirrors its bones' depth about their parent end: the image of every point under an
+    orthographic camera, every bone's length and every other bone's direction stay; shallow bones are
+    not flipped (the copy would be the same reading)."""
+    from bodycapture.fitting.losses import BONES
+    from bodycapture.fitting.start import DEPTH_FLIPS, depth_flips
+
+    torch.manual_seed(0)
+    points = torch.randn(3, 25, 3, dtype=torch.float64)
+    points[2, 10, 2] = points[2, 9, 2]  # person 2's right thigh lies in the image plane
+    copies, source, names = depth_flips(points)
+    assert not any(s == 2 and n in ("right thigh", "thighs") for s, n in zip(source.tolist(), names))
+    bones = list(BONES) + [(10, 11), (11, 22), (13, 14), (14, 19), (1, 0), (0, 15)]
+    for copy, s, name in zip(copies, source.tolist(), names):
+        original = points[s]
+        assert torch.allclose(copy[:, :2], original[:, :2])  # the same picture
+        flipped = DEPTH_FLIPS[name]
+        for a, b in bones:
+            d0, d1 = original[b] - original[a], copy[b] - copy[a]
+            assert torch.allclose(d0.norm(), d1.norm())
+            if (a, b) in flipped:
+                assert torch.allclose(d1, d0 * torch.tensor([1.0, 1.0, -1.0], dtype=d0.dtype))
+            else:
+                assert torch.allclose(d1, d0)
+    assert len(copies) >= 2 * len(DEPTH_FLIPS) - 2  # random bones are mostly deep enough
+
+
+def test_depth_flips_leave_the_wrong_reading(model, suite):
+    """Crouching and sitting people fitted from 2D alone land in the reading with the thighs or the trunk
+    mirrored in depth; the flipped copies (FitConfig.depth_flips, the default) find the true one."""
+    people = [1, 14]  # arms raised, crouching (seed 0 of the ten-pose suite)
+    keypoints = [dataclasses.replace(suite.keypoints[i], world=None) for i in people]
+    errors = {}
+    for flips in (False, True):
+        cfg = FitConfig(depth_flips=flips)
+        result = fit(keypoints, model, cfg, focal_length=suite.focal[people].numpy())
+        errors[flips] = (v2v(result.vertices.double(), suite.vertices[people].double()) * 1000).numpy()
+        if flips:
+            assert any("flipped" in kind for kind in result.start), result.start
+    assert (errors[True] < errors[False] - 50).all(), errors

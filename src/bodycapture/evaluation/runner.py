@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import BodyCaptureError
-from ..keypoints.layout import BODY, REPORT_GROUPS
+from ..fitting.schedule import FitConfig
+from ..keypoints.layout import BODY, NAMES, REPORT_GROUPS
 from ..models.body_model import BodyModel
 from .metrics import pa_mpjpe, pixel_error, v2v
 from .synthetic import NoiseModel, generate
@@ -61,12 +62,13 @@ def intersecting_pairs(model: BodyModel, vertices: torch.Tensor) -> np.ndarray:
 
 
 def score(model: BodyModel, result, true_vertices, true_joints, true_kp2d, available,
-          detected: np.ndarray | None = None) -> dict[str, np.ndarray]:
+          detected: np.ndarray | None = None, ignored: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Per-person scores of a FitResult against the truth (camera space); with `detected` (P, 135, 3),
     the keypoints the fit was given, also `input_px_body`: the mean distance in pixels of the fitted body
-    keypoints to the detected ones (how well the fit explains its own input), and `noise_px_body`: the same
-    distance for the true keypoints, i.e. the noise that was added (what a perfect fit would score; the
-    suite's 3 px per axis give 3.8 px on visible points, hidden points get 3x the noise: 4.6 px in all)."""
+    keypoints to the detected ones (how well the fit explains its own input: over the detected body points
+    but the `ignored` ones, those the fit gives no weight, by default SMPLify-X's neck and hips), and
+    `noise_px_body`: the same distance for the true keypoints, i.e. the noise that was added (what a
+    perfect fit would score; 3 px per axis give 3.8 px on visible points, hidden points have 3x that)."""
     pred_v, true_v = result.vertices.double(), true_vertices.double()
     regions = vertex_regions(model)
     scores = {"pa_v2v_all": v2v(pred_v, true_v)}
@@ -80,7 +82,8 @@ def score(model: BodyModel, result, true_vertices, true_joints, true_kp2d, avail
         scores[f"px_{group}"] = pixel_error(result.keypoints_2d[:, idx].double(), true_kp2d[:, idx].double(), m)
     out = {k: (v * (1 if k.startswith("px") else 1000)).numpy() for k, v in scores.items()}
     if detected is not None:
-        seen = (detected[:, BODY, 2] > 0) & avail[:, BODY].numpy()
+        fitted = np.array([NAMES[i] not in ignored for i in BODY])
+        seen = (detected[:, BODY, 2] > 0) & avail[:, BODY].numpy() & fitted
         dist = np.linalg.norm(result.keypoints_2d[:, BODY].double().numpy() - detected[:, BODY, :2], axis=-1)
         out["input_px_body"] = (dist * seen).sum(1) / np.maximum(seen.sum(1), 1)
         noise = np.linalg.norm(true_kp2d[:, BODY].double().numpy() - detected[:, BODY, :2], axis=-1)
@@ -136,7 +139,8 @@ def evaluate_synthetic(model: BodyModel, n: int = 100, seed: int = 0, config=Non
     for s, result in zip(range(0, n, batch), parts):
         sl = slice(s, s + batch)
         detected = np.concatenate([k.points for k in suite.keypoints[sl]])
-        part = score(fit_model, result, suite.vertices[sl], suite.joints[sl], suite.keypoints2d[sl], avail[sl], detected)
+        part = score(fit_model, result, suite.vertices[sl], suite.joints[sl], suite.keypoints2d[sl], avail[sl], detected,
+                     (config or FitConfig()).ignore_keypoints)
         for k, v in part.items():
             scores.setdefault(k, []).append(v)
     per_person = {k: np.concatenate(v) for k, v in scores.items()}

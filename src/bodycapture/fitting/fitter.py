@@ -29,7 +29,7 @@ from ..keypoints.layout import CAMERA_INIT, CONTOUR, MIN_BODY_POINTS, NAMES, NUM
 from ..keypoints.regressors import KeypointRegressor, keypoint_model
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
-from ..models.lbs import matrix_to_axis_angle
+from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
 from ..priors import PosePrior, make_pose_prior
 from .camera import Camera, default_focal, initial_translation
 from .lbfgs import minimize
@@ -37,7 +37,7 @@ from .losses import data_term
 from .objective import Objective, Targets, pca_hand_components
 from .quality import FitQuality, assess
 from .schedule import FitConfig, Stage, smpl_stages
-from .start import Starts, make_starts
+from .start import Starts, depth_flips, make_starts, world_landmark_start
 
 __all__ = ["fit", "FitResult", "StageReport"]
 
@@ -304,6 +304,31 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
     return state, report, res.failed | failed
 
 
+def _add_depth_flips(objective: Objective, starts: Starts, alive: Tensor, state: dict[str, Tensor], targets: Targets,
+                     failed: Tensor):
+    """Each running item's copies with a limb, both thighs or the trunk mirrored in depth (start.depth_flips),
+    posed by inverse kinematics on the flipped points and appended as new items (new starts of the same
+    person, the rest of their state copied). -> (starts, alive, state, targets, failed) extended."""
+    model, regressor = objective.keypoint_model or objective.model, objective.keypoint_regressor or objective.regressor
+    with torch.no_grad():
+        points = regressor(model(**objective.body_params(state, targets)))[:, :25]
+    flipped, source, names = depth_flips(points)
+    if not len(source):
+        return starts, alive, state, targets, failed
+    world = torch.cat([flipped, torch.ones_like(flipped[..., :1])], -1)
+    orient, latent = world_landmark_start(world, model, regressor, objective.pose_prior)
+    parent = alive[source]
+    forward = axis_angle_to_matrix(orient)[:, :, 2]  # the body's front in camera space
+    kinds = [f"{starts.kind[i]}, {name} flipped" for i, name in zip(parent.tolist(), names)]
+    new = Starts(starts.owner[parent], orient, latent, forward[:, 2] > 0, kinds)
+    copies = {k: v[source].clone() for k, v in state.items()}
+    copies.update(global_orient=orient, pose_latent=latent)
+    state = {k: torch.cat([v, copies[k]]) for k, v in state.items()}
+    alive = torch.cat([alive, len(starts) + torch.arange(len(source), device=alive.device)])
+    targets = targets.take(torch.cat([torch.arange(len(targets.points), device=source.device), source]))
+    return starts.extended(new), alive, state, targets, torch.cat([failed, failed[parent]])
+
+
 def _best_per_person(owner: Tensor, loss: Tensor, people: int) -> Tensor:
     """(people,) the index of each person's item with the lowest loss (non-finite losses lose; ties: the
     first item, i.e. the earlier start kind)."""
@@ -418,10 +443,13 @@ def fit(
         if progress is not None:
             progress(report.name)
         last = index == len(config.stages) - 1  # after the last stage _finish chooses
-        if index == int(config.prune_after_stage) and len(alive) > P and not last:  # only each person's best goes on
-            keep = _best_per_person(owner[alive], report.terms["total"].to(dev), P)
+        prune = int(config.prune_after_stage)
+        if index in (prune, prune + 1) and len(alive) > P and not last:  # only each person's best goes on
+            keep = _best_per_person(starts.owner[alive], report.terms["total"].to(dev), P)
             alive, targets = alive[keep], targets.take(keep)
             state = {k: v[keep] for k, v in state.items()}
+        if index == prune and config.depth_flips and not last:  # copies with a limb flipped in depth
+            starts, alive, state, targets, failed = _add_depth_flips(objective, starts, alive, state, targets, failed)
     return _finish(model, regressor, pose_prior, objective, kp, focal, center, sizes, owner_np, starts, alive,
                    state, targets, reports, rows, failed, time.perf_counter() - start)
 

@@ -113,6 +113,9 @@ class FitConfig:
     starts: tuple[str, ...] = ("side", "world")
     prune_after_stage: int = 2
     pose_starts_kept: int = 2  # "poses" starts: the best this many per person after the camera stage go on
+    # after stage `prune_after_stage`, copies of each person's fit with a limb, both thighs or the trunk
+    # mirrored in depth run one stage beside it, and the best goes on (start.depth_flips)
+    depth_flips: bool = True
     # the first `anchor_stages` body stages measure the pose prior from each item's start rather than from the
     # prior's mean (for the mean-pose starts the same thing): their high prior weights would otherwise pull
     # every start back to the mean pose before the 2D evidence can choose between them
@@ -237,7 +240,7 @@ _SCALAR_KEYS = {  # SMPLify-X name or ours -> FitConfig field
 }  # fmt: skip
 _STRING_KEYS = {"pose_prior": "pose_prior"}
 _SCALAR_KEYS.update(prune_after_stage="prune_after_stage", pose_starts_kept="pose_starts_kept",
-                    anchor_stages="anchor_stages")
+                    anchor_stages="anchor_stages", depth_flips="depth_flips")
 _COLLISION_KEYS = {  # SMPLify-X name or ours -> CollisionSettings field
     "df_cone_height": "sigma", "penalize_outside": "penalize_outside", "max_collisions": "max_collisions",
     "point2plane": "point2plane", "collision_exponent": "exponent",

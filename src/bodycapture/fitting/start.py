@@ -13,6 +13,11 @@ losing ones after a few stages, and keeps the best by its final objective. The k
 - "poses": the centres of 16 clusters of real poses (CMU training subjects, tools/pose_starts.py: standing,
   walking, crouching, sitting on the floor, arms raised...), facing as "shoulders"; after the camera stage
   only the `pose_starts_kept` that best explain each person's body keypoints go on.
+- depth flips (`FitConfig.depth_flips`, not a start kind: made in the middle of the fit): after stage
+  `prune_after_stage`, each person's fit so far is copied with one limb (or both thighs, or the trunk)
+  mirrored in depth, the reading that the 2D keypoints cannot tell from it (`depth_flips`); the copies are
+  posed by the same inverse kinematics as "world" and fitted on for a stage beside the original, and
+  the best goes on ("kinematic jumps", Sminchisescu and Triggs, CVPR 2003).
 - "world": where the detector gave metric 3D landmarks (MediaPipe's world landmarks), a short batched
   inverse kinematics: the body's orientation by Procrustes on the torso, then orientation and pose latent
   by L-BFGS on bone directions (`losses.bone_direction_term`) under the pose prior. It knows the depth
@@ -35,12 +40,27 @@ from ..priors import PosePrior
 from .lbfgs import LBFGSSettings, minimize
 from .losses import bone_direction_term
 
-__all__ = ["Starts", "START_KINDS", "facing_away", "upright", "make_starts", "world_landmark_start"]
+__all__ = ["Starts", "START_KINDS", "DEPTH_FLIPS", "facing_away", "upright", "make_starts", "world_landmark_start",
+           "depth_flips"]
 
 START_KINDS = ("shoulders", "side", "turned", "poses", "world")
 _TORSO = [BODY_25.index(n) for n in ("RShoulder", "LShoulder", "RHip", "LHip", "Neck", "MidHip")]
 IK_PRIOR_WEIGHT = 0.05  # pose-prior weight of the inverse kinematics, against bone terms of up to 4 each
 IK_SETTINGS = LBFGSSettings(max_iter=30)
+
+
+# Depth flips: name -> the BODY_25 bones (parent, child) mirrored in depth about their parent end; each
+# carries the points below its child along, so every other bone keeps its direction
+DEPTH_FLIPS = {
+    "right upper arm": ((2, 3),), "right forearm": ((3, 4),), "left upper arm": ((5, 6),), "left forearm": ((6, 7),),
+    "right thigh": ((9, 10),), "right shin": ((10, 11),), "left thigh": ((12, 13),), "left shin": ((13, 14),),
+    "thighs": ((9, 10), (12, 13)), "trunk": ((8, 1),),
+}  # fmt: skip
+_BELOW = {  # a BODY_25 point -> itself and the points that hang from it
+    3: (3, 4), 4: (4,), 6: (6, 7), 7: (7,), 10: (10, 11, 22, 23, 24), 11: (11, 22, 23, 24), 13: (13, 14, 19, 20, 21),
+    14: (14, 19, 20, 21), 1: (0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18),
+}  # fmt: skip
+FLIP_MIN_DEPTH = 0.25  # a bone is flipped only when its depth is at least this share of its length
 
 
 @dataclass
@@ -56,6 +76,12 @@ class Starts:
 
     def __len__(self) -> int:
         return len(self.owner)
+
+    def extended(self, other: "Starts") -> "Starts":
+        """These starts followed by `other`'s."""
+        return Starts(torch.cat([self.owner, other.owner]), torch.cat([self.global_orient, other.global_orient]),
+                      torch.cat([self.pose_latent, other.pose_latent]), torch.cat([self.flipped, other.flipped]),
+                      self.kind + other.kind)
 
 
 def facing_away(keypoints: Tensor, side_view_threshold: float) -> tuple[Tensor, Tensor]:
@@ -120,6 +146,27 @@ def world_landmark_start(world: Tensor, model: BodyModel, regressor: KeypointReg
     res = minimize(objective, torch.cat([orient0, latent0], 1), settings, partial=True)
     x = torch.where(torch.isfinite(res.x).all(1, keepdim=True), res.x, torch.cat([orient0, latent0], 1))
     return x[:, :3].detach(), x[:, 3 : 3 + L].detach()
+
+
+def depth_flips(points: Tensor, min_depth: float = FLIP_MIN_DEPTH) -> tuple[Tensor, Tensor, list[str]]:
+    """Copies of BODY_25 points (B, 25, 3) (camera axes) with bones mirrored in depth (DEPTH_FLIPS): each
+    flipped bone's child end goes from a + d to a + (d_x, d_y, -d_z), and the points below it move with
+    it; a copy is made only where each flipped bone's depth is at least `min_depth` of its length (else the
+    copy is the same reading). -> (points (M, 25, 3), source (M,) the row each copy came from, names (M,))."""
+    copies, sources, names = [], [], []
+    for name, bones in DEPTH_FLIPS.items():
+        flipped, deep = points.clone(), torch.ones(len(points), dtype=torch.bool, device=points.device)
+        for a, b in bones:
+            d = points[:, b] - points[:, a]
+            deep &= d[:, 2].abs() >= min_depth * d.norm(dim=-1)
+            shift = torch.zeros_like(d)
+            shift[:, 2] = -2 * d[:, 2]
+            flipped[:, list(_BELOW[b])] += shift[:, None]
+        rows = torch.nonzero(deep).flatten()
+        copies.append(flipped[rows])
+        sources.append(rows)
+        names.extend([name] * len(rows))
+    return torch.cat(copies), torch.cat(sources), names
 
 
 def pose_starts() -> Tensor:
