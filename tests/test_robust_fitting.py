@@ -51,7 +51,7 @@ def _errors(result, suite) -> np.ndarray:
 def test_the_3d_landmark_start_recovers_what_2d_leaves_ambiguous(fits, suite):
     with_3d, only_2d = fits
     e3, e2 = _errors(with_3d, suite), _errors(only_2d, suite)
-    assert with_3d.start == ["world"] * 3 and only_2d.start[0] in ("shoulders", "side")
+    assert with_3d.start == ["world"] * 3 and only_2d.start[0].split(",")[0] in ("shoulders", "side")
     assert (e3 < 110).all(), e3
     # sitting: the 2D-only fit lands in the leaning-forward minimum (v2v measured 127 mm against 45 with the
     # 3D start; 246 against 45 with 30 iterations in every stage); crouching: the default 60 iterations in
@@ -102,6 +102,7 @@ def test_a_fit_that_misses_its_keypoints_is_doubtful_and_says_why(model, suite, 
     cfg = FitConfig(starts=("shoulders",))
     cfg.optimizer = LBFGSSettings(max_iter=1)
     cfg.camera_optimizer = LBFGSSettings(max_iter=1)
+    cfg.stages[-1].settle_iter = 0
     result = fit(suite.keypoints[4], model, cfg, focal_length=float(suite.focal[4]))  # a crouch, barely fitted
     q = result.quality
     assert bool(q.doubtful[0]) and any("body keypoints not reached" in r for r in q.reasons[0]), q.reasons
@@ -173,7 +174,7 @@ def test_iterations_can_be_set_per_stage(model, suite, tmp_path):
     path.write_text("stage_maxiters: [1, 2, 60, 60, 60]\n")
     cfg = load_config(path)
     assert [st.max_iter for st in cfg.stages] == [1, 2, 60, 60, 60]
-    assert "max 1, 2, 60, 60, 60 iterations" in cfg.summary()
+    assert "max 1, 2, 60, 60, 150+60 iterations" in cfg.summary()  # the last stage settles first
     cfg.stages = cfg.stages[:2]
     result = fit(suite.keypoints[0], model, cfg, focal_length=float(suite.focal[0]))
     assert int(result.stages[1].iterations[0]) <= 1 and int(result.stages[2].iterations[0]) <= 2
@@ -182,26 +183,29 @@ def test_iterations_can_be_set_per_stage(model, suite, tmp_path):
         load_config(path).validate()
 
 
-def test_the_last_stage_settles_the_keypoints_before_the_collision_term(model, suite, fits, tmp_path):
+def test_the_last_stage_settles_the_keypoints_before_the_collision_term(model, suite, tmp_path):
     """The hand and face points switched on in the last stage pull the body off its keypoints; the default
-    settle iterations (without the collision term) bring it back: the fitted body keypoints lie closer to
-    their input than without them, within 1.5x of the distance of the true keypoints (the added noise)."""
+    settle iterations (without the collision term) bring it back: the fitted body keypoints (those the fit
+    is given) lie closer to their input than without them, within 1.5x of the distance of the true
+    keypoints (the added noise)."""
     from bodycapture.fitting import load_config
-    from bodycapture.keypoints.layout import BODY
+    from bodycapture.keypoints.layout import BODY, IGNORED_BY_DEFAULT
 
-    _, settled = fits  # 2D only, the default schedule
+    people = [0, 5, 7]  # standing, pointing, hands near the face: fits in the right reading
+    keypoints = [dataclasses.replace(suite.keypoints[i], world=None) for i in people]
     cfg = FitConfig()
     assert cfg.stages[-1].settle_iter > 0 and all(st.settle_iter == 0 for st in cfg.stages[:-1])
+    settled = fit(keypoints, model, cfg, focal_length=suite.focal[people].numpy())
     cfg.stages[-1].settle_iter = 0
-    loose = fit([dataclasses.replace(suite.keypoints[i], world=None) for i in PEOPLE], model, cfg,
-                focal_length=suite.focal[PEOPLE].numpy())
-    detected = np.concatenate([suite.keypoints[i].points for i in PEOPLE])[:, BODY]
+    loose = fit(keypoints, model, cfg, focal_length=suite.focal[people].numpy())
+    fitted = np.setdiff1d(BODY, IGNORED_BY_DEFAULT)
+    detected = np.concatenate([k.points for k in keypoints])[:, fitted]
     seen = detected[..., 2] > 0
 
     def residual(kp2d):
-        return float((np.linalg.norm(kp2d[:, BODY] - detected[..., :2], axis=-1) * seen).sum() / seen.sum())
+        return float((np.linalg.norm(kp2d[:, fitted] - detected[..., :2], axis=-1) * seen).sum() / seen.sum())
 
-    noise = residual(suite.keypoints2d[PEOPLE].numpy())
+    noise = residual(suite.keypoints2d[people].numpy())
     tight, free = residual(settled.keypoints_2d.numpy()), residual(loose.keypoints_2d.numpy())
     assert tight < 0.8 * free and tight < 1.5 * noise, (tight, free, noise)
     assert int(settled.stages[-1].iterations.max()) > cfg.stages[-1].max_iter  # the report counts them
@@ -242,16 +246,19 @@ def test_depth_flips_mirror_one_bone_and_keep_every_other():
     assert len(copies) >= 2 * len(DEPTH_FLIPS) - 2  # random bones are mostly deep enough
 
 
-def test_depth_flips_leave_the_wrong_reading(model, suite):
-    """Crouching and sitting people fitted from 2D alone land in the reading with the thighs or the trunk
-    mirrored in depth; the flipped copies (FitConfig.depth_flips, the default) find the true one."""
-    people = [1, 14]  # arms raised, crouching (seed 0 of the ten-pose suite)
-    keypoints = [dataclasses.replace(suite.keypoints[i], world=None) for i in people]
-    errors = {}
+def test_depth_flips_leave_the_wrong_reading(model):
+    """A crouching person fitted from 2D alone lands in the reading with the thighs mirrored in depth (the
+    torso leans forward instead; measured 256 mm PA-v2v); the copy with both thighs flipped
+    (FitConfig.depth_flips, the default) finds the true one (61 mm) at a lower objective."""
+    suite = generate(model, 100, 0)
+    people = [24, 55]  # crouching, pointing (seed 0 of the 100-person ten-pose suite)
+    errors, losses = {}, {}
     for flips in (False, True):
-        cfg = FitConfig(depth_flips=flips)
-        result = fit(keypoints, model, cfg, focal_length=suite.focal[people].numpy())
+        result = fit([suite.keypoints[i] for i in people], model, FitConfig(depth_flips=flips),
+                     focal_length=suite.focal[people].numpy())
         errors[flips] = (v2v(result.vertices.double(), suite.vertices[people].double()) * 1000).numpy()
+        losses[flips] = result.loss.numpy()
         if flips:
-            assert any("flipped" in kind for kind in result.start), result.start
-    assert (errors[True] < errors[False] - 50).all(), errors
+            assert result.start[0] == "shoulders, thighs flipped", result.start
+    assert errors[False][0] > 200 and errors[True][0] < errors[False][0] - 100, errors
+    assert losses[True][0] < 0.8 * losses[False][0], losses

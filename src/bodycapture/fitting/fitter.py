@@ -306,13 +306,16 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
 
 def _add_depth_flips(objective: Objective, starts: Starts, alive: Tensor, state: dict[str, Tensor], targets: Targets,
                      failed: Tensor):
-    """Each running item's copies with a limb, both thighs or the trunk mirrored in depth (start.depth_flips),
-    posed by inverse kinematics on the flipped points and appended as new items (new starts of the same
+    """Each running item's copies with a limb, both thighs or the trunk mirrored in depth (start.depth_flips;
+    not for items with 3D landmarks, whose 3D term knows the depth order), posed by inverse kinematics on the flipped points and appended as new items (new starts of the same
     person, the rest of their state copied). -> (starts, alive, state, targets, failed) extended."""
     model, regressor = objective.keypoint_model or objective.model, objective.keypoint_regressor or objective.regressor
     with torch.no_grad():
         points = regressor(model(**objective.body_params(state, targets)))[:, :25]
     flipped, source, names = depth_flips(points)
+    blind = targets.world_confidence.sum(1) == 0  # items with 3D landmarks have the depth order already
+    keep = blind[source]
+    flipped, source, names = flipped[keep], source[keep], [n for n, k in zip(names, keep.tolist()) if k]
     if not len(source):
         return starts, alive, state, targets, failed
     world = torch.cat([flipped, torch.ones_like(flipped[..., :1])], -1)
@@ -444,11 +447,11 @@ def fit(
             progress(report.name)
         last = index == len(config.stages) - 1  # after the last stage _finish chooses
         prune = int(config.prune_after_stage)
-        if index in (prune, prune + 1) and len(alive) > P and not last:  # only each person's best goes on
+        if prune >= 0 and index in (prune, prune + 1) and len(alive) > P and not last:  # each person's best goes on
             keep = _best_per_person(starts.owner[alive], report.terms["total"].to(dev), P)
             alive, targets = alive[keep], targets.take(keep)
             state = {k: v[keep] for k, v in state.items()}
-        if index == prune and config.depth_flips and not last:  # copies with a limb flipped in depth
+        if prune >= 0 and index == prune and config.depth_flips and not last:  # copies, a limb flipped in depth
             starts, alive, state, targets, failed = _add_depth_flips(objective, starts, alive, state, targets, failed)
     return _finish(model, regressor, pose_prior, objective, kp, focal, center, sizes, owner_np, starts, alive,
                    state, targets, reports, rows, failed, time.perf_counter() - start)
