@@ -205,7 +205,8 @@ class FitConfig:
                      f"{self.side_view_threshold:g} px; translation optimised in body stages: {self.optimize_translation}")
         lines.append(f"body-pose prior: {self.pose_prior}")
         lines.append(f"starts: {', '.join(self.starts)} (start.py); after stage {self.prune_after_stage} only each "
-                     f"person's best goes on; prior anchored at the start in the first {self.anchor_stages} stages; "
+                     f"person's best goes on{', with copies of it flipped in depth for one stage' if self.depth_flips else ''}"
+                     f"; prior anchored at the start in the first {self.anchor_stages} stages; "
                      f"3D bone-direction weights {', '.join(f'{st.world:g}' for st in self.stages)}")
         c = self.collision
         on = {None: "on for models with hands", True: "on", False: "off"}[self.interpenetration]
