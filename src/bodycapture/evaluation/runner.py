@@ -139,8 +139,8 @@ def evaluate_synthetic(model: BodyModel, n: int = 100, seed: int = 0, config=Non
     for s, result in zip(range(0, n, batch), parts):
         sl = slice(s, s + batch)
         detected = np.concatenate([k.points for k in suite.keypoints[sl]])
-        part = score(fit_model, result, suite.vertices[sl], suite.joints[sl], suite.keypoints2d[sl], avail[sl], detected,
-                     (config or FitConfig()).ignore_keypoints)
+        part = score(fit_model, result, suite.vertices[sl], suite.joints[sl], suite.keypoints2d[sl], avail[sl],
+                     detected, (config or FitConfig()).ignore_keypoints)
         for k, v in part.items():
             scores.setdefault(k, []).append(v)
     per_person = {k: np.concatenate(v) for k, v in scores.items()}

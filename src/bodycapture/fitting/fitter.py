@@ -29,7 +29,7 @@ from ..keypoints.layout import CAMERA_INIT, CONTOUR, MIN_BODY_POINTS, NAMES, NUM
 from ..keypoints.regressors import KeypointRegressor, keypoint_model
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
-from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
+from ..models.lbs import matrix_to_axis_angle
 from ..priors import PosePrior, make_pose_prior
 from .camera import Camera, default_focal, initial_translation
 from .lbfgs import minimize
@@ -37,7 +37,7 @@ from .losses import data_term
 from .objective import Objective, Targets, pca_hand_components
 from .quality import FitQuality, assess
 from .schedule import FitConfig, Stage, smpl_stages
-from .start import Starts, depth_flips, make_starts, world_landmark_start
+from .start import Starts, depth_flips, make_starts, turned_away, world_landmark_start
 
 __all__ = ["fit", "FitResult", "StageReport"]
 
@@ -48,10 +48,10 @@ log = logging.getLogger(__name__)
 class StageReport:
     """One stage of a fit, per person (P,) once the fit is done (per batch item while it runs).
 
-    terms: the final value of every term and 'total'; iterations: L-BFGS iterations (settle_iter's included); evaluations and
-    seconds: for the whole batch; items: batch items (starts) still running in this stage; collisions:
-    colliding triangle pairs at the end (stages with the interpenetration term) and collision_seconds, the
-    time spent in its search and penalty."""
+    terms: the final value of every term and 'total'; iterations: L-BFGS iterations (a stage's settle_iter
+    included); evaluations and seconds: for the whole batch; items: batch items (starts) still running in
+    this stage; collisions: colliding triangle pairs at the end (stages with the interpenetration term) and
+    collision_seconds, the time spent in its search and penalty."""
 
     name: str
     terms: dict[str, Tensor]
@@ -307,23 +307,25 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
 def _add_depth_flips(objective: Objective, starts: Starts, alive: Tensor, state: dict[str, Tensor], targets: Targets,
                      failed: Tensor):
     """Each running item's copies with a limb, both thighs or the trunk mirrored in depth (start.depth_flips;
-    not for items with 3D landmarks, whose 3D term knows the depth order), posed by inverse kinematics on the flipped points and appended as new items (new starts of the same
-    person, the rest of their state copied). -> (starts, alive, state, targets, failed) extended."""
+    not for items with 3D landmarks, whose 3D term knows the depth order), posed by inverse kinematics on
+    the flipped points and appended as new items (new starts of the same person, the rest of their state
+    copied). -> (starts, alive, state, targets, failed) extended."""
     model, regressor = objective.keypoint_model or objective.model, objective.keypoint_regressor or objective.regressor
+    blind = torch.nonzero(targets.world_confidence.sum(1) == 0).flatten()  # the items without 3D landmarks
+    if not len(blind):
+        return starts, alive, state, targets, failed
     with torch.no_grad():
-        points = regressor(model(**objective.body_params(state, targets)))[:, :25]
+        points = regressor(model(**objective.body_params({k: v[blind] for k, v in state.items()},
+                                                         targets.take(blind))))[:, :25]
     flipped, source, names = depth_flips(points)
-    blind = targets.world_confidence.sum(1) == 0  # items with 3D landmarks have the depth order already
-    keep = blind[source]
-    flipped, source, names = flipped[keep], source[keep], [n for n, k in zip(names, keep.tolist()) if k]
     if not len(source):
         return starts, alive, state, targets, failed
+    source = blind[source]  # rows of the running items
     world = torch.cat([flipped, torch.ones_like(flipped[..., :1])], -1)
     orient, latent = world_landmark_start(world, model, regressor, objective.pose_prior)
     parent = alive[source]
-    forward = axis_angle_to_matrix(orient)[:, :, 2]  # the body's front in camera space
     kinds = [f"{starts.kind[i]}, {name} flipped" for i, name in zip(parent.tolist(), names)]
-    new = Starts(starts.owner[parent], orient, latent, forward[:, 2] > 0, kinds)
+    new = Starts(starts.owner[parent], orient, latent, turned_away(orient), kinds)
     copies = {k: v[source].clone() for k, v in state.items()}
     copies.update(global_orient=orient, pose_latent=latent)
     state = {k: torch.cat([v, copies[k]]) for k, v in state.items()}

@@ -204,8 +204,9 @@ class FitConfig:
         lines.append(f"camera: focal {focal}; depth weight {self.depth_weight:g}; side-view threshold "
                      f"{self.side_view_threshold:g} px; translation optimised in body stages: {self.optimize_translation}")
         lines.append(f"body-pose prior: {self.pose_prior}")
+        flips = ", with copies of it flipped in depth for one stage" if self.depth_flips else ""
         lines.append(f"starts: {', '.join(self.starts)} (start.py); after stage {self.prune_after_stage} only each "
-                     f"person's best goes on{', with copies of it flipped in depth for one stage' if self.depth_flips else ''}"
+                     f"person's best goes on{flips}"
                      f"; prior anchored at the start in the first {self.anchor_stages} stages; "
                      f"3D bone-direction weights {', '.join(f'{st.world:g}' for st in self.stages)}")
         c = self.collision
@@ -304,7 +305,8 @@ def _config_from_dict(data: dict, source: str) -> FitConfig:
         for key, values in lists.items():
             name = _STAGE_KEYS[key]
             for st, v in zip(stages, values):
-                setattr(st, name, _parse_jaw(v) if name == "jaw" else int(v) if name in ("max_iter", "settle_iter") else float(v))
+                integer = name in ("max_iter", "settle_iter")
+                setattr(st, name, _parse_jaw(v) if name == "jaw" else int(v) if integer else float(v))
         if "jaw_pose_prior_weights" not in lists and "body_pose_prior_weights" in lists:
             for st in stages:  # SMPLify-X then derives the jaw weights from the pose weights' scale
                 st.jaw = (10 * st.body_pose, 100 * st.body_pose, 100 * st.body_pose)

@@ -40,8 +40,8 @@ from ..priors import PosePrior
 from .lbfgs import LBFGSSettings, minimize
 from .losses import bone_direction_term
 
-__all__ = ["Starts", "START_KINDS", "DEPTH_FLIPS", "facing_away", "upright", "make_starts", "world_landmark_start",
-           "depth_flips"]
+__all__ = ["Starts", "START_KINDS", "DEPTH_FLIPS", "facing_away", "turned_away", "upright", "make_starts",
+           "world_landmark_start", "depth_flips"]
 
 START_KINDS = ("shoulders", "side", "turned", "poses", "world")
 _TORSO = [BODY_25.index(n) for n in ("RShoulder", "LShoulder", "RHip", "LHip", "Neck", "MidHip")]
@@ -93,6 +93,11 @@ def facing_away(keypoints: Tensor, side_view_threshold: float) -> tuple[Tensor, 
     both = (ls[:, 2] > 0) & (rs[:, 2] > 0)
     dx = ls[:, 0] - rs[:, 0]  # > 0: the subject's left is on the image's right, i.e. facing the camera
     return both & (dx < 0), ~both | (dx.abs() < side_view_threshold)
+
+
+def turned_away(global_orient: Tensor) -> Tensor:
+    """(N, 3) axis-angle orientations -> (N,) bool: the body's front (its +z) points away from the camera."""
+    return axis_angle_to_matrix(global_orient)[:, 2, 2] > 0
 
 
 def upright(away: Tensor, dtype, device) -> Tensor:
@@ -218,6 +223,5 @@ def make_starts(keypoints: Tensor, world: Tensor | None, model: BodyModel, regre
     rows = torch.nonzero(has_world).flatten()
     if len(rows):
         o, z = world_landmark_start(world[rows], model, regressor, pose_prior)
-        forward = axis_angle_to_matrix(o)[:, :, 2]  # the body's +z (its front) in camera space
-        add(rows, o, z, forward[:, 2] > 0, "world")  # front pointing away from the camera
+        add(rows, o, z, turned_away(o), "world")
     return Starts(torch.cat(owner), torch.cat(orient), torch.cat(latent), torch.cat(flipped), kind)

@@ -153,10 +153,11 @@ class SequenceFitter:
         self.camera_center = torch.tensor([self.image_size[1] / 2, self.image_size[0] / 2], dtype=self.dtype,
                                           device=self.device)
         # key frames are fitted as photos, but without the interpenetration term (the windows have none: it
-        # needs the whole mesh; it is 60 % of a still fit's time) and with fewer iterations per stage
+        # needs the whole mesh; it is 60 % of a still fit's time) and with key_max_iter iterations in every
+        # stage (none settling first)
         self.key_config = dataclasses.replace(self.config.fit, interpenetration=False, optimizer=dataclasses.replace(
             self.config.fit.optimizer, max_iter=self.config.key_max_iter),
-            stages=[dataclasses.replace(st, max_iter=None, settle_iter=0) for st in self.config.fit.stages])  # key_max_iter in all
+            stages=[dataclasses.replace(st, max_iter=None, settle_iter=0) for st in self.config.fit.stages])
         self.stage = dataclasses.replace(self.config.fit.stages[-1], collision=0.0, anchor_pose=False, max_iter=None)
         sizes = model.parameter_sizes()
         self.frame_sizes = {k: (self.pose_prior.latent_size if k == "pose_latent" else sizes[k])
