@@ -1,7 +1,7 @@
 """Speed of the bundled detector (CPU): every person of a photo, MediaPipe's person detector over the
 photo and its tiles, then Holistic on one crop per person.
 
-    python benchmarks/bench_detect.py [--images DIR] [--repeats 3]
+    python benchmarks/bench_detect.py [--images DIR] [--repeats 3] [--workers N]
 
 Reports the first-call cost (creating the detector and the first photo, which loads the models), then per
 photo the median time of `--repeats` runs and the people found, and a least-squares fit of
@@ -28,12 +28,13 @@ def main() -> None:
     shared = ROOT.parent / "shared" / "data" / "images"
     parser.add_argument("--images", type=Path, default=shared if shared.is_dir() else ROOT / "tests" / "data" / "images")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, help="threads searching the tiles (default: the detector's choice)")
     args = parser.parse_args()
     photos = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     images = {p.name: read_image(p) for p in photos}
 
     start = time.perf_counter()
-    detector = MediaPipeDetector()
+    detector = MediaPipeDetector(workers=args.workers)
     first = next(iter(images.values()))
     detector(first)
     print(f"first call (create + first photo): {(time.perf_counter() - start) * 1e3:.0f} ms")

@@ -116,12 +116,31 @@ def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
     for thorough in (False, True):
         seen = []
         detector = PersonSeedDetector(thorough=thorough, faces=False)
-        monkeypatch.setattr(detector, "_run", lambda image, x, y, seen=seen: seen.append(image.shape[:2]) or [])
+        monkeypatch.setattr(detector, "_run", lambda image, x, y, worker=0, seen=seen: seen.append(image.shape[:2]) or [])
         detector(np.zeros((480, 640, 3), np.uint8))
         calls[thorough] = seen
     assert len(calls[False]) == 1 + len(tiles(480, 640, 0.5))  # the whole image, then the tiles
     finer = [shape for shape in calls[True] if shape[0] == 160]  # a third of the short side
     assert len(finer) == len(tiles(480, 640, 1 / 3, max_tiles=60)) and len(calls[True]) == len(calls[False]) + len(finer)
+
+
+def test_tile_search_in_two_threads_finds_the_same_seeds():
+    """Two worker threads, each with its own detector graph, search the windows in parallel and give the
+    seeds of one worker, in the same order."""
+    from bodycapture.keypoints.mediapipe import read_image
+    from bodycapture.keypoints.person_seeds import PersonSeedDetector
+
+    image = read_image(IMAGES / "coco_328.jpg")
+    found = {}
+    for workers in (1, 2):
+        detector = PersonSeedDetector(workers=workers)
+        try:
+            found[workers] = detector(image)
+        finally:
+            detector.close()
+    assert len(found[1]) >= 3  # three seated cadets
+    assert [s.score for s in found[2]] == [s.score for s in found[1]]
+    np.testing.assert_allclose(np.stack([s.hip for s in found[2]]), np.stack([s.hip for s in found[1]]))
 
 
 def test_merge_seeds_keeps_the_best_of_overlapping_ones():

@@ -181,12 +181,13 @@ class MediaPipeDetector:
         of the image height.
     tiles: also search overlapping tiles of the image for small people (person_seeds.py).
     thorough: a second, finer level of tiles: more people in crowds and wide shots, about 1 s more a photo.
+    workers: threads searching the tiles (None: person_seeds.default_workers(), two where there are two cores).
     Reuse one detector for many images: creating it costs about 0.1-0.4 s.
     """
 
     def __init__(self, min_detection_confidence: float = 0.5, refine_face: bool = False,
                  raw_visibility: bool = False, max_people: int | None = 20, min_height: float = 0.1,
-                 tiles: bool = True, thorough: bool = False):
+                 tiles: bool = True, thorough: bool = False, workers: int | None = None):
         if max_people is not None and max_people < 1:
             raise ValueError(f"max_people must be at least 1, got {max_people}")
         if not (min_height >= 0):
@@ -198,6 +199,7 @@ class MediaPipeDetector:
         self.min_height = min_height
         self.tiles = tiles
         self.thorough = thorough
+        self.workers = workers
         self._holistic = None
         self._seeds = None
         self._by_region = None
@@ -220,7 +222,7 @@ class MediaPipeDetector:
 
             _import_mediapipe()
             self._seeds = PersonSeedDetector(tile_fraction=0.5 if self.tiles else None, thorough=self.thorough,
-                                             min_score=self.min_detection_confidence)
+                                             min_score=self.min_detection_confidence, workers=self.workers)
         return self._seeds
 
     def _get_by_region(self):

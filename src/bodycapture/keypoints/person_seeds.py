@@ -17,11 +17,12 @@ same person from different tiles are merged (non-maximum suppression on their re
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds", "graph_from_text"]
+__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds", "graph_from_text", "default_workers"]
 
 # MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
 # (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
@@ -48,6 +49,15 @@ node { calculator: "FaceDetectionShortRangeCpu" input_stream: "IMAGE:image" outp
 """
 FACE_TO_HIP = 3.0
 FACE_TO_RADIUS = 4.0
+
+
+def default_workers() -> int:
+    """Threads for the tile search: two where there are two cores to use (measured on the 2-core VM,
+    coco_488, whole image + 24 tiles: 400 ms with one, 215 ms with two; benchmarks/bench_detect.py).
+    The threads are independent graphs, not one parallel computation, so sharing a core with the fitter
+    slows each down in proportion instead of stalling both, as torch's threads do when oversubscribed."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if cores >= 2 else 1
 
 
 def graph_from_text(text: str, side_inputs: dict | None = None):
@@ -129,29 +139,33 @@ def merge_seeds(seeds: list[PersonSeed], iou: float = 0.3) -> list[PersonSeed]:
 class PersonSeedDetector:
     """Every person in an image: the BlazePose person detector on the whole image and on tiles.
 
+    workers: threads searching the tiles, each with its own detector graph (default_workers()).
     tile_fraction: tile side as a fraction of the image's short side (None: whole image only).
     thorough: also a second, finer level of tiles (THOROUGH_LEVEL), for crowds and wide shots.
     min_score: detections below it are dropped (the graph itself keeps >= 0.5).
     """
 
     def __init__(self, tile_fraction: float | None = 0.5, min_score: float = 0.5, faces: bool = True,
-                 thorough: bool = False):
+                 thorough: bool = False, workers: int | None = None):
         self.tile_fraction = tile_fraction
         self.thorough = thorough
         self.min_score = min_score
         self.faces = faces
-        self._graph = None
+        self.workers = default_workers() if workers is None else max(1, int(workers))
+        self._graphs: list = []
         self._face_graph = None
+        self._pool = None
 
-    def _get(self):
-        if self._graph is None:
-            self._graph = graph_from_text(_GRAPH)
-        return self._graph
+    def _get(self, worker: int = 0):
+        while len(self._graphs) <= worker:
+            self._graphs.append(graph_from_text(_GRAPH))
+        return self._graphs[worker]
 
-    def _run(self, image: np.ndarray, x0: float, y0: float) -> list[PersonSeed]:
-        """Detections in `image` (H, W, 3) uint8, shifted by (x0, y0) into the full image's pixels."""
+    def _run(self, image: np.ndarray, x0: float, y0: float, worker: int = 0) -> list[PersonSeed]:
+        """Detections in `image` (H, W, 3) uint8, shifted by (x0, y0) into the full image's pixels, by
+        the graph of `worker` (each worker thread has its own: a graph runs one image at a time)."""
         h, w = image.shape[:2]
-        result = self._get().process({"image": np.ascontiguousarray(image)})
+        result = self._get(worker).process({"image": np.ascontiguousarray(image)})
         seeds = []
         for det in result.detections or []:
             score = float(det.score[0]) if det.score else 0.0
@@ -191,19 +205,39 @@ class PersonSeedDetector:
     def __call__(self, image: np.ndarray) -> list[PersonSeed]:
         """(H, W, 3) uint8 RGB -> seeds, merged, by descending score."""
         h, w = image.shape[:2]
-        seeds = self._run(image, 0, 0)
-        if self.faces:
-            seeds += self._faces(image)
+        windows = [(0, 0, None)]  # the whole image, then the tiles of each level
         levels = [(self.tile_fraction, MAX_TILES)] if self.tile_fraction else []
         if self.thorough:
             levels.append(THOROUGH_LEVEL)
         for fraction, most in levels:
-            for x, y, side in tiles(h, w, fraction, max_tiles=most):
-                seeds += self._run(image[y : y + side, x : x + side], x, y)
+            windows += tiles(h, w, fraction, max_tiles=most)
+        workers = min(self.workers, len(windows))
+
+        def search(worker: int) -> list[list[PersonSeed]]:  # every `workers`-th window, on this worker's graph
+            return [self._run(image if side is None else image[y : y + side, x : x + side], x, y, worker)
+                    for x, y, side in windows[worker::workers]]
+
+        if workers == 1:
+            found = search(0)
+        else:  # MediaPipe releases the GIL while a graph runs: the windows are searched in parallel
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="person-seeds")
+            parts = list(self._pool.map(search, range(workers)))
+            found = [None] * len(windows)
+            for worker, part in enumerate(parts):  # back into window order: the same seeds as one worker
+                found[worker::workers] = part
+        seeds = [seed for window in found for seed in window]
+        if self.faces:
+            seeds[len(found[0]):len(found[0])] = self._faces(image)
         return merge_seeds(seeds)
 
     def close(self) -> None:
-        for graph in (self._graph, self._face_graph):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for graph in [*self._graphs, self._face_graph]:
             if graph is not None:
                 graph.close()
-        self._graph = self._face_graph = None
+        self._graphs, self._face_graph = [], None
