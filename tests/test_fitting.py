@@ -10,7 +10,7 @@ import bodycapture
 from bodycapture.fitting import FitConfig, fit, load_config
 from bodycapture.fitting.camera import Camera, focal_from_exif, initial_translation
 from bodycapture.fitting.objective import Objective, Targets
-from bodycapture.fitting.lbfgs import LBFGSSettings, minimize
+from bodycapture.fitting.lbfgs import LBFGSSettings, lbfgs_direction, minimize
 from bodycapture.keypoints import GROUPS, KeypointRegressor
 from bodycapture.keypoints.types import ImageKeypoints
 from bodycapture.models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
@@ -207,6 +207,37 @@ def test_lbfgs_batched_equals_single_and_finds_minima():
     torch.testing.assert_close(part.x, batch.x, atol=1e-12, rtol=0)
     assert torch.equal(part.iterations, batch.iterations)
     assert sum(evaluated) < 0.8 * 3 * len(evaluated)
+
+
+def _two_loop(S, Y, g):
+    """Nocedal & Wright's Algorithm 7.4 for one problem, pairs oldest first, H0 = (s'y / y'y) I."""
+    q, alphas = g.clone(), []
+    for s, y in zip(reversed(S), reversed(Y)):
+        alphas.append((s @ q) / (s @ y))
+        q = q - alphas[-1] * y
+    r = (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1]) * q
+    for s, y, a in zip(S, Y, reversed(alphas)):
+        r = r + s * (a - (y @ r) / (s @ y))
+    return r
+
+
+def test_lbfgs_compact_direction_equals_the_two_loop_recursion():
+    """The batched compact form gives the two-loop recursion's H g, also for a problem whose history is
+    shorter (zero pairs first) and H g = g without a history."""
+    gen = torch.Generator().manual_seed(0)
+    n, c = 12, 6
+    A = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    A = A @ A.T + n * torch.eye(n, dtype=torch.float64)  # pairs y = A s: positive curvature
+    S = torch.randn(3, c, n, generator=gen, dtype=torch.float64)
+    S[1, :2] = 0  # the second problem holds 4 pairs
+    Y = S @ A
+    g = torch.randn(3, n, generator=gen, dtype=torch.float64)
+    h = lbfgs_direction(S, Y, g, torch.tensor([True, True, False]))
+    torch.testing.assert_close(h[0], _two_loop(S[0], Y[0], g[0]), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(h[1], _two_loop(S[1, 2:], Y[1, 2:], g[1]), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(h[2], g[2])
+    # the secant condition: H maps the newest gradient change onto the newest step
+    torch.testing.assert_close(lbfgs_direction(S[:1], Y[:1], Y[:1, -1], torch.tensor([True])), S[:1, -1])
 
 
 def test_lbfgs_never_accepts_nan():
