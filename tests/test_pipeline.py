@@ -143,6 +143,18 @@ def test_tile_search_in_two_threads_finds_the_same_seeds():
     np.testing.assert_allclose(np.stack([s.hip for s in found[2]]), np.stack([s.hip for s in found[1]]))
 
 
+def test_worker_and_thread_counts_follow_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from bodycapture.cpus import usable_cores
+    from bodycapture.keypoints.person_seeds import default_workers
+    from bodycapture.pipeline import choose_threads
+
+    for cores, workers, threads in (({0}, 1, 1), ({0, 1}, 2, 1), (set(range(8)), 2, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
+        assert (usable_cores(), default_workers(), choose_threads()) == (len(cores), workers, threads)
+
+
 def test_merge_seeds_keeps_the_best_of_overlapping_ones():
     def seed(score, x):
         return PersonSeed(score, np.array([x, 10, x + 20, 30.0]), np.array([x + 10, 100.0]), 50.0)

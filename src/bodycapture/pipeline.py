@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cpus import usable_cores
 from .errors import BodyCaptureError
 from .quiet import PINNED
 from .io.results import MESH_FORMATS
@@ -258,7 +259,7 @@ def choose_threads(requested: int | None = None, concurrent_detection: bool = Fa
     4 cores, half the cores above that, minus the core the detection process uses."""
     if requested is not None:
         return max(1, int(requested))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     threads = 1 if cores <= 4 else cores // 2
     if concurrent_detection and threads > 1:
         threads -= 1

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cpus import usable_cores
 from ..errors import BodyCaptureError
 
 __all__ = ["RayOptions", "capture_ray", "make_shards", "run_shard", "import_ray", "MANIFEST"]
@@ -324,7 +325,7 @@ def _start_ray(ray_mod, options: RayOptions) -> None:
         return
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if options.address is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = usable_cores()
         # --workers caps the local instance itself: a clip's tasks are submitted all at once (ray_clips.py)
         kwargs["num_cpus"] = options.workers * options.cpus_per_task if options.workers else cpus
     import contextlib

@@ -17,10 +17,11 @@ same person from different tiles are merged (non-maximum suppression on their re
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..cpus import usable_cores
 
 __all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds", "graph_from_text", "default_workers"]
 
@@ -56,8 +57,7 @@ def default_workers() -> int:
     coco_488, whole image + 24 tiles: 400 ms with one, 215 ms with two; benchmarks/bench_detect.py).
     The threads are independent graphs, not one parallel computation, so sharing a core with the fitter
     slows each down in proportion instead of stalling both, as torch's threads do when oversubscribed."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 2 if cores >= 2 else 1
+    return 2 if usable_cores() >= 2 else 1
 
 
 def graph_from_text(text: str, side_inputs: dict | None = None):
