@@ -5,9 +5,12 @@ convergence state; one call of the objective evaluates all of them (their losses
 the gradient of sum_b f_b gives every g_b exactly). A problem that has converged stops moving while the
 others go on. This is what makes fitting B people at once give the same answers as B single fits.
 
-The algorithm is the textbook one (Nocedal & Wright, Numerical Optimization, 2nd ed.: L-BFGS two-loop
-recursion, Algorithm 7.4; line search with bracketing and zoom, Algorithms 3.5 and 3.6, with safeguarded
-cubic interpolation), written with per-problem masks instead of branches.
+The algorithm is the textbook one (Nocedal & Wright, Numerical Optimization, 2nd ed.: the L-BFGS update,
+here in its compact form, eq. 7.24 after Byrd, Nocedal & Schnabel 1994, which gives the two-loop recursion's
+direction; line search with bracketing and zoom, Algorithms 3.5 and 3.6, with safeguarded cubic
+interpolation), written with per-problem masks instead of branches. Where a line search finds no decrease, the problem forgets its
+curvature pairs and tries steepest descent before it stops, once per call (`max_restarts`; non-smooth
+terms such as the collision term mislead the pairs).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class LBFGSSettings:
     c1: float = 1e-4  # sufficient decrease (Armijo)
     c2: float = 0.9  # curvature (strong Wolfe)
     max_ls: int = 25  # objective evaluations per line search
+    max_restarts: int = 1  # times a problem may forget its history after a failed line search (see above)
 
 
 @dataclass
@@ -190,6 +194,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     count = torch.zeros(B, dtype=torch.long, device=x.device)  # stored pairs per problem
     head = torch.zeros(B, dtype=torch.long, device=x.device)  # where each problem writes its next pair
     iters = torch.zeros(B, dtype=torch.long, device=x.device)
+    restarts = torch.zeros(B, dtype=torch.long, device=x.device)
     converged = active & (g.abs().amax(1) <= s.gtol)
     active &= ~converged
     rows = torch.arange(B, device=x.device)
@@ -224,7 +229,16 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         iters += active.long()
         rel = (f_old - f).abs() / torch.maximum(torch.maximum(f_old.abs(), f.abs()), torch.ones_like(f))
         small_step = s_vec.abs().amax(1) <= s.xtol
-        now = active & ((g.abs().amax(1) <= s.gtol) | (rel <= s.ftol) | small_step | ~moved)
+        # a failed line search along a quasi-Newton direction (a non-smooth term, e.g. the collision
+        # term's pairs appearing and vanishing, misleads the curvature pairs): forget the history and try
+        # steepest descent next (at most max_restarts times: each restart can cost the stage's remaining
+        # iterations); otherwise a failed search stops the problem
+        retry = active & ~moved & (count > 0) & (restarts < s.max_restarts)
+        restarts += retry.long()
+        S[retry], Y[retry] = 0.0, 0.0
+        count, head = torch.where(retry, 0, count), torch.where(retry, 0, head)
+        stuck = active & ~moved & ~retry
+        now = stuck | (active & moved & ((g.abs().amax(1) <= s.gtol) | (rel <= s.ftol) | small_step))
         converged |= now
         active &= ~now
     return LBFGSResult(x, f, iters, evals, converged, failed)
