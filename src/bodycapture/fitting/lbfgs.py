@@ -8,9 +8,9 @@ others go on. This is what makes fitting B people at once give the same answers 
 The algorithm is the textbook one (Nocedal & Wright, Numerical Optimization, 2nd ed.: the L-BFGS update,
 here in its compact form, eq. 7.24 after Byrd, Nocedal & Schnabel 1994, which gives the two-loop recursion's
 direction; line search with bracketing and zoom, Algorithms 3.5 and 3.6, with safeguarded cubic
-interpolation), written with per-problem masks instead of branches. Where a line search finds no decrease, the problem forgets its
-curvature pairs and tries steepest descent before it stops, once per call (`max_restarts`; non-smooth
-terms such as the collision term mislead the pairs).
+interpolation), written with per-problem masks instead of branches. Where a line search finds no
+decrease, the problem forgets its curvature pairs and tries steepest descent before it stops, once per
+call (`max_restarts`; non-smooth terms such as the collision term mislead the pairs).
 """
 
 from __future__ import annotations

@@ -220,6 +220,8 @@ class PersonSeedDetector:
         if workers == 1:
             found = search(0)
         else:  # MediaPipe releases the GIL while a graph runs: the windows are searched in parallel
+            for worker in range(workers):  # each worker's graph made here, not raced for in the threads
+                self._get(worker)
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
@@ -228,10 +230,8 @@ class PersonSeedDetector:
             found = [None] * len(windows)
             for worker, part in enumerate(parts):  # back into window order: the same seeds as one worker
                 found[worker::workers] = part
-        seeds = [seed for window in found for seed in window]
-        if self.faces:
-            seeds[len(found[0]):len(found[0])] = self._faces(image)
-        return merge_seeds(seeds)
+        faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
+        return merge_seeds(found[0] + faces + [seed for window in found[1:] for seed in window])
 
     def close(self) -> None:
         if self._pool is not None:
