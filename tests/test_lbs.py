@@ -124,6 +124,45 @@ def test_kinematic_chain_levels_and_tree_errors():
         kinematic_levels(torch.tensor([-1, 2, 1]))
 
 
+def naive_world_transforms(rots, joints, parents):
+    """Each joint's world transform by walking up to the root, one joint at a time."""
+    B, J = joints.shape[:2]
+    out = []
+    for j in range(J):
+        chain, k = [], j
+        while k >= 0:
+            chain.append(k)
+            k = int(parents[k])
+        world = torch.eye(4, dtype=joints.dtype).expand(B, 4, 4)
+        for k in reversed(chain):  # root first
+            local = torch.eye(4, dtype=joints.dtype).repeat(B, 1, 1)
+            local[:, :3, :3] = rots[:, k]
+            local[:, :3, 3] = joints[:, k] - (joints[:, parents[k]] if parents[k] >= 0 else 0)
+            world = world @ local
+        out.append(world)
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("parents", [[-1, 0, 1, 1, 3, 0], [-1, 2, 0, 1, 0, 4, 5, 5]])  # the second: parents after children
+def test_level_walk_equals_a_joint_by_joint_walk(parents):
+    from bodycapture.models.lbs import KinematicChain
+
+    parents = torch.tensor(parents)
+    chain = KinematicChain.from_parents(parents)
+    assert sorted(chain.order.tolist()) == list(range(len(parents)))
+    assert torch.equal(chain.order[chain.inverse], torch.arange(len(parents)))
+    g = torch.Generator().manual_seed(5)
+    rots = axis_angle_to_matrix(torch.randn(3, len(parents), 3, generator=g, dtype=torch.float64))
+    joints = torch.randn(3, len(parents), 3, generator=g, dtype=torch.float64)
+    posed, transforms = batch_rigid_transform(rots, joints, parents, chain)
+    world = naive_world_transforms(rots, joints, parents)
+    torch.testing.assert_close(posed, world[:, :, :3, 3])
+    torch.testing.assert_close(transforms[:, :, :3, :3], world[:, :, :3, :3])
+    # the skinning transform maps each rest joint to its posed place
+    rest = torch.cat([joints, torch.ones_like(joints[..., :1])], -1)
+    torch.testing.assert_close((transforms @ rest[..., None])[..., :3, 0], posed)
+
+
 def test_rigid_transform_is_identity_at_rest():
     joints = torch.randn(2, 6, 3, dtype=torch.float64)
     rots = torch.eye(3, dtype=torch.float64).expand(2, 6, 3, 3)

@@ -91,6 +91,27 @@ def test_matrix_to_axis_angle_inverts_for_angles_up_to_pi():
                           axis_angle_to_matrix(half_turn), atol=1e-12)
 
 
+def test_short_matrix_to_axis_angle_equals_the_quaternion_route_below_pi():
+    from bodycapture.models.lbs import matrix_to_axis_angle_below_pi
+
+    g = torch.Generator().manual_seed(4)
+    axes = torch.nn.functional.normalize(torch.randn(300, 3, generator=g, dtype=torch.float64), dim=-1)
+    angles = torch.rand(300, generator=g, dtype=torch.float64) * (math.pi - 1e-3)
+    angles[:4] = torch.tensor([0.0, 1e-9, 1e-4, math.pi - 1e-3])
+    mats = axis_angle_to_matrix(axes * angles[:, None])
+    torch.testing.assert_close(matrix_to_axis_angle_below_pi(mats), matrix_to_axis_angle(mats), atol=1e-9, rtol=0)
+    # batched shapes, and the gradient against finite differences (at zero too)
+    assert matrix_to_axis_angle_below_pi(mats.reshape(3, 100, 3, 3)).shape == (3, 100, 3)
+    for scale in (0.0, 1e-3, 1.0, 2.5):
+        aa = (torch.randn(5, 3, generator=g, dtype=torch.float64) * scale).requires_grad_()
+        assert torch.autograd.gradcheck(lambda x: matrix_to_axis_angle_below_pi(axis_angle_to_matrix(x)), (aa,),
+                                        eps=1e-7, atol=1e-6)
+    # past pi - 1e-4 the value shrinks towards zero but stays finite
+    near = axis_angle_to_matrix(torch.tensor([[0.0, math.pi - 1e-7, 0.0]], dtype=torch.float64))
+    out = matrix_to_axis_angle_below_pi(near)
+    assert torch.isfinite(out).all() and out.norm() <= math.pi
+
+
 def test_shortest_arc_maps_directions_and_handles_opposites():
     from bodycapture.models.lbs import shortest_arc
 

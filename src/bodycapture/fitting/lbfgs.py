@@ -86,8 +86,11 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
         a_eval = torch.where(done, best_a, a)
         if partial:
             rows = torch.nonzero(~done).flatten()
-            f_r, g_r = fun((x + a_eval[:, None] * d).index_select(0, rows), rows)
-            f_a, g_a = best_f.index_copy(0, rows, f_r), best_g.index_copy(0, rows, g_r)
+            if len(rows) == B:  # all of them: the objective need not pick rows
+                f_a, g_a = fun(x + a_eval[:, None] * d, None)
+            else:
+                f_r, g_r = fun((x + a_eval[:, None] * d).index_select(0, rows), rows)
+                f_a, g_a = best_f.index_copy(0, rows, f_r), best_g.index_copy(0, rows, g_r)
         else:
             f_a, g_a = fun(x + a_eval[:, None] * d)
         evals += 1

@@ -14,8 +14,9 @@ as arguments, so one model serves any number of fits, batches and devices at onc
 from __future__ import annotations
 
 import copy
-
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from .families import Family
 from .files import ModelData
-from .lbs import axis_angle_to_matrix, kinematic_levels, lbs, matrix_to_axis_angle
+from .lbs import KinematicChain, axis_angle_to_matrix, lbs, matrix_to_axis_angle
 
 __all__ = ["BodyModel", "BodyOutput"]
 
@@ -42,15 +43,24 @@ class BodyOutput:
     full_pose: (B, 3 J) axis-angle of every joint, hand means included (or (B, J, 3, 3) rotation
     matrices when the model was called with pose2rot=False); rot_mats: (B, J, 3, 3);
     betas (B, num_betas), expression (B, num_expression) or None, transl (B, 3): what was used.
+    `full_pose` may be given as a function that computes it: it is then computed on first use (joints
+    given as rotation matrices need a conversion that a fitting loop, which never reads it, should not pay).
     """
 
     vertices: Tensor
     joints: Tensor
-    full_pose: Tensor
+    full_pose: Tensor | Callable[[], Tensor]
     rot_mats: Tensor
     betas: Tensor
     expression: Tensor | None
     transl: Tensor
+
+    def __getattribute__(self, name):
+        value = object.__getattribute__(self, name)
+        if name == "full_pose" and callable(value):
+            value = value()
+            object.__setattr__(self, "full_pose", value)
+        return value
 
 
 class BodyModel(nn.Module):
@@ -145,7 +155,7 @@ class BodyModel(nn.Module):
             mean = np.zeros(45) if flat_hand_mean else data.hand_mean.get(part, np.zeros(45))
             buf(f"{part}_components", comps)
             buf(f"{part}_mean", mean)
-        self._levels = kinematic_levels(self.parents)
+        self._chain = KinematicChain.from_parents(self.parents)
         self.to(device)
 
     # ----------------------------------------------------------------------------------------------
@@ -170,7 +180,6 @@ class BodyModel(nn.Module):
         model and has no faces. Moving it to another device or dtype moves only the copy."""
         ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long, device=self.v_template.device)
         sub = shallow_copy(self)
-        sub._levels = list(self._levels)
         sub.v_template = self.v_template[ids]
         sub.shapedirs = self.shapedirs[ids]
         sub.lbs_weights = self.lbs_weights[ids]
@@ -182,7 +191,7 @@ class BodyModel(nn.Module):
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
-        self._levels = [fn(level) for level in self._levels]  # keep the chain indices on our device
+        self._chain = self._chain.apply(fn)  # keep the chain's indices on our device
         return out
 
     def parameter_sizes(self, pose2rot: bool = True) -> dict[str, int]:
@@ -254,7 +263,7 @@ class BodyModel(nn.Module):
             t = value.reshape(value.shape[0] if value.dim() else 1, -1)
             if t.shape[1] != size:
                 raise ValueError(f"{name} has {t.shape[1]} values per item, expected {size}")
-            flat[name] = t.expand(batch, size)
+            flat[name] = t if t.shape[0] == batch else t.expand(batch, size)  # (an expand is a graph node)
 
         zeros = lambda n: torch.zeros(batch, n, dtype=dtype, device=device)  # noqa: E731
         betas = flat["betas"] if flat["betas"] is not None else zeros(self.num_betas)
@@ -268,15 +277,13 @@ class BodyModel(nn.Module):
         if pose2rot and matrices:  # given matrices replace the Rodrigues of their (zero) axis-angle slots
             full_pose = self._full_axis_angle(flat, batch)  # (B, J, 3)
             computed = axis_angle_to_matrix(full_pose)
-            rot_parts, aa_parts, start = [], [], 0
+            rot_parts, start = [], 0
             for name, n in self.family.pose_parts:
                 mats = matrices.get(name)
                 rot_parts.append(computed[:, start : start + n] if mats is None else mats)
-                # the output's axis-angle of joints given as matrices is not differentiable
-                aa_parts.append(full_pose[:, start : start + n] if mats is None else matrix_to_axis_angle(mats.detach()))
                 start += n
             rot_mats = torch.cat(rot_parts, 1)
-            full_pose_out = torch.cat(aa_parts, 1).reshape(batch, -1)
+            full_pose_out = partial(_axis_angle_output, full_pose, matrices, self.family.pose_parts)
         elif pose2rot:
             full_pose = self._full_axis_angle(flat, batch)  # (B, J, 3)
             rot_mats = axis_angle_to_matrix(full_pose)
@@ -300,7 +307,7 @@ class BodyModel(nn.Module):
             self.joint_shapedirs,
             self.parents,
             self.lbs_weights,
-            self._levels,
+            self._chain,
         )
         return BodyOutput(
             vertices=vertices + transl[:, None],
@@ -343,6 +350,17 @@ class BodyModel(nn.Module):
             f"{self.description}, num_betas={self.num_betas}, num_expression={self.num_expression}, "
             f"use_pca={self.use_pca}, num_pca_comps={self.num_pca_comps}, flat_hand_mean={self.flat_hand_mean}"
         )
+
+
+def _axis_angle_output(full_pose: Tensor, matrices: dict[str, Tensor], pose_parts) -> Tensor:
+    """BodyOutput.full_pose (B, 3 J) when some pose parameters were given as rotation matrices: their
+    joints' axis-angle (not differentiable) in place of the zero slots of `full_pose` (B, J, 3)."""
+    parts, start = [], 0
+    for name, n in pose_parts:
+        mats = matrices.get(name)
+        parts.append(full_pose[:, start : start + n] if mats is None else matrix_to_axis_angle(mats.detach()))
+        start += n
+    return torch.cat(parts, 1).reshape(full_pose.shape[0], -1)
 
 
 def shallow_copy(module: nn.Module) -> nn.Module:

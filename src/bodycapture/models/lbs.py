@@ -14,14 +14,19 @@ autograd intact (no in-place writes on tensors that need gradients).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 __all__ = [
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
+    "matrix_to_axis_angle_below_pi",
     "shortest_arc",
     "kinematic_levels",
+    "KinematicChain",
     "batch_rigid_transform",
     "blend_shapes",
     "pose_features",
@@ -100,6 +105,24 @@ def matrix_to_axis_angle(matrix: Tensor) -> Tensor:
     return xyz * scale
 
 
+def matrix_to_axis_angle_below_pi(matrix: Tensor) -> Tensor:
+    """Rotation matrices (..., 3, 3) -> axis-angle (..., 3) in a handful of operations, for rotations by
+    less than pi (a loss evaluated thousands of times: a fifth of the ops of `matrix_to_axis_angle`).
+
+    R - R^T = 2 sin(a) skew(n) gives v = 2 sin(a) n; a = atan2(|v| / 2, (trace R - 1) / 2); the result is
+    v a / (2 sin a). Equal to `matrix_to_axis_angle` (tested) up to an angle of pi - 1e-4, where the axis
+    becomes ill-defined from R - R^T alone; above that it shrinks continuously to zero at pi.
+    """
+    m = matrix
+    v = (m - m.transpose(-1, -2)).flatten(-2)[..., [7, 2, 3]]  # (R21 - R12, R02 - R20, R10 - R01)
+    sin = v.norm(dim=-1, keepdim=True) / 2
+    cos = (torch.diagonal(m, dim1=-2, dim2=-1).sum(-1, keepdim=True) - 1) / 2
+    angle = torch.atan2(sin, cos)
+    # a / sin(a) -> 1 + a^2 / 6 as a -> 0 (and a -> 0 is where sin is small with cos > 0)
+    scale = torch.where(sin < 1e-6, 1.0 + angle * angle / 6.0, angle / sin.clamp_min(1e-4))
+    return v * (scale / 2)
+
+
 def shortest_arc(a: Tensor, b: Tensor) -> Tensor:
     """Rotation matrices (..., 3, 3) taking directions a (..., 3) to directions b (..., 3) by the smallest
     angle: R = I + K + K^2 / (1 + cos), K = skew(a x b) for unit a, b. Opposite directions get a half turn
@@ -147,28 +170,57 @@ def kinematic_levels(parents: Tensor) -> list[Tensor]:
     ]
 
 
+@dataclass
+class KinematicChain:
+    """A kinematic tree laid out for walking it level by level (`kinematic_levels`): the joints sorted by
+    depth, so that each level is a contiguous run and a joint's parent is found in the run before.
+
+    order (J,): the joints level by level; inverse (J,): each joint's position in `order`; sizes: joints per
+    level; parent_pos: for each level after the root's, (n_l,) the position of each joint's parent within
+    the previous level's run."""
+
+    order: Tensor
+    inverse: Tensor
+    sizes: list[int]
+    parent_pos: list[Tensor]
+
+    @classmethod
+    def from_parents(cls, parents: Tensor) -> "KinematicChain":
+        """parents: (J,) int64 with -1 for the root (ValueError unless a tree with one root)."""
+        levels = kinematic_levels(parents)
+        order = torch.cat(levels)
+        parent_pos = [torch.searchsorted(prev, parents[level]) for prev, level in zip(levels[:-1], levels[1:])]
+        return cls(order, torch.argsort(order), [len(level) for level in levels], parent_pos)
+
+    def apply(self, fn: Callable[[Tensor], Tensor]) -> "KinematicChain":
+        """The same chain with `fn` applied to its index tensors (e.g. moved to a device)."""
+        return KinematicChain(fn(self.order), fn(self.inverse), list(self.sizes), [fn(p) for p in self.parent_pos])
+
+
 def batch_rigid_transform(
-    rot_mats: Tensor, joints: Tensor, parents: Tensor, levels: list[Tensor] | None = None
+    rot_mats: Tensor, joints: Tensor, parents: Tensor, chain: KinematicChain | None = None
 ) -> tuple[Tensor, Tensor]:
     """Walk the kinematic chain.
 
     rot_mats: (B, J, 3, 3) joint rotations relative to the parent; joints: (B, J, 3) rest joints;
-    parents: (J,) with -1 for the root; levels: from `kinematic_levels(parents)` (computed if None).
+    parents: (J,) with -1 for the root; chain: `KinematicChain.from_parents(parents)` (made if None).
     Returns posed joints (B, J, 3) and the skinning transforms (B, J, 4, 4): each joint's world
     transform with its rest location removed, so that it maps rest-pose points to posed points.
     """
-    if levels is None:
-        levels = kinematic_levels(parents)
+    if chain is None:
+        chain = KinematicChain.from_parents(parents)
     B, J = joints.shape[:2]
     parent_idx = parents.clamp_min(0)
     rel_joints = joints - torch.where((parents < 0)[:, None], torch.zeros_like(joints), joints[:, parent_idx])
     bottom = joints.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(B, J, 1, 4)
     local = torch.cat([torch.cat([rot_mats, rel_joints[..., None]], -1), bottom], -2)  # (B, J, 4, 4)
 
-    world = local  # the root's world transform is its local one; others are filled level by level
-    for idx in levels[1:]:
-        parent_world = world[:, parent_idx[idx]]
-        world = world.index_copy(1, idx, parent_world @ local[:, idx])
+    # level by level: each level's world transforms are its parents' (in the level before) times its own
+    runs = local[:, chain.order].split(chain.sizes, 1)
+    worlds = [runs[0]]  # the root's world transform is its local one
+    for run, parent_pos in zip(runs[1:], chain.parent_pos):
+        worlds.append(worlds[-1][:, parent_pos] @ run)
+    world = torch.cat(worlds, 1)[:, chain.inverse]  # (B, J, 4, 4) back in joint order
 
     posed_joints = world[:, :, :3, 3]
     # A_k = G_k - [0 | G_k (J_k, 0)]: removes the rest location of each joint.
@@ -207,7 +259,7 @@ def lbs(
     joint_shapedirs: Tensor,
     parents: Tensor,
     weights: Tensor,
-    levels: list[Tensor] | None = None,
+    chain: KinematicChain | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The full SMPL-family forward pass.
 
@@ -220,6 +272,7 @@ def lbs(
     joint_shapedirs: (J, 3, S)    J_regressor applied to each column of shapedirs
     parents:         (J,)         parent of each joint, -1 for the root
     weights:         (V, J)       skinning weights
+    chain:           `KinematicChain.from_parents(parents)`, made once by the caller (made here if None)
     Returns vertices (B, V, 3) and posed joints (B, J, 3).
 
     Rest joints are regressed from the joint-space blend shapes: J_regressor (v_template + S c) equals
@@ -230,6 +283,6 @@ def lbs(
     v_posed = v_shaped
     if posedirs is not None:
         v_posed = v_shaped + (pose_features(rot_mats) @ posedirs).reshape(v_shaped.shape)
-    posed_joints, transforms = batch_rigid_transform(rot_mats, rest_joints, parents, levels)
+    posed_joints, transforms = batch_rigid_transform(rot_mats, rest_joints, parents, chain)
     vertices = skin(v_posed, weights, transforms)
     return vertices, posed_joints

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..models.lbs import matrix_to_axis_angle
+from ..models.lbs import matrix_to_axis_angle_below_pi
 
 # (index into the 63-D SMPL-X / SMPL-H body pose, sign): left elbow y, right elbow y, left knee x, right knee x
 BENDING_TERMS = ((52, 1.0), (55, -1.0), (9, -1.0), (12, -1.0))
@@ -17,13 +17,13 @@ BENDING_TERMS = ((52, 1.0), (55, -1.0), (9, -1.0), (12, -1.0))
 
 def bending_prior(body_pose: Tensor) -> Tensor:
     """(B, 63 or 69) axis-angle body pose, or its rotations (B, N, 3, 3) -> (B,) bending energy (weight
-    applied by the caller). From rotations, only the four joints involved are converted to axis-angle."""
-    idx = torch.tensor([i for i, _ in BENDING_TERMS], device=body_pose.device)
+    applied by the caller). From rotations, only the four joints involved are converted to axis-angle (by the
+    short formula valid below a half turn: elbows and knees do not turn that far)."""
+    idx = [i for i, _ in BENDING_TERMS]
     sign = torch.tensor([s for _, s in BENDING_TERMS], dtype=body_pose.dtype, device=body_pose.device)
-    if body_pose.dim() == 4:
-        joints = idx // 3
-        values = matrix_to_axis_angle(body_pose[:, joints])  # (B, 4, 3)
-        picked = values.gather(2, (idx % 3)[None, :, None].expand(body_pose.shape[0], -1, 1))[..., 0]
+    if body_pose.dim() == 4:  # the four joints' axis-angle (B, 4, 3), flattened; value k of joint j is 3 j + k
+        values = matrix_to_axis_angle_below_pi(body_pose[:, [i // 3 for i in idx]]).flatten(1)
+        picked = values[:, [3 * j + i % 3 for j, i in enumerate(idx)]]
     else:
         picked = body_pose[:, idx]
     return torch.exp(2 * sign * picked).sum(-1)
