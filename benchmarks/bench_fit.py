@@ -65,8 +65,10 @@ def main() -> None:
         stages = ", ".join(f"{s.name} {s.seconds:.2f} s / {s.evaluations} ev / {s.items} items" for s in result.stages)
         evals = sum(s.evaluations for s in result.stages)
         collision = sum(s.collision_seconds for s in result.stages)
-        print(f"B={batch}: {total:.2f} s total, {total / batch:.2f} s per person, {evals} evaluations, "
-              f"collision term {collision:.2f} s; {stages}")
+        # per evaluation: comparable between code versions whose fits take different paths (any change of
+        # rounding changes how many evaluations a fit makes)
+        print(f"B={batch}: {total:.2f} s total, {total / batch:.2f} s per person, {evals} evaluations "
+              f"({1000 * total / evals:.1f} ms each), collision term {collision:.2f} s; {stages}")
 
 
 if __name__ == "__main__":
