@@ -322,8 +322,11 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(tmp_path, after):
 
     out = tmp_path / "out"
     before = set(_detect_workers())  # other runs on this machine (a user's, another test run) are not ours
+    # a test run started in the background (`pytest &`) ignores SIGINT, and a child inherits that: restore the
+    # default, as in an interactive shell, so that Python installs its Ctrl-C handler
     run = subprocess.Popen([sys.executable, "-m", "bodycapture.cli", "fit", str(DATA / "images" / "coco_338.jpg"),
-                            "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(after)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)

@@ -9,8 +9,8 @@ The algorithm is the textbook one (Nocedal & Wright, Numerical Optimization, 2nd
 here in its compact form, eq. 7.24 after Byrd, Nocedal & Schnabel 1994, which gives the two-loop recursion's
 direction; line search with bracketing and zoom, Algorithms 3.5 and 3.6, with safeguarded cubic
 interpolation), written with per-problem masks instead of branches. Where a line search finds no
-decrease, the problem forgets its curvature pairs and tries steepest descent before it stops, once per
-call (`max_restarts`; non-smooth terms such as the collision term mislead the pairs).
+decrease, the problem forgets its curvature pairs and tries steepest descent before it stops, at most
+twice per call (`max_restarts`; non-smooth terms such as the collision term mislead the pairs).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class LBFGSSettings:
     c1: float = 1e-4  # sufficient decrease (Armijo)
     c2: float = 0.9  # curvature (strong Wolfe)
     max_ls: int = 25  # objective evaluations per line search
-    max_restarts: int = 1  # times a problem may forget its history after a failed line search (see above)
+    max_restarts: int = 2  # times a problem may forget its history after a failed line search (see above)
 
 
 @dataclass
