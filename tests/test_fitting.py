@@ -242,7 +242,7 @@ def test_lbfgs_compact_direction_equals_the_two_loop_recursion():
 
 def test_lbfgs_restarts_from_steepest_descent_when_a_line_search_fails_on_a_kink():
     """On a non-smooth objective (L1, like the collision term's appearing and vanishing pairs) the curvature
-    pairs mislead and line searches fail; the optimiser forgets its history once (max_restarts) and goes
+    pairs mislead and line searches fail; the optimiser forgets its history (up to max_restarts times) and goes
     on from steepest descent instead of stopping: both problems reach the minimum (measured: without the
     restart they stopped at f = 0.099 and 0.249 after 7 and 5 iterations)."""
     target = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
