@@ -330,7 +330,8 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(tmp_path, after):
     time.sleep(after)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)
-    assert run.returncode == 130, err
+    # 130, or (rarely, seen once in CI) killed by SIGINT right after the line: both tell the shell "interrupted"
+    assert run.returncode in (130, -signal.SIGINT), err
     assert err.strip().splitlines()[-1] == "bodycapture: interrupted" and "Traceback" not in err
     assert not out.exists() or _visible(out) == []
     time.sleep(0.5)
