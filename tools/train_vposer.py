@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=4815)  # VPoser v1's seed
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the shipped weights: 1)")
-    parser.add_argument("--kl-weight", type=float, default=KL_WEIGHT, help="weight of the KL term (default 0.5; the paper's is 0.005, see KL_WEIGHT)")
+    parser.add_argument("--kl-weight", type=float, default=KL_WEIGHT,
+                        help="weight of the KL term (default 0.5; the paper's is 0.005, see KL_WEIGHT)")
     parser.add_argument("--history", type=Path, default=ROOT / "docs" / "vposer_training.json",
                         help="where the per-epoch losses go (and the plot beside it, .png)")
     args = parser.parse_args(argv)
