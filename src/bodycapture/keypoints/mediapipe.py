@@ -278,12 +278,12 @@ class MediaPipeDetector:
             lms = self._person_by_region(image, seed) if seed.keypoints is not None else None
             if lms is None or not _agrees_with_seed(lms[0], seed):
                 # the seed's region was off (e.g. a bowed head shrinks it): Holistic on a crop around it,
-                # wider if needed, with the other people's faces greyed out
+                # wider if the first crop found nobody or someone else, with the other people's faces greyed out
                 others = [s.face for j, s in enumerate(seeds) if j != i]
                 for scale in CROP_SCALES:
                     crop, x0, y0, side = person_crop(image, seed, others, scale)
                     lms = self._holistic_person(crop, x0, y0, side, side)
-                    if lms is not None:
+                    if lms is not None and _agrees_with_seed(lms[0], seed):
                         break
             if lms is None:
                 continue
@@ -318,7 +318,10 @@ class MediaPipeDetector:
         kept.sort(key=lambda p: -(p[0][3] - p[0][1]))
         unique = []
         for person in kept:
-            if any(_same_person(person[1], other[1]) for other in unique):
+            twin = next((k for k, other in enumerate(unique) if _same_person(person[1], other[1])), None)
+            if twin is not None:  # one person read twice (from two seeds): keep the surer seed's reading
+                if person[4] > unique[twin][4]:
+                    unique[twin] = person
                 continue
             # no face and lying inside a taller person: a body that the pose model saw in a part of
             # someone (measured: in a raised arm, between a woman's legs), not a person of its own
@@ -327,6 +330,7 @@ class MediaPipeDetector:
             if faceless and (inside > CONTAINED or (inside > 0.5 and person[4] < WEAK_SEED)):
                 continue
             unique.append(person)
+        unique.sort(key=lambda p: -(p[0][3] - p[0][1]))
         if self.max_people is not None:
             unique = unique[: self.max_people]
         if not unique:
@@ -430,14 +434,11 @@ def person_crop(image: np.ndarray, seed, others: list[np.ndarray],
     """The square crop around a seed person: (crop (S, S, 3) uint8, x0, y0, side in photo pixels). Other
     people's face boxes inside it are filled with grey (Holistic's own detector looks for faces), unless
     they overlap this person's face; parts outside the photo are black."""
-    from PIL import Image
+    from .person_seeds import box_iou, square_crop
 
     side = max(scale * seed.radius, 32.0)
-    x0, y0 = seed.hip[0] - side / 2, seed.hip[1] - side / 2
     work = image
     if others:
-        from .person_seeds import box_iou
-
         faces = np.stack(others)
         keep = box_iou(faces, seed.face[None])[:, 0] < 0.05
         if keep.any():
@@ -448,10 +449,8 @@ def person_crop(image: np.ndarray, seed, others: list[np.ndarray],
                 xa, xb = int(max(fx0 - pad_x, 0)), int(min(fx1 + pad_x, w))
                 ya, yb = int(max(fy0 - pad_y, 0)), int(min(fy1 + pad_y, h))
                 work[ya:yb, xa:xb] = 128
-    px = int(np.clip(round(side), CROP_MIN_PX, CROP_MAX_PX))
-    crop = Image.fromarray(work).transform((px, px), Image.Transform.EXTENT, (x0, y0, x0 + side, y0 + side),
-                                            Image.Resampling.BILINEAR)
-    return np.ascontiguousarray(np.asarray(crop)), float(x0), float(y0), float(side)
+    crop, x0, y0 = square_crop(work, seed.hip, side, int(np.clip(round(side), CROP_MIN_PX, CROP_MAX_PX)))
+    return crop, x0, y0, float(side)
 
 
 def keypoint_box(points: np.ndarray) -> np.ndarray | None:

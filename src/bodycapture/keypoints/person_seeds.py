@@ -13,6 +13,13 @@ is 17 px to it and is missed (and, measured on the COCO test photos, even some 2
 missed at full frame). We therefore also run it on overlapping square tiles (half the image's short side,
 stride a quarter): people of 10 % of the image height become about 20 % of a tile. Detections of the
 same person from different tiles are merged (non-maximum suppression on their regions).
+
+The wheel's detector keeps detections scoring at least 0.5. Some people clearly in view score less at full
+frame (seen from behind, a cap instead of a face: coco_257's man with a stroller, 0.30-0.47), and lowering
+the threshold everywhere lets in statues and faces in crowds. So the whole image is also searched at
+DOUBTFUL_SCORE, and each doubtful detection that is nobody found already is looked at again: the detector
+on a crop around it (RECHECK_SCALE x its body radius, so the person fills the detector's input) must find
+a person there scoring at least 0.5, and that detection becomes the seed.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 
 from ..cpus import usable_cores
 
-__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds", "graph_from_text", "default_workers"]
+__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "merge_seeds", "square_crop", "graph_from_text", "default_workers"]
 
 # MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
 # (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
@@ -50,6 +57,44 @@ node { calculator: "FaceDetectionShortRangeCpu" input_stream: "IMAGE:image" outp
 """
 FACE_TO_HIP = 3.0
 FACE_TO_RADIUS = 4.0
+
+# The wheel's PoseDetectionCpu, node for node (mediapipe/modules/pose_detection/pose_detection_cpu.pbtxt,
+# Apache-2.0), with its score threshold as a parameter: the one-node graph above cannot lower it.
+_LOW_THRESHOLD_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node { calculator: "ImageToTensorCalculator" input_stream: "IMAGE:image" output_stream: "TENSORS:tensors"
+  output_stream: "LETTERBOX_PADDING:padding"
+  options { [mediapipe.ImageToTensorCalculatorOptions.ext] { output_tensor_width: 224 output_tensor_height: 224
+    keep_aspect_ratio: true output_tensor_float_range { min: -1.0 max: 1.0 } border_mode: BORDER_ZERO } } }
+node { calculator: "InferenceCalculator" input_stream: "TENSORS:tensors" output_stream: "TENSORS:raw"
+  options { [mediapipe.InferenceCalculatorOptions.ext] {
+    model_path: "mediapipe/modules/pose_detection/pose_detection.tflite" delegate { xnnpack {} } } } }
+node { calculator: "SsdAnchorsCalculator" output_side_packet: "anchors"
+  options { [mediapipe.SsdAnchorsCalculatorOptions.ext] { num_layers: 5 min_scale: 0.1484375 max_scale: 0.75
+    input_size_height: 224 input_size_width: 224 anchor_offset_x: 0.5 anchor_offset_y: 0.5
+    strides: 8 strides: 16 strides: 32 strides: 32 strides: 32 aspect_ratios: 1.0 fixed_anchor_size: true } } }
+node { calculator: "TensorsToDetectionsCalculator" input_stream: "TENSORS:raw" input_side_packet: "ANCHORS:anchors"
+  output_stream: "DETECTIONS:all"
+  options { [mediapipe.TensorsToDetectionsCalculatorOptions.ext] { num_classes: 1 num_boxes: 2254 num_coords: 12
+    box_coord_offset: 0 keypoint_coord_offset: 4 num_keypoints: 4 num_values_per_keypoint: 2 sigmoid_score: true
+    score_clipping_thresh: 100.0 reverse_output_order: true x_scale: 224.0 y_scale: 224.0 h_scale: 224.0
+    w_scale: 224.0 min_score_thresh: %(threshold)s } } }
+node { calculator: "NonMaxSuppressionCalculator" input_stream: "all" output_stream: "kept"
+  options { [mediapipe.NonMaxSuppressionCalculatorOptions.ext] { min_suppression_threshold: 0.3
+    overlap_type: INTERSECTION_OVER_UNION algorithm: WEIGHTED } } }
+node { calculator: "DetectionLetterboxRemovalCalculator" input_stream: "DETECTIONS:kept"
+  input_stream: "LETTERBOX_PADDING:padding" output_stream: "DETECTIONS:detections" }
+"""
+# Doubtful detections (DOUBTFUL_SCORE up to min_score) of the whole image get a second look on a crop of
+# RECHECK_SCALE body radii around them, at most MAX_RECHECKS per image (about 20 ms each). Measured on the
+# 14 COCO photos (tests/data/people_counts.json): 0.3 and a crop of 3 radii found the stroller man and
+# coco_395's man in black; crops of 2.5 or 4 radii found fewer.
+DOUBTFUL_SCORE = 0.3
+RECHECK_SCALE = 3.0
+RECHECK_TOLERANCE = 0.6  # the second look's hip centre within this many radii of the doubtful one's
+MAX_RECHECKS = 6
+RECHECK_PX = 256  # the crop's side in pixels (the detector sees 224 x 224)
 
 
 def default_workers() -> int:
@@ -111,6 +156,18 @@ def tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5,
     return [(x, y, side) for y in starts(height, side) for x in starts(width, side)]
 
 
+def square_crop(image: np.ndarray, centre: np.ndarray, side: float, px: int) -> tuple[np.ndarray, float, float]:
+    """The square of `side` photo pixels around `centre` (2,) of `image` (H, W, 3) uint8, resampled
+    (bilinear) to (px, px, 3); parts outside the photo are black. Returns (crop, x0, y0): crop pixel
+    (u, v) is photo point (x0 + u side / px, y0 + v side / px)."""
+    from PIL import Image
+
+    x0, y0 = float(centre[0]) - side / 2, float(centre[1]) - side / 2
+    crop = Image.fromarray(image).transform((px, px), Image.Transform.EXTENT, (x0, y0, x0 + side, y0 + side),
+                                             Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(crop)), x0, y0
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of boxes (N, 4) and (M, 4), x0 y0 x1 y1 -> (N, M)."""
     lo = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -143,45 +200,110 @@ class PersonSeedDetector:
     tile_fraction: tile side as a fraction of the image's short side (None: whole image only).
     thorough: also a second, finer level of tiles (THOROUGH_LEVEL), for crowds and wide shots.
     min_score: detections below it are dropped (the graph itself keeps >= 0.5).
+    doubtful_score: whole-image detections from this score up to min_score get a second look on a crop
+        (module docstring); None: none.
     """
 
     def __init__(self, tile_fraction: float | None = 0.5, min_score: float = 0.5, faces: bool = True,
-                 thorough: bool = False, workers: int | None = None):
+                 thorough: bool = False, workers: int | None = None,
+                 doubtful_score: float | None = DOUBTFUL_SCORE):
         self.tile_fraction = tile_fraction
         self.thorough = thorough
         self.min_score = min_score
+        self.doubtful_score = doubtful_score
         self.faces = faces
         self.workers = default_workers() if workers is None else max(1, int(workers))
-        self._graphs: list = []
+        self._graphs: dict = {}  # (threshold, worker) -> graph; threshold None: the wheel's detector
         self._face_graph = None
         self._pool = None
 
-    def _get(self, worker: int = 0):
-        while len(self._graphs) <= worker:
-            self._graphs.append(graph_from_text(_GRAPH))
-        return self._graphs[worker]
+    def _get(self, worker: int = 0, threshold: float | None = None):
+        key = (threshold, worker)
+        if key not in self._graphs:
+            text = _GRAPH if threshold is None else _LOW_THRESHOLD_GRAPH % {"threshold": threshold}
+            self._graphs[key] = graph_from_text(text)
+        return self._graphs[key]
 
-    def _run(self, image: np.ndarray, x0: float, y0: float, worker: int = 0) -> list[PersonSeed]:
-        """Detections in `image` (H, W, 3) uint8, shifted by (x0, y0) into the full image's pixels, by
-        the graph of `worker` (each worker thread has its own: a graph runs one image at a time)."""
+    def _run(self, image: np.ndarray, x0: float, y0: float, worker: int = 0, scale: float = 1.0,
+             threshold: float | None = None) -> list[PersonSeed]:
+        """Detections in `image` (H, W, 3) uint8 whose pixel (u, v) is (x0 + scale u, y0 + scale v) of the
+        full image, in the full image's pixels, by the graph of `worker` (each worker thread has its own: a
+        graph runs one image at a time); threshold: the low-threshold graph's score threshold, None for the
+        wheel's detector (0.5), and detections below min_score are dropped only then."""
         h, w = image.shape[:2]
-        result = self._get(worker).process({"image": np.ascontiguousarray(image)})
+        result = self._get(worker, threshold).process({"image": np.ascontiguousarray(image)})
+        lowest = self.min_score if threshold is None else threshold
+        offset = np.array([x0, y0])
         seeds = []
         for det in result.detections or []:
             score = float(det.score[0]) if det.score else 0.0
-            if score < self.min_score:
+            if score < lowest:
                 continue
             loc = det.location_data
             bb = loc.relative_bounding_box
-            kp = np.array([[k.x * w + x0, k.y * h + y0] for k in loc.relative_keypoints])
+            kp = np.array([[k.x * w, k.y * h] for k in loc.relative_keypoints]) * scale + offset
             if len(kp) < 2:
                 continue
             radius = float(np.linalg.norm(kp[1] - kp[0]))
-            centre = np.array([(bb.xmin + bb.width / 2) * w + x0, (bb.ymin + bb.height / 2) * h + y0])
+            centre = np.array([(bb.xmin + bb.width / 2) * w, (bb.ymin + bb.height / 2) * h]) * scale + offset
             half = FACE_SIZE * radius / 2
             face = np.concatenate([centre - half, centre + half])
             seeds.append(PersonSeed(score, face, kp[0], radius, kp[:4]))
         return seeds
+
+    def _recheck(self, image: np.ndarray, doubtful: PersonSeed, worker: int = 0) -> PersonSeed | None:
+        """The second look at a doubtful seed: the detector on a crop around it; its best detection whose
+        hip centre lies within RECHECK_TOLERANCE radii of the doubtful one's, or None."""
+        side = max(RECHECK_SCALE * doubtful.radius, 32.0)
+        crop, x0, y0 = square_crop(image, doubtful.hip, side, RECHECK_PX)
+        again = self._run(crop, x0, y0, worker, scale=side / RECHECK_PX)
+        near = [s for s in again if np.linalg.norm(s.hip - doubtful.hip) < RECHECK_TOLERANCE * doubtful.radius]
+        return max(near, key=lambda s: s.score, default=None)
+
+    def _parallel(self, jobs: list) -> list:
+        """Run `jobs` (functions of a worker index) on the workers, every `workers`-th job on one worker's
+        graphs; results in job order, the same as on one worker."""
+        workers = min(self.workers, len(jobs))
+        if workers <= 1:
+            return [job(0) for job in jobs]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="person-seeds")
+        # MediaPipe releases the GIL while a graph runs: the jobs run in parallel
+        parts = list(self._pool.map(lambda worker: [job(worker) for job in jobs[worker::workers]], range(workers)))
+        out = [None] * len(jobs)
+        for worker, part in enumerate(parts):
+            out[worker::workers] = part
+        return out
+
+    def __call__(self, image: np.ndarray) -> list[PersonSeed]:
+        """(H, W, 3) uint8 RGB -> seeds, merged, by descending score."""
+        h, w = image.shape[:2]
+        windows = [(0, 0, None)]  # the whole image, then the tiles of each level
+        levels = [(self.tile_fraction, MAX_TILES)] if self.tile_fraction else []
+        if self.thorough:
+            levels.append(THOROUGH_LEVEL)
+        for fraction, most in levels:
+            windows += tiles(h, w, fraction, max_tiles=most)
+        doubtful = self.doubtful_score is not None and self.doubtful_score < self.min_score
+        for worker in range(min(self.workers, len(windows) + doubtful)):  # made here, not raced for in threads
+            self._get(worker)
+            if doubtful:
+                self._get(worker, self.doubtful_score)
+        jobs = [lambda k, x=x, y=y, side=side: self._run(image if side is None else image[y : y + side, x : x + side],
+                                                         x, y, k) for x, y, side in windows]
+        if doubtful:
+            jobs.append(lambda k: self._run(image, 0, 0, k, threshold=self.doubtful_score))
+        found = self._parallel(jobs)
+        faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
+        seeds = merge_seeds(found[0] + faces + [seed for window in found[1 : len(windows)] for seed in window])
+        if not doubtful:
+            return seeds
+        # the doubtful ones that are nobody found already (merged away by a confident seed otherwise)
+        unsure = [s for s in merge_seeds(seeds + found[-1]) if s.score < self.min_score][:MAX_RECHECKS]
+        confirmed = self._parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
+        return merge_seeds(seeds + [s for s in confirmed if s is not None])
 
     def _faces(self, image: np.ndarray) -> list[PersonSeed]:
         """Seeds from the short-range face detector: close-ups that the person detector misses."""
@@ -202,42 +324,11 @@ class PersonSeedDetector:
             seeds.append(PersonSeed(score, face, hip, FACE_TO_RADIUS * size, np.stack([hip, top, hip, top])))
         return seeds
 
-    def __call__(self, image: np.ndarray) -> list[PersonSeed]:
-        """(H, W, 3) uint8 RGB -> seeds, merged, by descending score."""
-        h, w = image.shape[:2]
-        windows = [(0, 0, None)]  # the whole image, then the tiles of each level
-        levels = [(self.tile_fraction, MAX_TILES)] if self.tile_fraction else []
-        if self.thorough:
-            levels.append(THOROUGH_LEVEL)
-        for fraction, most in levels:
-            windows += tiles(h, w, fraction, max_tiles=most)
-        workers = min(self.workers, len(windows))
-
-        def search(worker: int) -> list[list[PersonSeed]]:  # every `workers`-th window, on this worker's graph
-            return [self._run(image if side is None else image[y : y + side, x : x + side], x, y, worker)
-                    for x, y, side in windows[worker::workers]]
-
-        if workers == 1:
-            found = search(0)
-        else:  # MediaPipe releases the GIL while a graph runs: the windows are searched in parallel
-            for worker in range(workers):  # each worker's graph made here, not raced for in the threads
-                self._get(worker)
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="person-seeds")
-            parts = list(self._pool.map(search, range(workers)))
-            found = [None] * len(windows)
-            for worker, part in enumerate(parts):  # back into window order: the same seeds as one worker
-                found[worker::workers] = part
-        faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
-        return merge_seeds(found[0] + faces + [seed for window in found[1:] for seed in window])
-
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
-        for graph in [*self._graphs, self._face_graph]:
+        for graph in [*self._graphs.values(), self._face_graph]:
             if graph is not None:
                 graph.close()
-        self._graphs, self._face_graph = [], None
+        self._graphs, self._face_graph = {}, None
