@@ -118,8 +118,7 @@ def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
         detector = PersonSeedDetector(thorough=thorough, faces=False)
 
         def run(image, x, y, worker=0, threshold=None, seen=seen):
-            if threshold is None:  # not the whole image's doubtful search
-                seen.append(image.shape[:2])
+            seen.append(image.shape[:2])  # the whole image (at the doubtful threshold) or a tile
             return []
 
         monkeypatch.setattr(detector, "_run", run)

@@ -287,21 +287,21 @@ class PersonSeedDetector:
         for fraction, most in levels:
             windows += tiles(h, w, fraction, max_tiles=most)
         doubtful = self.doubtful_score is not None and self.doubtful_score < self.min_score
-        for worker in range(min(self.workers, len(windows) + doubtful)):  # made here, not raced for in threads
+        low = self.doubtful_score if doubtful else None  # the whole image at the low threshold: both kinds
+        for worker in range(min(self.workers, len(windows))):  # made here, not raced for in the threads
             self._get(worker)
-            if doubtful:
-                self._get(worker, self.doubtful_score)
+        self._get(0, low)  # worker 0 searches the whole image
         jobs = [lambda k, x=x, y=y, side=side: self._run(image if side is None else image[y : y + side, x : x + side],
-                                                         x, y, k) for x, y, side in windows]
-        if doubtful:
-            jobs.append(lambda k: self._run(image, 0, 0, k, threshold=self.doubtful_score))
+                                                         x, y, k, threshold=low if side is None else None)
+                for x, y, side in windows]
         found = self._parallel(jobs)
+        whole = [s for s in found[0] if s.score >= self.min_score]
         faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
-        seeds = merge_seeds(found[0] + faces + [seed for window in found[1 : len(windows)] for seed in window])
+        seeds = merge_seeds(whole + faces + [seed for window in found[1:] for seed in window])
         if not doubtful:
             return seeds
         # the doubtful ones that are nobody found already (merged away by a confident seed otherwise)
-        unsure = [s for s in merge_seeds(seeds + found[-1]) if s.score < self.min_score][:MAX_RECHECKS]
+        unsure = [s for s in merge_seeds(seeds + found[0]) if s.score < self.min_score][:MAX_RECHECKS]
         confirmed = self._parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
         return merge_seeds(seeds + [s for s in confirmed if s is not None])
 
