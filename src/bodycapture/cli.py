@@ -328,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bodycapture: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        # the work is unwound and its staging folders removed: a second Ctrl-C while the interpreter shuts down
+        # must not turn the exit into a traceback or a death by SIGINT (seen once in CI: exit -2 after the line)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("bodycapture: interrupted", file=sys.stderr)
         return 130
     except OSError as err:  # a full or read-only disk, a file that vanished: the system's words, one line
