@@ -16,10 +16,12 @@ same person from different tiles are merged (non-maximum suppression on their re
 
 The wheel's detector keeps detections scoring at least 0.5. Some people clearly in view score less at full
 frame (seen from behind, a cap instead of a face: coco_257's man with a stroller, 0.30-0.47), and lowering
-the threshold everywhere lets in statues and faces in crowds. So the whole image is also searched at
-DOUBTFUL_SCORE, and each doubtful detection that is nobody found already is looked at again: the detector
-on a crop around it (RECHECK_SCALE x its body radius, so the person fills the detector's input) must find
-a person there scoring at least 0.5, and that detection becomes the seed.
+the threshold everywhere lets in statues and faces in crowds (and, tiles included, lost a catcher whose
+detection the weaker ones dragged away in the detector's weighted non-maximum suppression). So the whole
+image alone is searched at DOUBTFUL_SCORE (its detections from 0.5 up are its seeds, as before), and each
+doubtful detection that is nobody found already is looked at again: the detector on a crop around it
+(RECHECK_SCALE x its body radius, so the person fills the detector's input) must find a person there
+scoring at least 0.5, and that detection becomes the seed.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ node { calculator: "DetectionLetterboxRemovalCalculator" input_stream: "DETECTIO
   input_stream: "LETTERBOX_PADDING:padding" output_stream: "DETECTIONS:detections" }
 """
 # Doubtful detections (DOUBTFUL_SCORE up to min_score) of the whole image get a second look on a crop of
-# RECHECK_SCALE body radii around them, at most MAX_RECHECKS per image (about 20 ms each). Measured on the
+# RECHECK_SCALE body radii around them, at most MAX_RECHECKS per image (about 15 ms each). Measured on the
 # 14 COCO photos (tests/data/people_counts.json): 0.3 and a crop of 3 radii found the stroller man and
 # coco_395's man in black; crops of 2.5 or 4 radii found fewer.
 DOUBTFUL_SCORE = 0.3
@@ -231,8 +233,8 @@ class PersonSeedDetector:
              threshold: float | None = None) -> list[PersonSeed]:
         """Detections in `image` (H, W, 3) uint8 whose pixel (u, v) is (x0 + scale u, y0 + scale v) of the
         full image, in the full image's pixels, by the graph of `worker` (each worker thread has its own: a
-        graph runs one image at a time); threshold: the low-threshold graph's score threshold, None for the
-        wheel's detector (0.5), and detections below min_score are dropped only then."""
+        graph runs one image at a time). threshold: run the low-threshold graph and keep what scores at least
+        that; None: the wheel's detector, keeping what scores at least min_score."""
         h, w = image.shape[:2]
         result = self._get(worker, threshold).process({"image": np.ascontiguousarray(image)})
         lowest = self.min_score if threshold is None else threshold
