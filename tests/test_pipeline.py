@@ -199,6 +199,38 @@ def test_second_look_confirms_a_person_where_there_is_one_and_nobody_elsewhere()
         seeds.close()
 
 
+def test_tiles_near_are_the_finer_tiles_centred_in_a_small_persons_region():
+    from bodycapture.keypoints.person_seeds import tiles_near
+
+    person = PersonSeed(0.9, np.array([290, 330, 300, 340.0]), np.array([300.0, 380.0]), 40.0)  # region 250-350
+    near = tiles_near(480, 640, [person], 1 / 3, 60)
+    every = tiles(480, 640, 1 / 3, max_tiles=60)
+    centres = lambda ts: {(x + side / 2, y + side / 2) for x, y, side in ts}  # noqa: E731
+    inside = {c for c in centres(every) if 250 < c[0] < 350 and 330 < c[1] < 430}
+    assert near and set(near) <= set(every) and centres(near) == inside
+    assert tiles_near(480, 640, [], 1 / 3, 60) == []
+
+
+@pytest.mark.detector
+def test_a_group_of_small_people_is_searched_with_finer_tiles(monkeypatch):
+    """coco_257's food truck: people 65-80 px tall, shoulder to shoulder. The finer tiles around the small
+    people found there add a person that the half-side tiles do not separate."""
+    from bodycapture.keypoints import person_seeds
+    from bodycapture.keypoints.mediapipe import read_image
+
+    image = read_image(IMAGES / "coco_257.jpg")
+    at_truck = lambda seeds: [s for s in seeds if 280 < s.hip[0] < 340 and 340 < s.hip[1] < 400]  # noqa: E731
+    found = {}
+    for small in (0.0, person_seeds.SMALL_PERSON):
+        monkeypatch.setattr(person_seeds, "SMALL_PERSON", small)
+        detector = person_seeds.PersonSeedDetector()
+        try:
+            found[small] = at_truck(detector(image))
+        finally:
+            detector.close()
+    assert len(found[person_seeds.SMALL_PERSON]) > len(found[0.0]) >= 1
+
+
 def test_merge_seeds_keeps_the_best_of_overlapping_ones():
     def seed(score, x):
         return PersonSeed(score, np.array([x, 10, x + 20, 30.0]), np.array([x + 10, 100.0]), 50.0)
