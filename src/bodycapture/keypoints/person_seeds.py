@@ -314,7 +314,7 @@ class PersonSeedDetector:
             windows += tiles(h, w, fraction, max_tiles=most)
         doubtful = self.doubtful_score is not None and self.doubtful_score < self.min_score
         low = self.doubtful_score if doubtful else None  # the whole image at the low threshold: both kinds
-        for worker in range(min(self.workers, len(windows))):  # made here, not raced for in the threads
+        for worker in range(self.workers):  # made here, not raced for in the threads (windows, rechecks, near tiles)
             self._get(worker)
         self._get(0, low)  # worker 0 searches the whole image
         jobs = [lambda k, x=x, y=y, side=side: self._run(image if side is None else image[y : y + side, x : x + side],
