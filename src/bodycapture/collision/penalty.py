@@ -110,7 +110,15 @@ class CollisionTerm:
                                pf.allowed if pf else None, self.settings.max_collisions)
 
     def __call__(self, vertices: Tensor) -> tuple[Tensor, Tensor]:
-        B = vertices.shape[0]
+        loss, found = self.penalty(vertices)
+        return loss, found.counts(vertices.shape[0])
+
+    def penalty(self, vertices: Tensor, pairs: Collisions | None = None) -> tuple[Tensor, Collisions]:
+        """(B,) the penalty of `vertices` (B, V, 3) and the pairs it was measured on: `pairs` where given
+        (no search: the penalty is then continuous in the vertices, which a line search needs; see
+        fitting/fitter.py), else every colliding pair found now."""
+        if pairs is not None:
+            return conic_penalty(vertices, self.faces, pairs, self.settings), pairs
         try:
             found = self.search(vertices)
             degenerate = None
@@ -119,7 +127,7 @@ class CollisionTerm:
         loss = conic_penalty(vertices, self.faces, found, self.settings)
         if degenerate is not None:  # an infinite loss: the optimiser rejects such a trial point
             loss = torch.where(degenerate, torch.full_like(loss, float("inf")), loss)
-        return loss, found.counts(B)
+        return loss, found
 
     def _search_each(self, vertices: Tensor) -> tuple[Collisions, Tensor]:
         parts, degenerate = [], torch.zeros(vertices.shape[0], dtype=torch.bool, device=vertices.device)

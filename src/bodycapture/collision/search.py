@@ -66,6 +66,24 @@ class Collisions:
         """(B,) number of intersecting pairs per mesh."""
         return torch.bincount(self.batch, minlength=batch_size)
 
+    def select(self, rows: Tensor, batch_size: int) -> "Collisions":
+        """The pairs of meshes `rows` (R,) (increasing), renumbered 0..R-1; batch_size: meshes in self."""
+        new_index = torch.full((batch_size,), -1, dtype=torch.long, device=self.batch.device)
+        new_index[rows] = torch.arange(len(rows), device=self.batch.device)
+        b = new_index[self.batch]
+        keep = b >= 0
+        return Collisions(b[keep], self.faces[keep])
+
+    def replace(self, rows: Tensor, found: "Collisions") -> "Collisions":
+        """These pairs with those of meshes `rows` (R,) replaced by `found` (numbered 0..R-1 as `select`
+        gives them); still sorted."""
+        rows = rows.to(self.batch.device)
+        kept = ~torch.isin(self.batch, rows)
+        batch = torch.cat([self.batch[kept], rows[found.batch]])
+        faces = torch.cat([self.faces[kept], found.faces])
+        order = torch.argsort(batch, stable=True)  # each mesh's pairs stay sorted among themselves
+        return Collisions(batch[order], faces[order])
+
     def as_set(self) -> set[tuple[int, int, int]]:
         """{(b, i, j)}: handy for comparisons."""
         rows = torch.cat([self.batch[:, None], self.faces], 1).tolist()

@@ -270,11 +270,20 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
     """One stage of the schedule for every item: -> (new state, StageReport, failed (N,)). A stage with
     `settle_iter` first runs that many iterations without its collision term (on the keypoint-only model)."""
     stats: dict = {}
+    N = len(targets.focal)
 
-    def function(st: Stage):
+    def function(st: Stage, held: dict | None = None, search: bool = True):
+        """The stage's objective for `minimize`. With `held`, the collision term is measured on held["pairs"]
+        (every item's colliding pairs) and a `search` evaluation finds them anew and keeps them there."""
         def fun(x: Tensor, rows: Tensor | None):
             x = x.detach().requires_grad_(True)
-            f = sum(objective.terms(pack.unpack(x), st, targets.take(rows), stats).values())
+            pairs = None
+            if held is not None and not search:
+                pairs = held["pairs"] if rows is None else held["pairs"].select(rows, N)
+            f = sum(objective.terms(pack.unpack(x), st, targets.take(rows), stats, pairs).values())
+            if held is not None and search:
+                found = stats["pairs"]
+                held["pairs"] = found if rows is None else held["pairs"].replace(rows, found)
             (g,) = torch.autograd.grad(f.sum(), x)
             return f.detach(), g
 
@@ -288,7 +297,15 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
         settle = minimize(function(dataclasses.replace(stage, collision=0.0)), x, settings, partial=True)
         x, iterations, evaluations, failed = settle.x, settle.iterations, settle.evaluations, settle.failed
     settings = config.optimizer if stage.max_iter is None else dataclasses.replace(config.optimizer, max_iter=stage.max_iter)
-    res = minimize(function(stage), x, settings, partial=True)
+    if objective.collision is not None and stage.collision > 0:
+        # the colliding pairs are found at each iterate and held through its line search: the penalty of a
+        # pair appears at full strength when two triangles start to intersect, and with pairs searched at
+        # every trial the searches stalled on that jump after a few iterations (README, Interpenetration)
+        held: dict = {"pairs": None}
+        res = minimize(function(stage, held, search=False), x, settings, partial=True,
+                       refresh=function(stage, held, search=True))
+    else:
+        res = minimize(function(stage), x, settings, partial=True)
     state = pack.unpack(res.x)
     stats.pop("collisions", None)
     with torch.no_grad():  # the final evaluation: its terms, and the colliding pairs left at the end

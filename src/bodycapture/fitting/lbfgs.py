@@ -175,19 +175,45 @@ def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor) -> Ten
     return torch.where(has_history[:, None], h, g).to(dtype)
 
 
+def _relative_change(before: Tensor, after: Tensor) -> Tensor:
+    """(B,) |before - after| relative to the larger magnitude (at least 1)."""
+    return (before - after).abs() / torch.maximum(torch.maximum(before.abs(), after.abs()), torch.ones_like(after))
+
+
+def _refreshed(refresh: Objective, x, f, g, active, partial: bool):
+    """(f, g) with the active problems' values from `refresh`, and (B,) whether each is finite (the
+    others keep their values)."""
+    if partial:
+        rows = torch.nonzero(active).flatten()
+        every = len(rows) == len(x)
+        f_r, g_r = refresh(x, None) if every else refresh(x.index_select(0, rows), rows)
+        f_a, g_a = (f_r, g_r) if every else (f.index_copy(0, rows, f_r), g.index_copy(0, rows, g_r))
+    else:
+        f_a, g_a = refresh(x)
+    fresh = torch.isfinite(f_a) & torch.isfinite(g_a).all(1)
+    use = active & fresh
+    return torch.where(use, f_a, f), torch.where(use[:, None], g_a, g), fresh | ~active
+
+
 def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
-             active: Tensor | None = None, partial: bool = False) -> LBFGSResult:
+             active: Tensor | None = None, partial: bool = False, refresh: Objective | None = None) -> LBFGSResult:
     """Minimise B independent objectives from x0 (B, n). `active` (B,) bool: problems to optimise
     (the others are returned unchanged).
 
     partial: `fun(x, rows)` can evaluate a subset of the problems (x (R, n) holds rows `rows` (R,) of
     the batch; rows is None for all). Line searches then evaluate only the problems still searching,
-    so one slow problem does not make the whole batch pay (the results are the same)."""
+    so one slow problem does not make the whole batch pay (the results are the same).
+
+    refresh: for an objective that holds something fixed along each line and updates it at each iterate
+    (the collision term's colliding pairs: a pair appearing adds its penalty at once, a jump no line search
+    can step over). Called like `fun` at the start and after every step, on the problems that moved; its
+    values replace the line search's last ones, and a problem whose objective the refresh changed (by more
+    than ftol) is not converged. Costs one evaluation per iteration."""
     s = settings or LBFGSSettings()
     x = x0.detach().clone()
     B, n = x.shape
     active = torch.ones(B, dtype=torch.bool, device=x.device) if active is None else active.clone()
-    f, g = fun(x, None) if partial else fun(x)
+    f, g = (refresh or fun)(x, None) if partial else (refresh or fun)(x)
     evals = 1
     failed = ~(torch.isfinite(f) & torch.isfinite(g).all(1))
     active &= ~failed
@@ -230,7 +256,15 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         g = torch.where(moved[:, None], g_new, g)
         x = x_new
         iters += active.long()
-        rel = (f_old - f).abs() / torch.maximum(torch.maximum(f_old.abs(), f.abs()), torch.ones_like(f))
+        rel = _relative_change(f_old, f)
+        changed = torch.zeros_like(moved)
+        if refresh is not None and bool(moved.any()):
+            f_step = f
+            f, g, fresh = _refreshed(refresh, x, f, g, moved, partial)
+            evals += 1
+            changed = moved & (_relative_change(f_step, f) > s.ftol)  # the refresh changed the objective
+            moved &= fresh
+            active &= fresh  # a refresh that is not finite ends the problem where it stands
         small_step = s_vec.abs().amax(1) <= s.xtol
         # a failed line search along a quasi-Newton direction (a non-smooth term, e.g. the collision
         # term's pairs appearing and vanishing, misleads the curvature pairs): forget the history and try
@@ -241,7 +275,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         S[retry], Y[retry] = 0.0, 0.0
         count, head = torch.where(retry, 0, count), torch.where(retry, 0, head)
         stuck = active & ~moved & ~retry
-        now = stuck | (active & moved & ((g.abs().amax(1) <= s.gtol) | (rel <= s.ftol) | small_step))
+        now = stuck | (active & moved & ~changed & ((g.abs().amax(1) <= s.gtol) | (rel <= s.ftol) | small_step))
         converged |= now
         active &= ~now
     return LBFGSResult(x, f, iters, evals, converged, failed)

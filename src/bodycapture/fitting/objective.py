@@ -20,7 +20,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from ..collision import CollisionTerm
+from ..collision import Collisions, CollisionTerm
 from ..keypoints.layout import GROUPS
 from ..keypoints.regressors import KeypointRegressor
 from ..models.body_model import BodyModel, BodyOutput
@@ -69,8 +69,9 @@ class Evaluation:
     """One evaluation of the objective, shared by its terms: the optimised variables `p`, the model's
     parameters they give, the posed bodies (the whole mesh only where a term needs it), the stage and the
     targets of these items. `stats`, when
-    given, collects what costly terms measure: 'collision_seconds' (added up) and 'collisions' (the
-    colliding pairs per item of this evaluation)."""
+    given, collects what costly terms measure: 'collision_seconds' (added up), 'collisions' (the
+    colliding pairs per item of this evaluation) and 'pairs' (those pairs, a Collisions). `pairs`: the
+    colliding pairs the collision term is measured on (None: those found now)."""
 
     objective: "Objective"
     p: dict[str, Tensor]
@@ -80,6 +81,7 @@ class Evaluation:
     targets: Targets
     stats: dict | None
     regressor: KeypointRegressor  # the one matching `out` (the whole mesh or the keypoints' vertices)
+    pairs: Collisions | None = None
 
     def terms(self) -> dict[str, Tensor]:
         """Every term of TERMS that applies, per item (N,)."""
@@ -138,10 +140,11 @@ def _collision(e: Evaluation) -> Tensor | None:
     if term is None or e.stage.collision <= 0:
         return None
     start = time.perf_counter()
-    penalty, counts = term(e.out.vertices)
+    penalty, pairs = term.penalty(e.out.vertices, e.pairs)
     if e.stats is not None:
         e.stats["collision_seconds"] = e.stats.get("collision_seconds", 0.0) + time.perf_counter() - start
-        e.stats["collisions"] = counts
+        e.stats["collisions"] = pairs.counts(len(penalty))
+        e.stats["pairs"] = pairs
     return e.stage.collision * penalty  # not squared (SMPLify-X)
 
 
@@ -197,15 +200,17 @@ class Objective:
             out["transl"] = targets.fixed_transl
         return out
 
-    def evaluate(self, p: dict[str, Tensor], stage: Stage, targets: Targets, stats: dict | None = None) -> Evaluation:
+    def evaluate(self, p: dict[str, Tensor], stage: Stage, targets: Targets, stats: dict | None = None,
+                 pairs: Collisions | None = None) -> Evaluation:
         """Pose the model for the variables `p` (the whole mesh only where the stage's collision term needs
-        it): an Evaluation whose `terms()` and `keypoints` other objectives can build on (video/sequence.py)."""
+        it): an Evaluation whose `terms()` and `keypoints` other objectives can build on (video/sequence.py).
+        `pairs`: the colliding pairs to measure the collision term on (None: search)."""
         params = self.body_params(p, targets)
         whole = self.keypoint_model is None or (self.collision is not None and stage.collision > 0)
         model, regressor = (self.model, self.regressor) if whole else (self.keypoint_model, self.keypoint_regressor)
-        return Evaluation(self, p, params, model(**params), stage, targets, stats, regressor)
+        return Evaluation(self, p, params, model(**params), stage, targets, stats, regressor, pairs)
 
     def terms(self, p: dict[str, Tensor], stage: Stage, targets: Targets,
-              stats: dict | None = None) -> dict[str, Tensor]:
-        """Every term that applies, per item (N,). `stats` (optional): see Evaluation."""
-        return self.evaluate(p, stage, targets, stats).terms()
+              stats: dict | None = None, pairs: Collisions | None = None) -> dict[str, Tensor]:
+        """Every term that applies, per item (N,). `stats`, `pairs` (optional): see Evaluation."""
+        return self.evaluate(p, stage, targets, stats, pairs).terms()
