@@ -1,7 +1,5 @@
 """`python -m bodycapture ...`: the same as the `bodycapture` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()
