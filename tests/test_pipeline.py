@@ -199,15 +199,19 @@ def test_second_look_confirms_a_person_where_there_is_one_and_nobody_elsewhere()
         seeds.close()
 
 
-def test_tiles_near_are_the_finer_tiles_centred_in_a_small_persons_region():
+def test_tiles_near_are_the_finer_tiles_centred_in_a_small_persons_widened_region():
     from bodycapture.keypoints.person_seeds import tiles_near
 
     person = PersonSeed(0.9, np.array([290, 330, 300, 340.0]), np.array([300.0, 380.0]), 40.0)  # region 250-350
-    near = tiles_near(480, 640, [person], 1 / 3, 60)
     every = tiles(480, 640, 1 / 3, max_tiles=60)
+    side = every[0][2]
     centres = lambda ts: {(x + side / 2, y + side / 2) for x, y, side in ts}  # noqa: E731
-    inside = {c for c in centres(every) if 250 < c[0] < 350 and 330 < c[1] < 430}
-    assert near and set(near) <= set(every) and centres(near) == inside
+    for margin in (0.0, 0.25):
+        m = margin * side
+        near = tiles_near(480, 640, [person], 1 / 3, 60, margin=margin)
+        inside = {c for c in centres(every) if 250 - m < c[0] < 350 + m and 330 - m < c[1] < 430 + m}
+        assert near and set(near) <= set(every) and centres(near) == inside
+    assert len(tiles_near(480, 640, [person], 1 / 3, 60, margin=0.25)) > len(tiles_near(480, 640, [person], 1 / 3, 60, margin=0))
     assert tiles_near(480, 640, [], 1 / 3, 60) == []
 
 
@@ -229,6 +233,26 @@ def test_a_group_of_small_people_is_searched_with_finer_tiles(monkeypatch):
         finally:
             detector.close()
     assert len(found[person_seeds.SMALL_PERSON]) > len(found[0.0]) >= 1
+
+
+@pytest.mark.detector
+def test_small_peoples_finer_tiles_reach_past_their_regions(monkeypatch):
+    """coco_357's home-plate umpire (about 40 px tall, half hidden behind the catcher): the finer tiles
+    centred in the batter's region miss him; those centred within a quarter tile of it find him."""
+    from bodycapture.keypoints import person_seeds
+    from bodycapture.keypoints.mediapipe import read_image
+
+    image = read_image(IMAGES / "coco_357.jpg")
+    umpire = lambda seeds: [s for s in seeds if 585 < s.hip[0] < 625 and 160 < s.hip[1] < 200]  # noqa: E731
+    found, default = {}, person_seeds.NEAR_MARGIN
+    for margin in (0.0, default):
+        monkeypatch.setattr(person_seeds, "NEAR_MARGIN", margin)
+        detector = person_seeds.PersonSeedDetector()
+        try:
+            found[margin] = umpire(detector(image))
+        finally:
+            detector.close()
+    assert default > 0 and not found[0.0] and len(found[default]) == 1
 
 
 def test_merge_seeds_keeps_the_best_of_overlapping_ones():

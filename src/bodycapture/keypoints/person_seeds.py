@@ -51,6 +51,11 @@ THOROUGH_LEVEL = (1 / 3, 60)
 # separates neighbours that one detection covered. Measured on the 14 COCO photos: a third person at
 # coco_257's food truck (and a head in coco_395's crowd), about 3 more tiles a photo (46 over the 14).
 SMALL_PERSON = 0.3
+# ...widened by this fraction of a tile's side. Measured on the 14 COCO photos (bench_detect, interleaved, two
+# runs each, Intel VM 2026-12-01): 0 (tiles centred in the region) 167-174 ms + 39-44 ms per person, 34
+# people; 0.25: 195-213 ms + 44-47 ms, 35 (coco_357's home-plate umpire); 0.33: the same 35, slower; 0.5
+# (every tile touching a region): 206 ms + 62 ms, 36 (a fourth at coco_257's food truck), over the target
+NEAR_MARGIN = 0.25
 
 _GRAPH = """
 input_stream: "image"
@@ -167,17 +172,17 @@ def tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5,
     return [(x, y, side) for y in starts(height, side) for x in starts(width, side)]
 
 
-def tiles_near(height: int, width: int, people: list, fraction: float, max_tiles: int) -> list[tuple[int, int, int]]:
+def tiles_near(height: int, width: int, people: list, fraction: float, max_tiles: int,
+               margin: float = NEAR_MARGIN) -> list[tuple[int, int, int]]:
     """The tiles (x0, y0, side) of `tiles(height, width, fraction, max_tiles=max_tiles)` whose centre lies in
-    the region (PersonSeed.roi) of any of `people` (measured: every tile that overlaps a region found two
-    more people on the COCO photos for four times the tiles, 0.09 s per person instead of 0.05)."""
+    the region (PersonSeed.roi) of any of `people`, widened on every side by `margin` x the tile side."""
     if not people:
         return []
     rois = np.stack([p.roi for p in people])
     near = []
     for x, y, side in tiles(height, width, fraction, max_tiles=max_tiles):
-        cx, cy = x + side / 2, y + side / 2
-        if ((rois[:, 0] < cx) & (rois[:, 2] > cx) & (rois[:, 1] < cy) & (rois[:, 3] > cy)).any():
+        cx, cy, m = x + side / 2, y + side / 2, margin * side
+        if ((rois[:, 0] - m < cx) & (rois[:, 2] + m > cx) & (rois[:, 1] - m < cy) & (rois[:, 3] + m > cy)).any():
             near.append((x, y, side))
     return near
 
@@ -329,7 +334,8 @@ class PersonSeedDetector:
             confirmed = self._parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
             seeds = merge_seeds(seeds + [s for s in confirmed if s is not None])
         if self.tile_fraction and not self.thorough:  # around small people, the finer level's tiles
-            near = tiles_near(h, w, [s for s in seeds if 2 * s.radius < SMALL_PERSON * h], *THOROUGH_LEVEL)
+            small = [s for s in seeds if 2 * s.radius < SMALL_PERSON * h]
+            near = tiles_near(h, w, small, *THOROUGH_LEVEL, margin=NEAR_MARGIN)
             more = self._parallel([lambda k, x=x, y=y, side=side: self._run(image[y : y + side, x : x + side], x, y, k)
                                    for x, y, side in near])
             seeds = merge_seeds(seeds + [s for window in more for s in window])
