@@ -215,44 +215,43 @@ def test_tiles_near_are_the_finer_tiles_centred_in_a_small_persons_widened_regio
     assert tiles_near(480, 640, [], 1 / 3, 60) == []
 
 
+def _seeds_with(monkeypatch, photo: str, setting: str, values: tuple) -> dict:
+    """{value: the person seeds of tests/data/images/PHOTO} with person_seeds.SETTING set to each value."""
+    from bodycapture.keypoints import person_seeds
+    from bodycapture.keypoints.mediapipe import read_image
+
+    image = read_image(IMAGES / photo)
+    found = {}
+    for value in values:
+        monkeypatch.setattr(person_seeds, setting, value)
+        detector = person_seeds.PersonSeedDetector()
+        try:
+            found[value] = detector(image)
+        finally:
+            detector.close()
+    return found
+
+
 @pytest.mark.detector
 def test_a_group_of_small_people_is_searched_with_finer_tiles(monkeypatch):
     """coco_257's food truck: people 65-80 px tall, shoulder to shoulder. The finer tiles around the small
     people found there add a person that the half-side tiles do not separate."""
-    from bodycapture.keypoints import person_seeds
-    from bodycapture.keypoints.mediapipe import read_image
+    from bodycapture.keypoints.person_seeds import SMALL_PERSON
 
-    image = read_image(IMAGES / "coco_257.jpg")
     at_truck = lambda seeds: [s for s in seeds if 280 < s.hip[0] < 340 and 340 < s.hip[1] < 400]  # noqa: E731
-    found = {}
-    for small in (0.0, person_seeds.SMALL_PERSON):
-        monkeypatch.setattr(person_seeds, "SMALL_PERSON", small)
-        detector = person_seeds.PersonSeedDetector()
-        try:
-            found[small] = at_truck(detector(image))
-        finally:
-            detector.close()
-    assert len(found[person_seeds.SMALL_PERSON]) > len(found[0.0]) >= 1
+    found = _seeds_with(monkeypatch, "coco_257.jpg", "SMALL_PERSON", (0.0, SMALL_PERSON))
+    assert len(at_truck(found[SMALL_PERSON])) > len(at_truck(found[0.0])) >= 1
 
 
 @pytest.mark.detector
 def test_small_peoples_finer_tiles_reach_past_their_regions(monkeypatch):
     """coco_357's home-plate umpire (about 40 px tall, half hidden behind the catcher): the finer tiles
     centred in the batter's region miss him; those centred within a quarter tile of it find him."""
-    from bodycapture.keypoints import person_seeds
-    from bodycapture.keypoints.mediapipe import read_image
+    from bodycapture.keypoints.person_seeds import NEAR_MARGIN
 
-    image = read_image(IMAGES / "coco_357.jpg")
     umpire = lambda seeds: [s for s in seeds if 585 < s.hip[0] < 625 and 160 < s.hip[1] < 200]  # noqa: E731
-    found, default = {}, person_seeds.NEAR_MARGIN
-    for margin in (0.0, default):
-        monkeypatch.setattr(person_seeds, "NEAR_MARGIN", margin)
-        detector = person_seeds.PersonSeedDetector()
-        try:
-            found[margin] = umpire(detector(image))
-        finally:
-            detector.close()
-    assert default > 0 and not found[0.0] and len(found[default]) == 1
+    found = _seeds_with(monkeypatch, "coco_357.jpg", "NEAR_MARGIN", (0.0, NEAR_MARGIN))
+    assert NEAR_MARGIN > 0 and not umpire(found[0.0]) and len(umpire(found[NEAR_MARGIN])) == 1
 
 
 def test_merge_seeds_keeps_the_best_of_overlapping_ones():
