@@ -18,7 +18,9 @@ The wheel's detector keeps detections scoring at least 0.5. Some people clearly 
 frame (seen from behind, a cap instead of a face: coco_257's man with a stroller, 0.30-0.47), and lowering
 the threshold everywhere lets in statues and faces in crowds (and, tiles included, lost a catcher whose
 detection the weaker ones dragged away in the detector's weighted non-maximum suppression). So the whole
-image alone is searched at DOUBTFUL_SCORE (its detections from 0.5 up are its seeds, as before), and each
+image is searched a second time at DOUBTFUL_SCORE, for its doubtful detections only (its confident ones are
+those of the wheel's graph: the weighted suppression averages weaker detections into them, and a confident
+person's region that moved by 0.04 px cost coco_564's player his face points), and each
 doubtful detection that is nobody found already is looked at again: the detector on a crop around it
 (RECHECK_SCALE x its body radius, so the person fills the detector's input) must find a person there
 scoring at least 0.5, and that detection becomes the seed.
@@ -318,19 +320,21 @@ class PersonSeedDetector:
         for fraction, most in levels:
             windows += tiles(h, w, fraction, max_tiles=most)
         doubtful = self.doubtful_score is not None and self.doubtful_score < self.min_score
-        low = self.doubtful_score if doubtful else None  # the whole image at the low threshold: both kinds
         for worker in range(self.workers):  # made here, not raced for in the threads (windows, rechecks, near tiles)
             self._get(worker)
-        self._get(0, low)  # worker 0 searches the whole image
-        jobs = [lambda k, x=x, y=y, side=side: self._run(image if side is None else image[y : y + side, x : x + side],
-                                                         x, y, k, threshold=low if side is None else None)
+        jobs = [lambda k, x=x, y=y, side=side: self._run(image if side is None else image[y : y + side, x : x + side], x, y, k)
                 for x, y, side in windows]
+        if doubtful:  # the whole image once more at the low threshold, for the doubtful ones only: its weighted
+            # non-maximum suppression averages weaker detections into the confident ones and moves their regions
+            # (coco_564's player lost his face points that way), so the confident seeds come from the wheel's graph
+            self._get(len(jobs) % self.workers, self.doubtful_score)
+            jobs.append(lambda k: self._run(image, 0, 0, k, threshold=self.doubtful_score))
         found = self._parallel(jobs)
-        whole = [s for s in found[0] if s.score >= self.min_score]
+        low = found.pop() if doubtful else []
         faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
-        seeds = merge_seeds(whole + faces + [seed for window in found[1:] for seed in window])
+        seeds = merge_seeds(found[0] + faces + [seed for window in found[1:] for seed in window])
         if doubtful:  # the doubtful ones that are nobody found already (merged away by a confident seed otherwise)
-            unsure = [s for s in merge_seeds(seeds + found[0]) if s.score < self.min_score][:MAX_RECHECKS]
+            unsure = [s for s in merge_seeds(seeds + low) if s.score < self.min_score][:MAX_RECHECKS]
             confirmed = self._parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
             seeds = merge_seeds(seeds + [s for s in confirmed if s is not None])
         if self.tile_fraction and not self.thorough:  # around small people, the finer level's tiles
