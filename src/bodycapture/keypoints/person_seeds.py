@@ -322,8 +322,11 @@ class PersonSeedDetector:
         doubtful = self.doubtful_score is not None and self.doubtful_score < self.min_score
         for worker in range(self.workers):  # made here, not raced for in the threads (windows, rechecks, near tiles)
             self._get(worker)
-        jobs = [lambda k, x=x, y=y, side=side: self._run(image if side is None else image[y : y + side, x : x + side], x, y, k)
-                for x, y, side in windows]
+
+        def window(x: int, y: int, side: int | None):  # a job: the detector on a tile (None: the whole image)
+            return lambda k: self._run(image if side is None else image[y : y + side, x : x + side], x, y, k)
+
+        jobs = [window(*tile) for tile in windows]
         if doubtful:  # the whole image once more at the low threshold, for the doubtful ones only: its weighted
             # non-maximum suppression averages weaker detections into the confident ones and moves their regions
             # (coco_564's player lost his face points that way), so the confident seeds come from the wheel's graph
@@ -332,7 +335,7 @@ class PersonSeedDetector:
         found = self._parallel(jobs)
         low = found.pop() if doubtful else []
         faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
-        seeds = merge_seeds(found[0] + faces + [seed for window in found[1:] for seed in window])
+        seeds = merge_seeds(found[0] + faces + [seed for tile_seeds in found[1:] for seed in tile_seeds])
         if doubtful:  # the doubtful ones that are nobody found already (merged away by a confident seed otherwise)
             unsure = [s for s in merge_seeds(seeds + low) if s.score < self.min_score][:MAX_RECHECKS]
             confirmed = self._parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
@@ -340,9 +343,8 @@ class PersonSeedDetector:
         if self.tile_fraction and not self.thorough:  # around small people, the finer level's tiles
             small = [s for s in seeds if 2 * s.radius < SMALL_PERSON * h]
             near = tiles_near(h, w, small, *THOROUGH_LEVEL, margin=NEAR_MARGIN)
-            more = self._parallel([lambda k, x=x, y=y, side=side: self._run(image[y : y + side, x : x + side], x, y, k)
-                                   for x, y, side in near])
-            seeds = merge_seeds(seeds + [s for window in more for s in window])
+            more = self._parallel([window(*tile) for tile in near])
+            seeds = merge_seeds(seeds + [s for tile_seeds in more for s in tile_seeds])
         return seeds
 
     def _faces(self, image: np.ndarray) -> list[PersonSeed]:
