@@ -420,6 +420,36 @@ def test_fit_with_a_hand_pressed_into_the_body_has_fewer_intersections(model):
     assert counts[True].sum() < counts[False].sum() / 4
 
 
+def test_after_settling_only_the_bodies_that_intersect_themselves_run_the_collision_iterations(model):
+    import dataclasses
+
+    from bodycapture.evaluation.synthetic import generate
+    from bodycapture.fitting import FitConfig, fit
+
+    # one person with arms spread (no colliding pairs once settled) and one with the forearm bent into the
+    # belly (pairs), fitted together; against the same batch whose last stage stops after settling
+    apart = _body_pose(model, left_shoulder=[0, 0, -0.5], right_shoulder=[0, 0, 0.5])
+    pressed = _body_pose(model, left_shoulder=[0, 0.3, -1.3], left_elbow=[0, -2.0, 0], right_shoulder=[0, 0, 1.3])
+    keypoints = [generate(model, n=6, seed=5, body_poses=pose.numpy()).keypoints[i]
+                 for pose, i in ((apart, 0), (pressed, 2))]
+    settle_only = FitConfig()
+    settle_only.stages[-1] = dataclasses.replace(settle_only.stages[-1], max_iter=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        full, settled = fit(keypoints, model, FitConfig()), fit(keypoints, model, settle_only)
+    finally:
+        torch.set_num_threads(threads)
+    term = CollisionTerm.for_model(model)
+    before = term.search(settled.vertices).counts(2)
+    assert int(before[0]) == 0 and int(before[1]) > 20
+    # the person without pairs is left where settling put it, bit for bit; the other is moved apart
+    assert all(torch.equal(full.params[k][0], settled.params[k][0]) for k in full.params)
+    assert full.stages[-1].iterations[0] == settled.stages[-1].iterations[0]
+    assert full.stages[-1].iterations[1] > settled.stages[-1].iterations[1]
+    assert int(term.search(full.vertices).counts(2)[1]) < int(before[1]) / 4
+
+
 def test_collision_settings_from_config_files_and_defaults(tmp_path, model):
     from bodycapture.fitting import FitConfig, load_config
 

@@ -32,7 +32,7 @@ from ..models.body_model import BodyModel
 from ..models.lbs import matrix_to_axis_angle
 from ..priors import PosePrior, make_pose_prior
 from .camera import Camera, default_focal, initial_translation
-from .lbfgs import minimize
+from .lbfgs import LBFGSResult, minimize
 from .losses import data_term
 from .objective import Objective, Targets, pca_hand_components
 from .quality import FitQuality, assess
@@ -302,8 +302,16 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
         # pair appears at full strength when two triangles start to intersect, and with pairs searched at
         # every trial the searches stalled on that jump after a few iterations (README, Interpenetration)
         held: dict = {"pairs": None}
-        res = minimize(function(stage, held, search=False), x, settings, partial=True,
-                       refresh=function(stage, held, search=True))
+        colliding = None
+        if stage.settle_iter > 0:  # settled: the term has work only where the mesh intersects itself
+            colliding = _colliding(objective, pack.unpack(x), stage, targets, stats)
+            evaluations += 1
+        if colliding is not None and not bool(colliding.any()):
+            none = torch.zeros(len(x), dtype=torch.long, device=x.device)
+            res = LBFGSResult(x, x.new_zeros(len(x)), none, 0, none == 0, none != 0)  # nothing to do
+        else:
+            res = minimize(function(stage, held, search=False), x, settings, active=colliding, partial=True,
+                           refresh=function(stage, held, search=True))
     else:
         res = minimize(function(stage), x, settings, partial=True)
     state = pack.unpack(res.x)
@@ -319,6 +327,14 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
              f"; collision term {report.collision_seconds:.2f} s, {float(collisions.float().mean()):.1f} colliding "
              "pairs per item" if collisions is not None else "")
     return state, report, res.failed | failed
+
+
+def _colliding(objective: Objective, p: dict[str, Tensor], stage: Stage, targets: Targets, stats: dict) -> Tensor:
+    """(N,) bool: whether each item's whole mesh, posed by `p`, has colliding triangle pairs (one search,
+    no gradient)."""
+    with torch.no_grad():
+        objective.terms(p, stage, targets, stats)
+    return stats["collisions"].to(targets.points.device) > 0
 
 
 def _add_depth_flips(objective: Objective, starts: Starts, alive: Tensor, state: dict[str, Tensor], targets: Targets,
