@@ -83,6 +83,47 @@ def test_corrupt_and_truncated_files(tmp_path):
     one_line_error(tmp_path / "absent.npz", "no such file")
 
 
+def test_npz_members_read_as_numpy_reads_them(tmp_path):
+    from bodycapture.models.files import _npz_arrays
+
+    rng = np.random.default_rng(0)
+    arrays = {"c_order": rng.standard_normal((5, 3, 4)).astype(np.float32), "fortran": np.asfortranarray(
+        rng.standard_normal((6, 7))), "ints": np.arange(12, dtype=np.int64).reshape(3, 4), "empty": np.zeros((0, 3)),
+        "scalar": np.array(3.5), "names": np.array(["pelvis", "left_hip"]), "meta": np.array({"a": 1}, dtype=object)}
+    for save in (np.savez, np.savez_compressed):
+        path = tmp_path / f"{save.__name__}.npz"
+        save(path, **arrays)
+        read = _npz_arrays(path)
+        assert set(read) == set(arrays) - {"meta"}  # pickled members are skipped, never unpickled
+        for key, value in read.items():
+            assert value.dtype == arrays[key].dtype and value.shape == arrays[key].shape
+            np.testing.assert_array_equal(value, arrays[key])
+            assert value.flags.writeable  # callers hand them to torch
+    # one flipped byte inside the model's arrays: caught (zlib or the CRC), one line
+    arrays = make_arrays("smplx")
+    np.savez_compressed(tmp_path / "model.npz", **arrays)
+    data = bytearray((tmp_path / "model.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "model_flipped.npz").write_bytes(bytes(data))
+    one_line_error(tmp_path / "model_flipped.npz", "corrupt or truncated")
+
+
+def test_reading_a_model_file_does_not_import_torch():
+    # load_model reads the file in a thread while torch is imported (in a fresh process about 1 s): that
+    # needs the file-reading modules to be importable without torch
+    import subprocess
+    import sys
+
+    code = ("import sys, bodycapture.models.zoo, bodycapture.models.files as f\n"
+            "data = f.read_model_file(bodycapture.models.zoo.bundled_model_path())\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "model = bodycapture.models.zoo.load_model(dtype='float64')\n"
+            "print(model.v_template.dtype, data.v_template.shape[0] == model.num_vertices)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["torch.float64", "True"]
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch should-not-exist",))

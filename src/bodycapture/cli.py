@@ -75,11 +75,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _load_fit_model(args: argparse.Namespace):
-    import torch
-
     from .pipeline import load_fit_model
 
-    return load_fit_model(args.model, args.gender, torch.float64 if args.float64 else None, args.device)
+    return load_fit_model(args.model, args.gender, "float64" if args.float64 else None, args.device)
 
 
 def _fit_config(args: argparse.Namespace):

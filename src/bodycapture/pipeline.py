@@ -548,12 +548,14 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
 def _model_and_config(model, config, options: CaptureOptions, concurrent_detection: bool):
     """The model and FitConfig of a run (made now where the caller gave functions that make them; the
     defaults where it gave None), with torch's threads set for it."""
-    import torch
-
     check_device(options.device)
-    torch.set_num_threads(choose_threads(options.threads, concurrent_detection=concurrent_detection))
+    threads = choose_threads(options.threads, concurrent_detection=concurrent_detection)
+    # the model first: loading it reads the file while torch is imported (models/zoo.py)
     model = model() if callable(model) and not hasattr(model, "parameter_sizes") else model
     model = model if model is not None else load_fit_model(device=options.device)
+    import torch
+
+    torch.set_num_threads(threads)
     from .fitting import FitConfig
     from .fitting.schedule import smpl_stages
 
@@ -619,13 +621,13 @@ def check_device(device) -> None:
 
 def load_fit_model(name=None, gender: str = "neutral", dtype=None, device=None):
     """The body model a capture fits: the bundled open model (None or 'open'), or official files, with
-    SMPLify-X's settings for them: 10 betas, 10 expressions, 12 hand PCA components."""
-    import torch
-
+    SMPLify-X's settings for them: 10 betas, 10 expressions, 12 hand PCA components. dtype: a torch
+    dtype or its name ('float64'); default float32. Called before torch is imported, it reads the file
+    while torch imports (models/zoo.py)."""
     from .models.zoo import load_model
 
     return load_model(None if name in (None, "open") else name, gender=gender, num_betas=10,
-                      num_expression_coeffs=10, num_pca_comps=12, dtype=dtype or torch.float32, device=device)
+                      num_expression_coeffs=10, num_pca_comps=12, dtype=dtype or "float32", device=device)
 
 
 def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, options: CaptureOptions, bar,

@@ -291,6 +291,7 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
 
     t0 = time.perf_counter()
     x, iterations, evaluations = pack.pack(state), 0, 0
+    final = None  # the terms at the stage's end, where already evaluated there
     failed = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     if stage.settle_iter > 0:
         settings = dataclasses.replace(config.optimizer, max_iter=stage.settle_iter)
@@ -304,20 +305,23 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
         held: dict = {"pairs": None}
         colliding = None
         if stage.settle_iter > 0:  # settled: the term has work only where the mesh intersects itself
-            colliding = _colliding(objective, pack.unpack(x), stage, targets, stats)
+            colliding, terms = _colliding(objective, pack.unpack(x), stage, targets, stats)
             evaluations += 1
         if colliding is not None and not bool(colliding.any()):
             none = torch.zeros(len(x), dtype=torch.long, device=x.device)
             res = LBFGSResult(x, x.new_zeros(len(x)), none, 0, none == 0, none != 0)  # nothing to do
+            final = terms  # the stage ends where that search was made
         else:
             res = minimize(function(stage, held, search=False), x, settings, active=colliding, partial=True,
                            refresh=function(stage, held, search=True))
     else:
         res = minimize(function(stage), x, settings, partial=True)
     state = pack.unpack(res.x)
-    stats.pop("collisions", None)
-    with torch.no_grad():  # the final evaluation: its terms, and the colliding pairs left at the end
-        terms = {k: v.cpu() for k, v in objective.terms(state, stage, targets, stats).items()}
+    if final is None:
+        stats.pop("collisions", None)
+        with torch.no_grad():  # the final evaluation: its terms, and the colliding pairs left at the end
+            final = objective.terms(state, stage, targets, stats)
+    terms = {k: v.cpu() for k, v in final.items()}
     terms["total"] = sum(terms.values())
     collisions = stats["collisions"].cpu() if "collisions" in stats else None
     report = StageReport(name, terms, (res.iterations + iterations).cpu(), res.evaluations + evaluations,
@@ -329,12 +333,13 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
     return state, report, res.failed | failed
 
 
-def _colliding(objective: Objective, p: dict[str, Tensor], stage: Stage, targets: Targets, stats: dict) -> Tensor:
-    """(N,) bool: whether each item's whole mesh, posed by `p`, has colliding triangle pairs (one search,
-    no gradient)."""
+def _colliding(objective: Objective, p: dict[str, Tensor], stage: Stage, targets: Targets,
+               stats: dict) -> tuple[Tensor, dict[str, Tensor]]:
+    """Whether each item's whole mesh, posed by `p`, has colliding triangle pairs (one search, no gradient):
+    -> ((N,) bool, the terms there)."""
     with torch.no_grad():
-        objective.terms(p, stage, targets, stats)
-    return stats["collisions"].to(targets.points.device) > 0
+        terms = objective.terms(p, stage, targets, stats)
+    return stats["collisions"].to(targets.points.device) > 0, terms
 
 
 def _add_depth_flips(objective: Objective, starts: Starts, alive: Tensor, state: dict[str, Tensor], targets: Targets,

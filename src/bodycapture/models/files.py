@@ -12,6 +12,7 @@ what was expected.
 from __future__ import annotations
 
 import importlib
+import io
 import pickle
 import re
 import zipfile
@@ -237,6 +238,46 @@ def _npz_sizes(path: Path) -> dict[str, int]:
     return sizes
 
 
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every non-pickled array of an .npz archive. Each member
+    is inflated in one zlib call, which frees the GIL: `np.load` inflates in small chunks and holds the
+    GIL between them, so reading in a thread while torch is imported took longer than reading after it.
+    CRCs are checked as zipfile does. Pickled members (metadata such as joint2num) are skipped."""
+    out = {}
+    with open(path, "rb") as fh, zipfile.ZipFile(fh) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError(f"member {info.filename}: bad local header")
+            name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            raw = fh.read(info.compress_size)
+            if len(raw) != info.compress_size:
+                raise EOFError(f"member {info.filename} is truncated")
+            if info.compress_type == zipfile.ZIP_DEFLATED:
+                data = zlib.decompress(raw, -15, max(info.file_size, 1))
+            elif info.compress_type == zipfile.ZIP_STORED:
+                data = raw
+            else:
+                raise ValueError(f"member {info.filename}: unsupported compression {info.compress_type}")
+            if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+                raise ValueError(f"member {info.filename}: size or CRC mismatch")
+            header = io.BytesIO(data[:65536])
+            version = np.lib.format.read_magic(header)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(header)
+            if dtype.hasobject:  # pickled: not needed, never unpickled
+                continue
+            count = int(np.prod(shape, dtype=np.int64))
+            # a writable copy (numpy copies without the GIL): callers may hand the arrays to torch
+            array = np.frombuffer(data, dtype=dtype, count=count, offset=header.tell()).copy()
+            out[info.filename[:-4]] = array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+    return out
+
+
 def _read_npz(path: Path) -> dict:
     out = {}
     try:
@@ -249,14 +290,7 @@ def _read_npz(path: Path) -> dict:
         if sum(sizes.values()) > MAX_TOTAL_BYTES:
             raise ModelFileError(path, f"its arrays claim {sum(sizes.values()) / 2**30:.1f} GiB in all, more than any "
                                        f"body model holds ({MAX_TOTAL_BYTES >> 20} MiB at most)")
-        with np.load(path, allow_pickle=False) as npz:
-            for key in npz.files:
-                try:
-                    out[key] = npz[key]
-                except ValueError as err:
-                    if "allow_pickle" in str(err):  # pickled metadata such as joint2num: not needed
-                        continue
-                    raise
+        out = _npz_arrays(path)
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error, MemoryError) as err:

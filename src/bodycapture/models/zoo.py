@@ -8,14 +8,18 @@ an error that says where we looked and where the files can be obtained.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ModelFileError, ModelNotFoundError
-from .body_model import BodyModel
 from .families import FAMILIES, Family, get_family
 from .files import read_model_file
+
+if TYPE_CHECKING:
+    from .body_model import BodyModel
 
 __all__ = ["load_model", "find_model_file", "bundled_model_path", "available_models", "ModelEntry", "ENV_VAR"]
 
@@ -141,8 +145,25 @@ def load_model(
     use_pca, num_pca_comps, flat_hand_mean, batch_size, dtype, device, ...).
     """
     path, looked_up_gender = _resolve(name_or_path, gender, model_type, ext)
-    data = read_model_file(path, family=model_type, gender=looked_up_gender)
+    # the file is read in a thread while torch is imported (in a fresh process: about 1 s, and reading
+    # our open model about 0.3 s); its arrays are inflated in single zlib calls, which free the GIL
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(read_model_file, path, family=model_type, gender=looked_up_gender)
+        import torch
+
+        from .body_model import BodyModel
+
+        data = reading.result()
+    if isinstance(options.get("dtype"), str):  # "float32", "float64"
+        options["dtype"] = _torch_dtype(torch, options["dtype"])
     return BodyModel(data, **options)
+
+
+def _torch_dtype(torch, name: str):
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype {name!r} is not a torch floating-point type")
+    return dtype
 
 
 def check_model_file(path: str | os.PathLike, **options) -> str:
@@ -153,6 +174,8 @@ def check_model_file(path: str | os.PathLike, **options) -> str:
     import torch
 
     from ..keypoints.regressors import KeypointRegressor
+
+    from .body_model import BodyModel
 
     data = read_model_file(path)
     try:
