@@ -49,6 +49,11 @@ class LBFGSResult:
     failed: Tensor  # (B,) bool: the objective was not finite at the start
 
 
+def _finite(t: Tensor) -> Tensor:
+    """torch.isfinite in two operations instead of about ten (NaN and infinities compare False)."""
+    return t.abs() < float("inf")
+
+
 def _cubic_min(a, fa, ga, b, fb, gb):
     """Minimiser of the cubic through (a, fa, ga) and (b, fb, gb), safeguarded into [min, max] of a, b;
     the midpoint where the cubic has no real minimum."""
@@ -58,7 +63,7 @@ def _cubic_min(a, fa, ga, b, fb, gb):
     denom = gb - ga + 2 * d2
     t = b - (b - a) * (gb + d2 - d1) / torch.where(denom.abs() < 1e-30, torch.ones_like(denom), denom)
     lo, hi = torch.minimum(a, b), torch.maximum(a, b)
-    ok = (disc >= 0) & torch.isfinite(t) & (denom.abs() >= 1e-30)
+    ok = (disc >= 0) & _finite(t) & (denom.abs() >= 1e-30)
     t = torch.where(ok, t.clamp(lo, hi), (a + b) / 2)
     # keep away from the ends so that the bracket shrinks
     margin = 0.1 * (hi - lo)
@@ -96,10 +101,10 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
         else:
             f_a, g_a = fun(x + a_eval[:, None] * d)
         evals += 1
-        finite = torch.isfinite(f_a) & torch.isfinite(g_a).all(1)
+        finite = _finite(f_a) & _finite(g_a).all(1)
         f_a = torch.where(finite, f_a, torch.full_like(f_a, float("inf")))
         dphi = (g_a * d).sum(1)
-        dphi = torch.where(torch.isfinite(dphi), dphi, torch.zeros_like(dphi))
+        dphi = torch.where(_finite(dphi), dphi, torch.zeros_like(dphi))
         trial = torch.stack([a_eval, f_a, dphi], 1)
         searching = ~done
         armijo_fail = f_a > f + s.c1 * a_eval * dphi0
@@ -138,7 +143,7 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
         prev = torch.where(extend[:, None], trial, prev)
         a = torch.where(extend, torch.where(finite, 2.0 * a_eval, 0.5 * a_eval), a)
         if bool(bracketed.any()):
-            f_hi = torch.where(torch.isfinite(hi[:, 1]), hi[:, 1], lo[:, 1] + 1e30)
+            f_hi = torch.where(_finite(hi[:, 1]), hi[:, 1], lo[:, 1] + 1e30)
             a = torch.where(bracketed, _cubic_min(lo[:, 0], lo[:, 1], lo[:, 2], hi[:, 0], f_hi, hi[:, 2]), a)
     return best[:, 0], best[:, 1], best_g, evals
 
@@ -183,7 +188,7 @@ def _refreshed(refresh: Objective, x, f, g, active, partial: bool):
         f_a, g_a = (f_r, g_r) if every else (f.index_copy(0, rows, f_r), g.index_copy(0, rows, g_r))
     else:
         f_a, g_a = refresh(x)
-    fresh = torch.isfinite(f_a) & torch.isfinite(g_a).all(1)
+    fresh = _finite(f_a) & _finite(g_a).all(1)
     use = active & fresh
     return torch.where(use, f_a, f), torch.where(use[:, None], g_a, g), fresh | ~active
 
@@ -208,7 +213,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     active = torch.ones(B, dtype=torch.bool, device=x.device) if active is None else active.clone()
     f, g = (refresh or fun)(x, None) if partial else (refresh or fun)(x)
     evals = 1
-    failed = ~(torch.isfinite(f) & torch.isfinite(g).all(1))
+    failed = ~(_finite(f) & _finite(g).all(1))
     active &= ~failed
     m = max(1, min(s.history, s.max_iter))
     S = x.new_zeros(B, m, n)
@@ -235,7 +240,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         alpha0 = torch.where(count > 0, torch.ones_like(f), (1.0 / g.abs().sum(1).clamp_min(1e-12)).clamp(max=1.0))
         step, f_new, g_new, e = _line_search(fun, x, f, g, d, alpha0, active, s, partial)
         evals += e
-        moved = active & (step > 0) & torch.isfinite(f_new)
+        moved = active & (step > 0) & _finite(f_new)
         x_new = torch.where(moved[:, None], x + step[:, None] * d, x)
         s_vec, y_vec = x_new - x, torch.where(moved[:, None], g_new, g) - g
         sy = (s_vec * y_vec).sum(1)
