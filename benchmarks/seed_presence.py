@@ -25,10 +25,8 @@ PRESENCE_GRAPH = """
 input_stream: "image"
 input_stream: "detection"
 output_stream: "pose_presence_score"
-node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE_CPU:image" output_stream: "SIZE:image_size" }
-node { calculator: "PoseDetectionToRoi" input_stream: "DETECTION:detection" input_stream: "IMAGE_SIZE:image_size"
-       output_stream: "ROI:roi" }
-node { calculator: "ImageToTensorCalculator" input_stream: "IMAGE:image" input_stream: "NORM_RECT:roi"
+""" + mp_keypoints.SEED_REGION_NODES + """
+node { calculator: "ImageToTensorCalculator" input_stream: "IMAGE:image" input_stream: "NORM_RECT:pose_rect"
        output_stream: "TENSORS:input_tensors" output_stream: "LETTERBOX_PADDING:letterbox_padding"
        options { [mediapipe.ImageToTensorCalculatorOptions.ext] { output_tensor_width: 256 output_tensor_height: 256
                  keep_aspect_ratio: true output_tensor_float_range { min: 0.0 max: 1.0 } } } }
@@ -44,24 +42,6 @@ node { calculator: "TensorsToFloatsCalculator" input_stream: "TENSORS:pose_flag_
 """
 
 
-def seed_detection(seed, width: int, height: int):
-    """A seed as the Detection proto that MediaPipe's region calculator takes (as mediapipe.py builds it)."""
-    from mediapipe.framework.formats import detection_pb2
-
-    det = detection_pb2.Detection()
-    det.score.append(seed.score)
-    det.label_id.append(0)
-    loc = det.location_data
-    loc.format = loc.RELATIVE_BOUNDING_BOX
-    box = loc.relative_bounding_box
-    box.xmin, box.ymin = seed.face[0] / width, seed.face[1] / height
-    box.width, box.height = (seed.face[2] - seed.face[0]) / width, (seed.face[3] - seed.face[1]) / height
-    for x, y in seed.keypoints:
-        point = loc.relative_keypoints.add()
-        point.x, point.y = x / width, y / height
-    return det
-
-
 def main() -> None:
     photos = [Path(p) for p in sys.argv[1:]] or [SHARED / "coco_257.jpg", SHARED / "coco_544.jpg"]
     mp_keypoints._import_mediapipe()
@@ -74,7 +54,7 @@ def main() -> None:
             for i, seed in enumerate(detector._get_seeds()(image)):
                 if seed.keypoints is None:
                     continue
-                score = probe.process({"image": image, "detection": seed_detection(seed, width, height)})
+                score = probe.process({"image": image, "detection": mp_keypoints.seed_detection(seed, width, height)})
                 hip = tuple(int(v) for v in np.round(seed.hip))
                 print(f"  seed {i}: detector {seed.score:.2f}, hip at {hip}, {2 * seed.radius:.0f} px tall: "
                       f"pose presence {score.pose_presence_score:.3f}")

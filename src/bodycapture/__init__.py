@@ -10,9 +10,8 @@ Names are imported on first use (PEP 562), so `import bodycapture` does not impo
 the command line starts detecting before torch has loaded.
 """
 
-from importlib import import_module
-
 from .errors import BodyCaptureError, ModelFileError, ModelNotFoundError
+from .lazy import lazy_names
 
 # the one place the version is written (pyproject.toml reads it): importlib.metadata costs 40 ms at startup
 __version__ = "0.1.0"
@@ -28,13 +27,4 @@ _LAZY = {
 __all__ = ["BodyCaptureError", "ModelFileError", "ModelNotFoundError", "__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bodycapture' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

@@ -18,7 +18,8 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None
     v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3) + 1
     # one %-format over every number (4x faster than a line at a time: 60 -> 15 ms for SMPL-X)
-    text = ("v %.6f %.6f %.6f\n" * len(v)) % tuple(v.ravel().tolist()) + ("f %d %d %d\n" * len(f)) % tuple(f.ravel().tolist())
+    text = ("v %.6f %.6f %.6f\n" * len(v)) % tuple(v.ravel().tolist())
+    text += ("f %d %d %d\n" * len(f)) % tuple(f.ravel().tolist())
     write_bytes_atomic(path, text.encode())
 
 

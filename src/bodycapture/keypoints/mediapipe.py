@@ -237,22 +237,9 @@ class MediaPipeDetector:
     def _person_by_region(self, image: np.ndarray, seed):
         """Holistic's landmark models on MediaPipe's own region around a seed (no second person search):
         landmark arrays in photo pixels, or None when the pose model says there is no person there."""
-        from mediapipe.framework.formats import detection_pb2
-
         height, width = image.shape[:2]
-        det = detection_pb2.Detection()
-        det.score.append(seed.score)
-        det.label_id.append(0)
-        loc = det.location_data
-        loc.format = loc.RELATIVE_BOUNDING_BOX
-        box = loc.relative_bounding_box
-        box.xmin, box.ymin = seed.face[0] / width, seed.face[1] / height
-        box.width, box.height = (seed.face[2] - seed.face[0]) / width, (seed.face[3] - seed.face[1]) / height
-        for x, y in seed.keypoints:
-            point = loc.relative_keypoints.add()
-            point.x, point.y = x / width, y / height
         with native_stderr_silenced():
-            result = self._get_by_region().process({"image": image, "detection": det})
+            result = self._get_by_region().process({"image": image, "detection": seed_detection(seed, width, height)})
         return _result_arrays(result, 0.0, 0.0, width, height)
 
     def _holistic_person(self, image: np.ndarray, x0: float, y0: float, width: float, height: float):
@@ -378,6 +365,13 @@ def _result_arrays(result, x0: float, y0: float, width: float, height: float):
 # Holistic's own graph (holistic_landmark_cpu) with its person search replaced by a region from our
 # person detections: MediaPipe's PoseDetectionToRoi (the region its tracking would use), the pose
 # landmark model on it, then hands and face from the pose, as Holistic does.
+# A seed's detection (input streams "image" and "detection", see `seed_detection`) -> MediaPipe's region
+# around the person, "pose_rect" (the start of every graph that runs a model on a seed's person).
+SEED_REGION_NODES = """
+node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE_CPU:image" output_stream: "SIZE:image_size" }
+node { calculator: "PoseDetectionToRoi" input_stream: "DETECTION:detection" input_stream: "IMAGE_SIZE:image_size"
+       output_stream: "ROI:pose_rect" }
+"""
 _HOLISTIC_BY_REGION = """
 input_stream: "image"
 input_stream: "detection"
@@ -386,9 +380,7 @@ output_stream: "pose_world_landmarks"
 output_stream: "left_hand_landmarks"
 output_stream: "right_hand_landmarks"
 output_stream: "face_landmarks"
-node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE_CPU:image" output_stream: "SIZE:image_size" }
-node { calculator: "PoseDetectionToRoi" input_stream: "DETECTION:detection" input_stream: "IMAGE_SIZE:image_size"
-       output_stream: "ROI:pose_rect" }
+""" + SEED_REGION_NODES + """
 node { calculator: "PoseLandmarkByRoiCpu" input_stream: "IMAGE:image" input_stream: "ROI:pose_rect"
        output_stream: "LANDMARKS:pose_landmarks" output_stream: "AUXILIARY_LANDMARKS:auxiliary_landmarks"
        output_stream: "WORLD_LANDMARKS:pose_world_landmarks"
@@ -414,6 +406,25 @@ MIN_BODY_SCALE = 0.2
 CROP_SCALES = (3.0, 6.0)  # crop side / seed radius (MediaPipe's own region is 2.5), then a retry
 CROP_MIN_PX = 384  # smaller crops are upscaled to this (hand and face landmarks get more pixels)
 CROP_MAX_PX = 1024
+
+
+def seed_detection(seed, width: int, height: int):
+    """A seed (person_seeds.PersonSeed, in pixels of a width x height image) as the Detection proto that
+    MediaPipe's PoseDetectionToRoi takes: its face box and its four keypoints, relative to the image."""
+    from mediapipe.framework.formats import detection_pb2
+
+    det = detection_pb2.Detection()
+    det.score.append(seed.score)
+    det.label_id.append(0)
+    loc = det.location_data
+    loc.format = loc.RELATIVE_BOUNDING_BOX
+    box = loc.relative_bounding_box
+    box.xmin, box.ymin = seed.face[0] / width, seed.face[1] / height
+    box.width, box.height = (seed.face[2] - seed.face[0]) / width, (seed.face[3] - seed.face[1]) / height
+    for x, y in seed.keypoints:
+        point = loc.relative_keypoints.add()
+        point.x, point.y = x / width, y / height
+    return det
 
 
 def _agrees_with_seed(pose: np.ndarray, seed) -> bool:

@@ -3,7 +3,7 @@
 Names are imported on first use (PEP 562): reading a model file (`files`, `zoo`) does not import torch,
 so `load_model` can read the file while torch is being imported (zoo.py)."""
 
-from importlib import import_module
+from ..lazy import lazy_names
 
 _LAZY = {
     "BodyModel": ".body_model", "BodyOutput": ".body_model",
@@ -15,13 +15,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

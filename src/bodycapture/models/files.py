@@ -267,7 +267,8 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
                 raise ValueError(f"member {info.filename}: size or CRC mismatch")
             header = io.BytesIO(data[:65536])
             version = np.lib.format.read_magic(header)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            fmt = np.lib.format
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, fortran, dtype = read_header(header)
             if dtype.hasobject:  # pickled: not needed, never unpickled
                 continue
