@@ -88,6 +88,7 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
     best, best_g = prev[:, :2], g  # (step, f) of the best sufficient-decrease point, and its gradient
     a = torch.where(active, alpha, torch.zeros_like(alpha))
     d_max = d.abs().amax(1)
+    nobody = torch.zeros_like(done)
     evals = 0
     for it in range(s.max_ls):
         a_eval = torch.where(done, best[:, 0], a)
@@ -110,23 +111,29 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
         armijo_fail = f_a > f + s.c1 * a_eval * dphi0
         curvature_ok = dphi.abs() <= -s.c2 * dphi0
 
-        # phase 1: not yet bracketed
+        # phase 1: not yet bracketed (each phase is skipped when no problem is in it: the same result, fewer
+        # operations; a search is usually in one phase at a time)
         p1 = searching & ~bracketed
-        to_zoom_a = p1 & (armijo_fail | ((it > 0) & (f_a >= prev[:, 1])))  # bracket [prev, trial]
-        accept1 = p1 & ~to_zoom_a & curvature_ok
-        to_zoom_b = p1 & ~to_zoom_a & ~accept1 & (dphi >= 0)  # bracket [trial, prev]
-        extend = p1 & ~to_zoom_a & ~accept1 & ~to_zoom_b
-        za, zb = to_zoom_a[:, None], to_zoom_b[:, None]
-        lo, hi = torch.where(za, prev, torch.where(zb, trial, lo)), torch.where(za, trial, torch.where(zb, prev, hi))
+        to_zoom_a = to_zoom_b = accept1 = extend = nobody
+        if bool(p1.any()):
+            to_zoom_a = p1 & (armijo_fail | ((it > 0) & (f_a >= prev[:, 1])))  # bracket [prev, trial]
+            accept1 = p1 & ~to_zoom_a & curvature_ok
+            to_zoom_b = p1 & ~to_zoom_a & ~accept1 & (dphi >= 0)  # bracket [trial, prev]
+            extend = p1 & ~to_zoom_a & ~accept1 & ~to_zoom_b
+            za, zb = to_zoom_a[:, None], to_zoom_b[:, None]
+            lo = torch.where(za, prev, torch.where(zb, trial, lo))
+            hi = torch.where(za, trial, torch.where(zb, prev, hi))
 
         # phase 2: zoom inside [lo, hi]
         p2 = searching & bracketed
-        shrink_hi = p2 & (armijo_fail | (f_a >= lo[:, 1]))
-        accept2 = p2 & ~shrink_hi & curvature_ok
-        move_lo = p2 & ~shrink_hi & ~accept2
-        flip = move_lo & (dphi * (hi[:, 0] - lo[:, 0]) >= 0)
-        hi = torch.where(shrink_hi[:, None], trial, torch.where(flip[:, None], lo, hi))
-        lo = torch.where(move_lo[:, None], trial, lo)
+        accept2 = nobody
+        if bool(p2.any()):
+            shrink_hi = p2 & (armijo_fail | (f_a >= lo[:, 1]))
+            accept2 = p2 & ~shrink_hi & curvature_ok
+            move_lo = p2 & ~shrink_hi & ~accept2
+            flip = move_lo & (dphi * (hi[:, 0] - lo[:, 0]) >= 0)
+            hi = torch.where(shrink_hi[:, None], trial, torch.where(flip[:, None], lo, hi))
+            lo = torch.where(move_lo[:, None], trial, lo)
 
         # the best sufficient-decrease point (in case the search runs out of evaluations), or the accepted one
         accepted = accept1 | accept2
@@ -134,8 +141,9 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
         best, best_g = torch.where(take[:, None], trial[:, :2], best), torch.where(take[:, None], g_a, best_g)
         done = done | accepted
         bracketed = bracketed | to_zoom_a | to_zoom_b
-        tiny = bracketed & ((hi[:, 0] - lo[:, 0]).abs() * d_max < s.xtol)
-        done = done | (tiny & ~accepted)
+        if bool(bracketed.any()):
+            tiny = bracketed & ((hi[:, 0] - lo[:, 0]).abs() * d_max < s.xtol)
+            done = done | (tiny & ~accepted)
         if bool(done.all()):  # (most searches end at their first trial: the unit step)
             break
 
@@ -237,7 +245,9 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         d = torch.where(active[:, None], r, torch.zeros_like(r))
         descent = (g * d).sum(1) < 0
         d = torch.where((active & ~descent)[:, None], -g, d)  # reset to steepest descent if needed
-        alpha0 = torch.where(count > 0, torch.ones_like(f), (1.0 / g.abs().sum(1).clamp_min(1e-12)).clamp(max=1.0))
+        alpha0 = torch.ones_like(f)  # the unit step, but a first step without curvature pairs is at most 1 / |g|_1
+        if not bool((count > 0).all()):
+            alpha0 = torch.where(count > 0, alpha0, (1.0 / g.abs().sum(1).clamp_min(1e-12)).clamp(max=1.0))
         step, f_new, g_new, e = _line_search(fun, x, f, g, d, alpha0, active, s, partial)
         evals += e
         moved = active & (step > 0) & _finite(f_new)
@@ -268,12 +278,14 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         # term's pairs appearing and vanishing, misleads the curvature pairs): forget the history and try
         # steepest descent next (at most max_restarts times: each restart can cost the stage's remaining
         # iterations); otherwise a failed search stops the problem
-        retry = active & ~moved & (count > 0) & (restarts < s.max_restarts)
-        restarts += retry.long()
-        if bool(retry.any()):
+        unmoved = active & ~moved
+        stuck = unmoved
+        if bool(unmoved.any()):
+            retry = unmoved & (count > 0) & (restarts < s.max_restarts)
+            restarts += retry.long()
             S[retry], Y[retry] = 0.0, 0.0
-        count, head = torch.where(retry, 0, count), torch.where(retry, 0, head)
-        stuck = active & ~moved & ~retry
+            count, head = torch.where(retry, 0, count), torch.where(retry, 0, head)
+            stuck = unmoved & ~retry
         now = stuck | (active & moved & ~changed & ((g.abs().amax(1) <= s.gtol) | (rel <= s.ftol) | small_step))
         converged |= now
         active &= ~now
