@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 
 import torch
@@ -26,7 +26,7 @@ from ..keypoints.regressors import KeypointRegressor
 from ..models.body_model import BodyModel, BodyOutput
 from ..priors import PosePrior, bending_prior
 from .camera import Camera
-from .losses import bone_direction_term, data_term, jaw_prior, keypoint_weights, l2
+from .losses import bone_direction_term, data_term, group_weights, jaw_prior, l2
 from .schedule import FitConfig, Stage
 
 __all__ = ["Targets", "Objective", "Evaluation", "TERMS", "pca_hand_components"]
@@ -97,7 +97,7 @@ class Evaluation:
 def _data(e: Evaluation) -> Tensor:
     o, t, st = e.objective, e.targets, e.stage
     projected = t.camera.project(e.keypoints)
-    w = keypoint_weights(t.confidence, o.base_weights, GROUPS, st.hand_joints, st.face_joints)
+    w = t.confidence * o.group_weights(st.hand_joints, st.face_joints)
     return st.data**2 * data_term(projected, t.points, w, t.image_height, o.config.rho, o.config.robust_per_coordinate)
 
 
@@ -190,6 +190,15 @@ class Objective:
     # by stages without the collision term, which needs the whole mesh; None: always the whole model
     keypoint_model: BodyModel | None = None
     keypoint_regressor: KeypointRegressor | None = None
+    _group_weights: dict = field(default_factory=dict, repr=False)  # made once per (hand, face) weight pair
+
+    def group_weights(self, hand_weight: float, face_weight: float) -> Tensor:
+        """(135,) the base weights times the stage's hand and face weights (losses.group_weights), made
+        once per pair of weights rather than at every evaluation."""
+        key = (hand_weight, face_weight)
+        if key not in self._group_weights:
+            self._group_weights[key] = group_weights(self.base_weights, GROUPS, hand_weight, face_weight)
+        return self._group_weights[key]
 
     def body_params(self, p: dict[str, Tensor], targets: Targets) -> dict[str, Tensor]:
         """Optimised variables -> the model's parameters (the pose latent decoded; the fixed translation

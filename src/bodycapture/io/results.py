@@ -246,7 +246,8 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
     from PIL import Image
 
     with atomic_path(out_dir / "overlay.png") as tmp:
-        Image.fromarray(overlay).save(tmp, format="PNG")
+        # zlib level 3: a 640 x 480 photo's overlay in 25 instead of 38 ms (level 6), 6 % larger
+        Image.fromarray(overlay).save(tmp, format="PNG", compress_level=3)
     written.append(out_dir / "overlay.png")
     if report:
         from .report import write_report
