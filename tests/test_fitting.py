@@ -307,6 +307,28 @@ def test_lbfgs_never_accepts_nan():
     assert (res.x <= 1.0).all()
 
 
+def test_the_camera_stage_turns_the_posed_body_about_its_root_as_the_model_does():
+    # the camera stage poses the body once and rotates it (fitter.turned_about_root) instead of posing the
+    # model at every evaluation: the same points as the model posed with that root rotation
+    from bodycapture.fitting.fitter import turned_about_root
+    from bodycapture.keypoints.regressors import KeypointRegressor
+
+    torch.manual_seed(0)
+    model = bodycapture.load_model(dtype=torch.float64)
+    regressor = KeypointRegressor(model)
+    pose = 0.3 * torch.randn(3, 63, dtype=torch.float64)
+    betas = torch.randn(3, 10, dtype=torch.float64)
+    orient = torch.randn(3, 3, dtype=torch.float64)
+    transl = torch.randn(3, 3, dtype=torch.float64)
+    # the 25 body points, which the camera stage fits
+    posed = regressor(model(body_pose=pose, betas=betas, global_orient=orient, transl=transl))[:, :25]
+    rest = model(body_pose=pose, betas=betas)
+    root = rest.joints[:, 0]
+    turned = turned_about_root(regressor(rest)[:, :25] - root[:, None], root, orient, transl)
+    assert torch.allclose(turned, posed, atol=1e-12, rtol=0)
+    assert not torch.allclose(regressor(rest)[:, :25], posed, atol=1e-3)  # the rotation and translation matter
+
+
 def test_initial_translation_by_similar_triangles():
     joints = torch.zeros(1, 25, 3)
     from bodycapture.keypoints.layout import BODY_25

@@ -29,7 +29,7 @@ from ..keypoints.layout import CAMERA_INIT, CONTOUR, MIN_BODY_POINTS, NAMES, NUM
 from ..keypoints.regressors import KeypointRegressor, keypoint_model
 from ..keypoints.types import ImageKeypoints
 from ..models.body_model import BodyModel
-from ..models.lbs import matrix_to_axis_angle
+from ..models.lbs import axis_angle_to_matrix, matrix_to_axis_angle
 from ..priors import PosePrior, make_pose_prior
 from .camera import Camera, default_focal, initial_translation
 from .lbfgs import LBFGSResult, minimize
@@ -207,6 +207,13 @@ def _base_weights(regressor: KeypointRegressor, config: FitConfig, dtype) -> Ten
     return base
 
 
+def turned_about_root(local: Tensor, root: Tensor, global_orient: Tensor, transl: Tensor) -> Tensor:
+    """Points of bodies posed with a zero root rotation, given relative to the root joint `local` (N, K, 3),
+    as the model poses them with root rotation `global_orient` (N, 3) axis-angle and translation `transl`
+    (N, 3): R local + root + transl, with `root` (N, 3) the root joint (which the rotation leaves in place)."""
+    return local @ axis_angle_to_matrix(global_orient).transpose(1, 2) + (root + transl)[:, None]
+
+
 def _camera_stage(model: BodyModel, regressor: KeypointRegressor, keypoints: Tensor, targets: Targets,
                   orient0: Tensor, pose: Tensor, transl0: Tensor, base: Tensor, config: FitConfig):
     """Orientation and translation of every item (N,) with its start pose `pose` fixed, on the torso
@@ -219,14 +226,20 @@ def _camera_stage(model: BodyModel, regressor: KeypointRegressor, keypoints: Ten
     body_w = (keypoints[:, :25, 2] > 0).to(dtype) * base[:25]
     weights = torch.where(few[:, None], body_w, torch.zeros_like(body_w).index_copy(1, cam_idx, cam_w))
     pack = _Packer({"global_orient": 3, "transl": 3})
+    # the pose is fixed here, so the body is posed once: its 25 points relative to the root joint, which the
+    # root's rotation turns about (LBS: every point moves by T(J_0) R T(-J_0)); an evaluation then costs a
+    # rotation instead of the whole kinematic chain
+    with torch.no_grad():
+        rest = model(body_pose=pose)
+        root = rest.joints[:, 0]  # (N, 3) the root joint, where the rotation leaves it
+        local = regressor(rest)[:, :25] - root[:, None]  # (N, 25, 3)
 
     def objective(x: Tensor, rows: Tensor | None):
         pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
         t = targets.take(rows)
         x = x.detach().requires_grad_(True)
         p = pack.unpack(x)
-        out = model(global_orient=p["global_orient"], transl=p["transl"], body_pose=pick(pose))
-        proj = t.camera.project(regressor(out)[:, :25])
+        proj = t.camera.project(turned_about_root(pick(local), pick(root), p["global_orient"], p["transl"]))
         res = (proj - t.points[:, :25]) * (1000.0 / t.image_height)[:, None, None]
         f = (pick(weights) * res.square().sum(-1)).sum(1) + config.depth_weight**2 * (p["transl"][:, 2] - t.depth0).square()
         (g,) = torch.autograd.grad(f.sum(), x)
