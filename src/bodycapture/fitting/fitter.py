@@ -281,7 +281,8 @@ def _screen_pose_starts(model: BodyModel, regressor: KeypointRegressor, starts: 
 def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], stage: Stage, targets: Targets,
                 config: FitConfig, name: str):
     """One stage of the schedule for every item: -> (new state, StageReport, failed (N,)). A stage with
-    `settle_iter` first runs that many iterations without its collision term (on the keypoint-only model)."""
+    `settle_iter` first runs that many iterations without its collision term (on the keypoint-only model);
+    then only the items whose mesh intersects itself run the stage's own iterations with the term."""
     stats: dict = {}
     N = len(targets.focal)
 
