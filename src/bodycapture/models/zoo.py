@@ -142,7 +142,8 @@ def load_model(
     name_or_path: see `find_model_file`. gender: 'neutral', 'male' or 'female' ('right'/'left' for MANO).
     model_type: the expected family; a file of another family is an error. ext: 'npz' or 'pkl' to pick
     one format in a folder. Other keyword options go to `BodyModel` (num_betas, num_expression_coeffs,
-    use_pca, num_pca_comps, flat_hand_mean, batch_size, dtype, device, ...).
+    use_pca, num_pca_comps, flat_hand_mean, batch_size, dtype, device, ...); dtype may be a torch dtype or
+    its name ('float64').
     """
     path, looked_up_gender = _resolve(name_or_path, gender, model_type, ext)
     # the file is read in a thread while torch is imported (in a fresh process: about 1 s, and reading
@@ -160,6 +161,7 @@ def load_model(
 
 
 def _torch_dtype(torch, name: str):
+    """The torch floating-point dtype called `name` ('float32', 'float64', ...), else a ValueError."""
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype {name!r} is not a torch floating-point type")
