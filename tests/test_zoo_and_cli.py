@@ -75,6 +75,12 @@ def test_wrong_family_in_folder(tmp_path):
         zoo.load_model(tmp_path, model_type="smplx")
 
 
+def test_dtype_by_name():
+    assert zoo.load_model(dtype="float64").v_template.dtype == torch.float64
+    with pytest.raises(ValueError, match="'int64' is not a torch floating-point type"):
+        zoo.load_model(dtype="int64")
+
+
 def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(zoo, "bundled_model_path", lambda gender="neutral": tmp_path / f"open_{gender}.npz")
     with pytest.raises(ModelNotFoundError, match="bundled open model is missing"):
