@@ -108,6 +108,37 @@ def test_npz_members_read_as_numpy_reads_them(tmp_path):
     one_line_error(tmp_path / "model_flipped.npz", "corrupt or truncated")
 
 
+def test_a_member_that_inflates_past_its_stated_size_is_cut_off(tmp_path):
+    # a hostile archive: the directory says 208 bytes, the stream inflates to 50 MB; reading stops at the
+    # stated size (as zipfile does) instead of inflating it all, and the file is refused in one line
+    import io
+    import struct
+    import zipfile
+    import zlib
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros(10))
+    small = buf.getvalue()
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = packer.compress(small + b"\0" * 50_000_000) + packer.flush()
+    member = zipfile.ZipInfo("v_template.npy")
+    member.compress_type = zipfile.ZIP_DEFLATED
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, small)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.infolist()[0]
+    data = path.read_bytes()
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    head, directory = bytearray(data[:start]), bytearray(data[start + info.compress_size:])
+    struct.pack_into("<I", head, info.header_offset + 18, len(stream))  # the compressed sizes only
+    struct.pack_into("<I", directory, directory.find(b"PK\x01\x02") + 20, len(stream))
+    struct.pack_into("<I", directory, directory.find(b"PK\x05\x06") + 16, len(head) + len(stream))
+    path.write_bytes(bytes(head) + stream + bytes(directory))
+    one_line_error(path, "v_template.npy: inflates past its size")
+
+
 def test_reading_a_model_file_does_not_import_torch():
     # load_model reads the file in a thread while torch is imported (in a fresh process about 1 s): that
     # needs the file-reading modules to be importable without torch

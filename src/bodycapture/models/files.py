@@ -257,8 +257,11 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
             raw = fh.read(info.compress_size)
             if len(raw) != info.compress_size:
                 raise EOFError(f"member {info.filename} is truncated")
-            if info.compress_type == zipfile.ZIP_DEFLATED:
-                data = zlib.decompress(raw, -15, max(info.file_size, 1))
+            if info.compress_type == zipfile.ZIP_DEFLATED:  # never more than the directory says (as zipfile):
+                inflater = zlib.decompressobj(-15)  # a stream that would inflate further is cut off here
+                data = inflater.decompress(raw, max(info.file_size, 1))
+                if inflater.unconsumed_tail:
+                    raise ValueError(f"member {info.filename}: inflates past its size")
             elif info.compress_type == zipfile.ZIP_STORED:
                 data = raw
             else:
