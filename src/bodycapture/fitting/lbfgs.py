@@ -141,7 +141,8 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
         best, best_g = torch.where(take[:, None], trial[:, :2], best), torch.where(take[:, None], g_a, best_g)
         done = done | accepted
         bracketed = bracketed | to_zoom_a | to_zoom_b
-        if bool(bracketed.any()):
+        any_bracketed = bool(bracketed.any())
+        if any_bracketed:
             tiny = bracketed & ((hi[:, 0] - lo[:, 0]).abs() * d_max < s.xtol)
             done = done | (tiny & ~accepted)
         if bool(done.all()):  # (most searches end at their first trial: the unit step)
@@ -150,7 +151,7 @@ def _line_search(fun: Objective, x, f, g, d, alpha, active, s: LBFGSSettings, pa
         # the next trial: twice as far while not bracketed, else the cubic's minimiser inside the bracket
         prev = torch.where(extend[:, None], trial, prev)
         a = torch.where(extend, torch.where(finite, 2.0 * a_eval, 0.5 * a_eval), a)
-        if bool(bracketed.any()):
+        if any_bracketed:
             f_hi = torch.where(_finite(hi[:, 1]), hi[:, 1], lo[:, 1] + 1e30)
             a = torch.where(bracketed, _cubic_min(lo[:, 0], lo[:, 1], lo[:, 2], hi[:, 0], f_hi, hi[:, 2]), a)
     return best[:, 0], best[:, 1], best_g, evals

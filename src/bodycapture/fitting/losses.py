@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["geman_mcclure", "data_term", "l2", "jaw_prior", "group_weights", "keypoint_weights", "bone_direction_term", "BONES"]
+__all__ = ["geman_mcclure", "data_term", "l2", "jaw_prior", "group_weights", "bone_direction_term", "BONES"]
 
 # Reprojection residuals are measured in pixels of an image 1000 pixels high (SMPLify-X's 1000 / H data
 # weight), so that one robust scale suits every image size.
@@ -49,7 +49,8 @@ def jaw_prior(jaw_pose: Tensor, axis_weights: Tensor) -> Tensor:
 
 
 def group_weights(base: Tensor, groups: dict, hand_weight: float, face_weight: float) -> Tensor:
-    """(K,) base weights (0 for ignored or unavailable points, 1 else) x group weight (hands, face)."""
+    """(K,) base weights (0 for ignored or unavailable points, 1 else) x group weight (hands, face); the data
+    term's per-keypoint weights are these times the detection confidences (objective.py)."""
     w = base.clone()
     for name in ("left_hand", "right_hand"):
         w[groups[name]] = w[groups[name]] * hand_weight
@@ -57,10 +58,6 @@ def group_weights(base: Tensor, groups: dict, hand_weight: float, face_weight: f
         w[groups[name]] = w[groups[name]] * face_weight
     return w
 
-
-def keypoint_weights(confidence: Tensor, base: Tensor, groups: dict, hand_weight: float, face_weight: float) -> Tensor:
-    """Per-keypoint data weights (B, K): `group_weights` x detection confidence (B, K)."""
-    return confidence * group_weights(base, groups, hand_weight, face_weight)
 
 
 # BODY_25 bones whose directions the 3D term compares (limbs, shoulder and hip lines, the trunk)
