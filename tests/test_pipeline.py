@@ -15,6 +15,7 @@ import bodycapture
 from bodycapture.cli import main
 from bodycapture.errors import BodyCaptureError
 from bodycapture.io.results import ResultExistsError, clean_stale_staging, result_folder
+from bodycapture.keypoints.layout import BODY_25
 from bodycapture.keypoints.openpose import people_file, read_openpose, write_openpose, write_people
 from bodycapture.keypoints.person_seeds import PersonSeed, merge_seeds, tiles
 from bodycapture.keypoints.types import ImageKeypoints
@@ -82,7 +83,6 @@ def test_composite_of_two_photos_yields_one_person_per_half(detector):
 def test_a_close_up_is_one_person_seeded_by_the_face(detector):
     """A head-and-shoulders close-up (cut from coco_294, 3x): the face detector seeds it, and the person
     found from several seeds is one person (tiles used to add two more, measured)."""
-    from bodycapture.keypoints.layout import BODY_25
 
     image = Image.open(IMAGES / "coco_294.jpg").convert("RGB").crop((90, 90, 230, 260))
     close_up = np.asarray(image.resize((image.width * 3, image.height * 3)))
@@ -458,3 +458,45 @@ def test_a_result_being_written_by_another_run_is_skipped(tmp_path):
     with result_folder(target) as staging:
         (staging / "x").write_text("1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo"]
+
+
+def test_region_variant_scales_raises_and_stands_up_mediapipes_region():
+    from bodycapture.keypoints.mediapipe import region_variant
+
+    hip, radius = np.array([200.0, 300.0]), 50.0
+    turned = np.array([[200.0, 300.0], [230.0, 260.0], [205.0, 250.0], [220.0, 240.0]])  # size point at 50 px, tilted
+    seed = PersonSeed(0.6, np.array([190, 230, 210, 250.0]), hip, radius, turned)
+    v = region_variant(seed, scale=0.8, rise=0.2, upright=False)
+    np.testing.assert_allclose(v.hip, [200.0, 290.0])  # a fifth of the radius higher
+    assert v.radius == pytest.approx(40.0)
+    np.testing.assert_allclose(np.linalg.norm(v.keypoints[1] - v.keypoints[0]), 40.0)  # MediaPipe's size, x 0.8
+    np.testing.assert_allclose(v.keypoints - v.hip, 0.8 * (turned - hip))  # same turn, same shape
+    np.testing.assert_allclose(v.roi, [150.0, 240.0, 250.0, 340.0])  # 2.5 radii a side, about the new centre
+    up = region_variant(seed, scale=1.0, rise=-0.2, upright=True)
+    np.testing.assert_allclose(up.keypoints[:2], [[200.0, 310.0], [200.0, 260.0]])  # size point straight above
+    np.testing.assert_allclose(seed.keypoints, turned)  # the seed itself untouched
+
+
+@pytest.mark.detector
+def test_people_the_pose_model_doubts_on_one_region_are_confirmed_on_two_others(monkeypatch):
+    """coco_257's food truck: a man in black and a woman beside him have seeds, but the pose model scores
+    them 0.07 and 0.12 present on MediaPipe's region (0.5 needed) and on our crops finds nobody; on two
+    shifted, smaller, upright regions it finds both. One region alone would also take clutter for a person
+    (coco_294: a hand holding a utensil); two must agree."""
+    from bodycapture.keypoints import mediapipe as mp_keypoints
+
+    def people(photo, variants):
+        monkeypatch.setattr(mp_keypoints, "REGION_VARIANTS", variants)
+        with mp_keypoints.MediaPipeDetector() as det:
+            return det(mp_keypoints.read_image(IMAGES / photo))
+
+    def at_truck(kp):  # hip centres of the people between the stroller man and the woman in red shorts
+        hips = kp.points[:, [BODY_25.index("RHip"), BODY_25.index("LHip")], :2].mean(1)
+        return sorted(round(x) for x, y in hips if 195 < x < 280 and 340 < y < 400)
+
+    default = mp_keypoints.REGION_VARIANTS
+    assert at_truck(people("coco_257.jpg", ())) == []
+    found = at_truck(people("coco_257.jpg", default))
+    assert len(found) == 2 and found[1] - found[0] > 20  # two people, side by side
+    assert people("coco_294.jpg", ((0.85, 0.2, False),)).num_people == 2  # clutter, seen on one region
+    assert people("coco_294.jpg", default).num_people == 1
