@@ -17,7 +17,7 @@ from bodycapture.errors import BodyCaptureError
 from bodycapture.io.results import ResultExistsError, clean_stale_staging, result_folder
 from bodycapture.keypoints.layout import BODY_25
 from bodycapture.keypoints.openpose import people_file, read_openpose, write_openpose, write_people
-from bodycapture.keypoints.person_seeds import PersonSeed, merge_seeds, tiles
+from bodycapture.keypoints.person_seeds import PersonSeed, edge_tiles, merge_seeds, tiles
 from bodycapture.keypoints.types import ImageKeypoints
 from bodycapture.pipeline import capture, find_images, result_names
 from conftest import quick_config
@@ -117,14 +117,15 @@ def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
         seen = []
         detector = PersonSeedDetector(thorough=thorough, faces=False)
 
-        def run(image, x, y, worker=0, threshold=None, seen=seen):
+        def run(image, x, y, worker=0, scale=1.0, threshold=None, seen=seen):
             seen.append(image.shape[:2])  # the whole image (twice: then at the doubtful threshold) or a tile
             return []
 
         monkeypatch.setattr(detector, "_run", run)
         detector(np.zeros((480, 640, 3), np.uint8))
         calls[thorough] = seen
-    assert len(calls[False]) == 2 + len(tiles(480, 640, 0.5))  # the whole image twice, and the tiles
+    # the whole image twice, the tiles, and the tiles across the left and right edges
+    assert len(calls[False]) == 2 + len(tiles(480, 640, 0.5)) + len(edge_tiles(480, 640, 0.5))
     finer = [shape for shape in calls[True] if shape[0] == 160]  # a third of the short side
     assert len(finer) == len(tiles(480, 640, 1 / 3, max_tiles=60)) and len(calls[True]) == len(calls[False]) + len(finer)
 
@@ -240,7 +241,8 @@ def test_confident_people_are_read_from_the_wheels_detector_not_the_low_threshol
 
 
 def _seeds_with(monkeypatch, photo: str, setting: str, values: tuple) -> dict:
-    """{value: the person seeds of tests/data/images/PHOTO} with person_seeds.SETTING set to each value."""
+    """{value: the person seeds of tests/data/images/PHOTO} with person_seeds.SETTING set to each value (no
+    search across the photo's edges, which sees coco_357's umpire too)."""
     from bodycapture.keypoints import person_seeds
     from bodycapture.keypoints.mediapipe import read_image
 
@@ -248,7 +250,7 @@ def _seeds_with(monkeypatch, photo: str, setting: str, values: tuple) -> dict:
     found = {}
     for value in values:
         monkeypatch.setattr(person_seeds, setting, value)
-        detector = person_seeds.PersonSeedDetector()
+        detector = person_seeds.PersonSeedDetector(edges=False)  # the tiles inside the photo only
         try:
             found[value] = detector(image)
         finally:
@@ -500,3 +502,42 @@ def test_people_the_pose_model_doubts_on_one_region_are_confirmed_on_two_others(
     assert len(found) == 2 and found[1] - found[0] > 20  # two people, side by side
     assert people("coco_294.jpg", ((0.85, 0.2, False),)).num_people == 2  # clutter, seen on one region
     assert people("coco_294.jpg", default).num_people == 1
+
+
+def test_edge_tiles_straddle_the_left_and_right_edges_in_the_rows_of_the_tiles():
+    for h, w in ((480, 640), (640, 520), (218, 640)):
+        side = round(min(h, w) * 0.5)
+        rows = sorted({y for _, y, _ in tiles(h, w, 0.5, max_tiles=1000)})
+        edge = edge_tiles(h, w, 0.5)
+        assert len(edge) == 2 * len(rows) and {s for _, _, s in edge} == {side}
+        assert sorted({y for _, y, _ in edge}) == rows
+        centres = sorted({x + side / 2 for x, _, _ in edge})
+        assert centres[0] == pytest.approx(0, abs=0.5) and centres[1] == pytest.approx(w, abs=0.5)
+
+
+@pytest.mark.detector
+def test_a_person_cut_by_the_edge_is_found_in_tiles_across_it(detector):
+    """coco_564's seated spectator, cut by the photo's right edge: the person detector fires on him in no
+    tile that the photo holds, but does in a tile centred on the edge; his seed needs two regions'
+    confirmation (mediapipe.REGION_VARIANTS), which it gets. The tennis player stays the first person."""
+    from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
+    from bodycapture.keypoints.person_seeds import PersonSeedDetector
+
+    image = read_image(IMAGES / "coco_564.jpg")
+    h, w = image.shape[:2]
+    seeds = PersonSeedDetector()
+    try:
+        found = seeds(image)
+    finally:
+        seeds.close()
+    spectator = [s for s in found if s.needs_confirmation and s.hip[0] > 0.8 * w and s.hip[1] < 0.5 * h]
+    assert spectator  # (two tiles may each see him: their readings are one person, below)
+    kp = detector(image)
+    assert kp.num_people == 2
+    box = kp.boxes[1]
+    assert box[0] > 0.8 * w and box[3] < 0.5 * h and box[3] - box[1] > 0.1 * h  # top right, over 10 % tall
+    with MediaPipeDetector() as without:
+        without._seeds = PersonSeedDetector(edges=False)
+        alone = without(image)
+    assert alone.num_people == 1
+    np.testing.assert_allclose(alone.points[0], kp.points[0])

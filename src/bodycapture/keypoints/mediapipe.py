@@ -281,6 +281,12 @@ class MediaPipeDetector:
         for i, seed in enumerate(seeds):
             if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
                 continue  # the seed of someone already found (seen from another tile): skip the crop
+            if seed.needs_confirmation:  # seen across the photo's edge only: two regions must confirm
+                lms = self._person_by_variants(image, seed)
+                if lms is not None:
+                    found.append((lms, seed.score, False))
+                    hips.append(lms[0][[23, 24], :2].mean(0))
+                continue
             lms = self._person_by_region(image, seed) if seed.keypoints is not None else None
             if lms is None or not _agrees_with_seed(lms[0], seed):
                 # the seed's region was off (e.g. a bowed head shrinks it): Holistic on a crop around it,
@@ -298,19 +304,19 @@ class MediaPipeDetector:
             if not _agrees_with_seed(lms[0], seed):
                 log.debug("%s: Holistic found someone else than the person at (%.0f, %.0f)", source, *seed.hip)
                 continue
-            found.append((lms, seed.score))
+            found.append((lms, seed.score, True))
             hips.append(lms[0][[23, 24], :2].mean(0))
         if not seeds:  # the person detector found nobody: Holistic on the whole image, as before
             lms = self._holistic_person(image, 0.0, 0.0, width, height)
             if lms is not None:
-                found.append((lms, 0.5))
+                found.append((lms, 0.5, True))
         people = []
-        for lms, score in found:
+        for lms, score, inside in found:
             points, world25 = convert(*lms, width, height)
             visibility = points[:25, 2].copy()
             if not self.raw_visibility:
                 points = calibrate(points)
-            people.append((points, world25, visibility, score))
+            people.append((points, world25, visibility, score, inside))
         return self._select(people, (height, width), source)
 
     def _select(self, people, size, source) -> ImageKeypoints:
@@ -318,17 +324,18 @@ class MediaPipeDetector:
         height = size[0]
         min_px = self.min_height if self.min_height > 1 else self.min_height * height
         kept = []
-        for points, world, vis, score in people:
+        for points, world, vis, score, inside in people:
             box = keypoint_box(points)
             if box is None or box[3] - box[1] < min_px:
                 continue
-            kept.append((box, points, world, vis, score))
+            kept.append((box, points, world, vis, score, inside))
         kept.sort(key=lambda p: -(p[0][3] - p[0][1]))
         unique = []
         for person in kept:
             twin = next((k for k, other in enumerate(unique) if _same_person(person[1], other[1])), None)
-            if twin is not None:  # one person read twice (from two seeds): keep the surer seed's reading
-                if person[4] > unique[twin][4]:
+            if twin is not None:  # one person read twice (from two seeds): keep the reading of a seed found
+                # inside the photo over one seen across its edge only, then the surer seed's
+                if (person[5], person[4]) > (unique[twin][5], unique[twin][4]):
                     unique[twin] = person
                 continue
             # no face and lying inside a taller person: a body that the pose model saw in a part of
@@ -344,7 +351,7 @@ class MediaPipeDetector:
         if not unique:
             log.info("%s: no person found", source)
             return ImageKeypoints.empty(size, source)
-        boxes, points, worlds, vis, scores = zip(*unique)
+        boxes, points, worlds, vis, scores, _ = zip(*unique)
         world = None if any(w is None for w in worlds) else np.stack(worlds)
         return ImageKeypoints(np.stack(points), size, world, source, boxes=np.stack(boxes),
                               scores=np.array(scores), visibility=np.stack(vis))
