@@ -179,7 +179,8 @@ class MediaPipeDetector:
     max_people: keep at most this many people, the largest first (None: no cap).
     min_height: drop people whose keypoints span less than this height: pixels when > 1, else a fraction
         of the image height.
-    tiles: also search overlapping tiles of the image for small people (person_seeds.py).
+    tiles: also search overlapping tiles of the image for small people, and tiles across its left and right
+        edges for people cut by them (person_seeds.py).
     thorough: a second, finer level of tiles: more people in crowds and wide shots, about 1 s more a photo.
     workers: threads searching the tiles (None: person_seeds.default_workers(), two where there are two cores).
     Reuse one detector for many images: creating it costs about 0.1-0.4 s.
