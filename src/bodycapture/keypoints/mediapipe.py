@@ -183,12 +183,14 @@ class MediaPipeDetector:
         edges for people cut by them (person_seeds.py).
     thorough: a second, finer level of tiles: more people in crowds and wide shots, about 1 s more a photo.
     workers: threads searching the tiles (None: person_seeds.default_workers(), two where there are two cores).
+    masks: with tiles, also look for people the person detector missed in the selfie segmentation's mask of
+        the finer tiles around small people (person_masks.py).
     Reuse one detector for many images: creating it costs about 0.1-0.4 s.
     """
 
     def __init__(self, min_detection_confidence: float = 0.5, refine_face: bool = False,
                  raw_visibility: bool = False, max_people: int | None = 20, min_height: float = 0.1,
-                 tiles: bool = True, thorough: bool = False, workers: int | None = None):
+                 tiles: bool = True, thorough: bool = False, workers: int | None = None, masks: bool = True):
         if max_people is not None and max_people < 1:
             raise ValueError(f"max_people must be at least 1, got {max_people}")
         if not (min_height >= 0):
@@ -201,7 +203,9 @@ class MediaPipeDetector:
         self.tiles = tiles
         self.thorough = thorough
         self.workers = workers
+        self.masks = masks
         self._holistic = None
+        self._masks = None
         self._seeds = None
         self._by_region = None
 
@@ -262,6 +266,38 @@ class MediaPipeDetector:
                 return None
         return readings[0]
 
+    def _people_by_masks(self, image: np.ndarray, seeds: list, found: list) -> list:
+        """People the person detector missed near small people: blobs of the selfie segmentation's mask on
+        the finer tiles around them that nobody found covers, each kept where two regions confirm a person
+        (person_masks.py) -> [(landmark arrays, mean mask probability, False)]."""
+        from .person_masks import blob_seeds, uncovered_blobs
+        from .person_seeds import SMALL_PERSON, THOROUGH_LEVEL, tiles_near
+
+        height, width = image.shape[:2]
+        small = [s for s in seeds if 2 * s.radius < SMALL_PERSON * height]
+        windows = tiles_near(height, width, small, *THOROUGH_LEVEL)
+        if not windows:
+            return []
+        with native_stderr_silenced():
+            prob = self._get_masks()(image, windows)
+        covered = [box for lms, *_ in found if (box := keypoint_box(convert(*lms, width, height)[0])) is not None]
+        min_px = self.min_height if self.min_height > 1 else self.min_height * height
+        more = []
+        for box, score in uncovered_blobs(prob, np.array(covered).reshape(-1, 4), min_px):
+            for seed in blob_seeds(box, score):
+                lms = self._person_by_variants(image, seed)
+                if lms is not None:
+                    more.append((lms, score, False))
+                    break
+        return more
+
+    def _get_masks(self):
+        if self._masks is None:
+            from .person_masks import PersonMasks
+
+            self._masks = PersonMasks(workers=self._get_seeds().workers)
+        return self._masks
+
     def _holistic_person(self, image: np.ndarray, x0: float, y0: float, width: float, height: float):
         """Holistic on `image` (a crop whose pixel (0, 0) is (x0, y0) of the photo and that spans width x
         height photo pixels) -> landmark arrays in photo pixels, or None when no person is found."""
@@ -311,6 +347,8 @@ class MediaPipeDetector:
             lms = self._holistic_person(image, 0.0, 0.0, width, height)
             if lms is not None:
                 found.append((lms, 0.5, True))
+        elif self.masks and self.tiles:
+            found += self._people_by_masks(image, seeds, found)
         people = []
         for lms, score, inside in found:
             points, world25 = convert(*lms, width, height)
@@ -367,6 +405,9 @@ class MediaPipeDetector:
         if self._by_region is not None:
             self._by_region.close()
             self._by_region = None
+        if self._masks is not None:
+            self._masks.close()
+            self._masks = None
 
     def __enter__(self):
         return self

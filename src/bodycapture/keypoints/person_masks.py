@@ -1,0 +1,110 @@
+"""People the person detector missed, found as silhouettes: MediaPipe's selfie segmentation (in the wheel,
+`selfie_segmentation.tflite`) on the tiles around small people, and the blobs of its mask that nobody found
+covers.
+
+The person detector gives nothing, in any crop we tried, for some people in plain view (coco_357's crouched
+catcher, coco_395's boy behind the man on the phone: benchmarks/missed_people.py), yet Holistic's pose model
+reads them when given a region around them. The segmentation model, made for video calls, still outlines
+small people in crowds and fields when it sees a tile around them: where its mask (probability over
+MASK_THRESHOLD) holds a blob at least as tall as the smallest person kept, outside every found person's box
+(widened by COVER_PAD of its height), the blob becomes upright seeds (hip centre at its centre, body radius
+BLOB_RADII x its height, tried in turn), and a person is kept only where two of the pose model's regions
+confirm one (mediapipe.REGION_VARIANTS). Measured on the 14 COCO photos (README, Evaluation: real photos).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .person_seeds import PersonSeed
+
+__all__ = ["PersonMasks", "uncovered_blobs", "blob_seeds"]
+
+MASK_THRESHOLD = 0.5  # a pixel belongs to a person where the mask's probability is above this
+COVER_PAD = 0.1  # a found person covers their keypoint box widened by this share of its height
+BLOB_RADII = (0.6, 0.75)  # seed body radius / blob height (a standing body's radius is about 0.55 of it)
+MAX_BLOBS = 4  # blobs looked at per image (the tallest first), two pose-model regions or four each
+
+
+class PersonMasks:
+    """MediaPipe's selfie segmentation (general model) over windows of an image: the probability that each
+    pixel shows a person, the highest over the windows that hold it. workers: threads, each with its own
+    model, segmenting every workers-th window (MediaPipe releases the GIL while a graph runs; about 3 ms a
+    window on one core of the 2-core VM)."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._models: list = []
+        self._pool = None
+
+    def __call__(self, image: np.ndarray, windows: list[tuple[int, int, int]]) -> np.ndarray:
+        """(H, W, 3) uint8 RGB and square windows (x0, y0, side) inside it -> (H, W) float32 in [0, 1]
+        (0 outside every window)."""
+        workers = min(self.workers, len(windows))
+        while len(self._models) < workers:
+            from .mediapipe import _import_mediapipe
+
+            self._models.append(_import_mediapipe().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0))
+        if workers <= 1:
+            return self._segment(0, image, windows)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="person-masks")
+        parts = self._pool.map(lambda k: self._segment(k, image, windows[k::workers]), range(workers))
+        return np.maximum.reduce(list(parts))
+
+    def _segment(self, worker: int, image: np.ndarray, windows: list[tuple[int, int, int]]) -> np.ndarray:
+        h, w = image.shape[:2]
+        prob = np.zeros((h, w), np.float32)
+        for x, y, side in windows:
+            tile = np.ascontiguousarray(image[y : y + side, x : x + side])
+            if tile.shape[0] < 2 or tile.shape[1] < 2:
+                continue
+            mask = self._models[worker].process(tile).segmentation_mask
+            view = prob[y : y + side, x : x + side]
+            np.maximum(view, mask[: view.shape[0], : view.shape[1]], out=view)
+        return prob
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for model in self._models:
+            model.close()
+        self._models = []
+
+
+def uncovered_blobs(prob: np.ndarray, covered: np.ndarray, min_height: float) -> list[tuple[np.ndarray, float]]:
+    """Blobs of `prob` (H, W) over MASK_THRESHOLD outside the boxes `covered` (P, 4: x0, y0, x1, y1, each
+    widened by COVER_PAD of its height) and at least `min_height` pixels tall: [(box (4,), mean probability)],
+    the tallest first, at most MAX_BLOBS."""
+    import cv2  # MediaPipe's own dependency (opencv-contrib-python)
+
+    h, w = prob.shape
+    mask = prob > MASK_THRESHOLD
+    for x0, y0, x1, y1 in np.asarray(covered, float).reshape(-1, 4):
+        pad = COVER_PAD * (y1 - y0)
+        mask[int(max(y0 - pad, 0)) : int(min(y1 + pad, h)), int(max(x0 - pad, 0)) : int(min(x1 + pad, w))] = False
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    blobs = []
+    for k in range(1, count):
+        x, y, bw, bh = stats[k, :4]
+        if bh >= min_height:
+            blobs.append((np.array([x, y, x + bw, y + bh], float), float(prob[labels == k].mean())))
+    blobs.sort(key=lambda b: -(b[0][3] - b[0][1]))
+    return blobs[:MAX_BLOBS]
+
+
+def blob_seeds(box: np.ndarray, score: float) -> list[PersonSeed]:
+    """Upright seeds for a blob's box (4,): hip centre at its centre, body radius BLOB_RADII x its height,
+    the size point straight above (as person_seeds' face seeds)."""
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    seeds = []
+    for share in BLOB_RADII:
+        radius = share * (box[3] - box[1])
+        top = centre - np.array([0.0, radius])
+        face = np.concatenate([top - 0.15 * radius, top + 0.15 * radius])
+        seeds.append(PersonSeed(score, face, centre, radius, np.stack([centre, top, centre, top]),
+                                needs_confirmation=True))
+    return seeds
