@@ -350,12 +350,12 @@ class MediaPipeDetector:
         elif self.masks and self.tiles:
             found += self._people_by_masks(image, seeds, found)
         people = []
-        for lms, score, inside in found:
+        for lms, score, detected in found:  # detected: from a person-detector seed inside the photo
             points, world25 = convert(*lms, width, height)
             visibility = points[:25, 2].copy()
             if not self.raw_visibility:
                 points = calibrate(points)
-            people.append((points, world25, visibility, score, inside))
+            people.append((points, world25, visibility, score, detected))
         return self._select(people, (height, width), source)
 
     def _select(self, people, size, source) -> ImageKeypoints:
@@ -363,17 +363,17 @@ class MediaPipeDetector:
         height = size[0]
         min_px = self.min_height if self.min_height > 1 else self.min_height * height
         kept = []
-        for points, world, vis, score, inside in people:
+        for points, world, vis, score, detected in people:
             box = keypoint_box(points)
             if box is None or box[3] - box[1] < min_px:
                 continue
-            kept.append((box, points, world, vis, score, inside))
+            kept.append((box, points, world, vis, score, detected))
         kept.sort(key=lambda p: -(p[0][3] - p[0][1]))
         unique = []
         for person in kept:
             twin = next((k for k, other in enumerate(unique) if _same_person(person[1], other[1])), None)
-            if twin is not None:  # one person read twice (from two seeds): keep the reading of a seed found
-                # inside the photo over one seen across its edge only, then the surer seed's
+            if twin is not None:  # one person read twice (from two seeds): keep the reading of a person-detector
+                # seed inside the photo over one across its edge or from the mask, then the surer seed's
                 if (person[5], person[4]) > (unique[twin][5], unique[twin][4]):
                     unique[twin] = person
                 continue

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..cpus import usable_cores
 
-__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "tiles_near", "edge_tiles", "merge_seeds", "square_crop", "graph_from_text",
-           "default_workers"]
+__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "tiles_near", "edge_tiles", "merge_seeds", "square_crop",
+           "graph_from_text", "default_workers"]
 
 # MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
 # (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
