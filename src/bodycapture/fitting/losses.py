@@ -59,7 +59,6 @@ def group_weights(base: Tensor, groups: dict, hand_weight: float, face_weight: f
     return w
 
 
-
 # BODY_25 bones whose directions the 3D term compares (limbs, shoulder and hip lines, the trunk)
 BONES = ((2, 3), (3, 4), (5, 6), (6, 7), (9, 10), (10, 11), (12, 13), (13, 14), (2, 5), (9, 12), (8, 1))
 

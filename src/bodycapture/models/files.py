@@ -221,6 +221,14 @@ MAX_ARRAY_BYTES = 512 << 20
 MAX_TOTAL_BYTES = 1536 << 20
 
 
+def _npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from the .npy header at the start of the file object `fh`."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)
+
+
 def _npz_sizes(path: Path) -> dict[str, int]:
     """Bytes each array of an .npz will take, read from the .npy headers without loading anything."""
     sizes = {}
@@ -229,11 +237,7 @@ def _npz_sizes(path: Path) -> dict[str, int]:
             if not info.filename.endswith(".npy"):
                 continue
             with archive.open(info) as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-                else:
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                shape, _, dtype = _npy_header(fh)
             sizes[info.filename[:-4]] = int(np.prod(shape, dtype=object)) * max(dtype.itemsize, 1)
     return sizes
 
@@ -269,10 +273,7 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
             if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
                 raise ValueError(f"member {info.filename}: size or CRC mismatch")
             header = io.BytesIO(data[:65536])
-            version = np.lib.format.read_magic(header)
-            fmt = np.lib.format
-            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            shape, fortran, dtype = read_header(header)
+            shape, fortran, dtype = _npy_header(header)
             if dtype.hasobject:  # pickled: not needed, never unpickled
                 continue
             count = int(np.prod(shape, dtype=np.int64))
