@@ -250,7 +250,7 @@ class MediaPipeDetector:
     def _person_by_variants(self, image: np.ndarray, seed):
         """Holistic's landmark models on each of REGION_VARIANTS of MediaPipe's region around a seed: the
         first reading, when every variant finds the seed's person and they agree on where the body is
-        (their pose points within CONFIRM_TOLERANCE of the body's height, median), else None."""
+        (their pose points within CONFIRM_TOLERANCE of the body's size, median), else None."""
         if seed.keypoints is None or not REGION_VARIANTS:
             return None
         readings = []
@@ -266,10 +266,11 @@ class MediaPipeDetector:
                 return None
         return readings[0]
 
-    def _people_by_masks(self, image: np.ndarray, seeds: list, found: list) -> list:
+    def _people_by_masks(self, image: np.ndarray, seeds: list, covered: list[np.ndarray]) -> list:
         """People the person detector missed near small people: blobs of the selfie segmentation's mask on
-        the finer tiles around them that nobody found covers, each kept where two regions confirm a person
-        (person_masks.py) -> [(landmark arrays, mean mask probability, False)]."""
+        the finer tiles around them outside the found people's keypoint boxes `covered` ((4,) each), each
+        kept where two regions confirm a person (person_masks.py) -> [(landmark arrays, mean mask
+        probability)]."""
         from .person_masks import blob_seeds, uncovered_blobs
         from .person_seeds import SMALL_PERSON, THOROUGH_LEVEL, tiles_near
 
@@ -280,14 +281,12 @@ class MediaPipeDetector:
             return []
         with native_stderr_silenced():
             prob = self._get_masks()(image, windows)
-        covered = [box for lms, *_ in found if (box := keypoint_box(convert(*lms, width, height)[0])) is not None]
-        min_px = self.min_height if self.min_height > 1 else self.min_height * height
         more = []
-        for box, score in uncovered_blobs(prob, np.array(covered).reshape(-1, 4), min_px):
+        for box, score in uncovered_blobs(prob, np.array(covered).reshape(-1, 4), self._min_px(height)):
             for seed in blob_seeds(box, score):
                 lms = self._person_by_variants(image, seed)
                 if lms is not None:
-                    more.append((lms, score, False))
+                    more.append((lms, score))
                     break
         return more
 
@@ -347,21 +346,31 @@ class MediaPipeDetector:
             lms = self._holistic_person(image, 0.0, 0.0, width, height)
             if lms is not None:
                 found.append((lms, 0.5, True))
-        elif self.masks and self.tiles:
-            found += self._people_by_masks(image, seeds, found)
-        people = []
-        for lms, score, detected in found:  # detected: from a person-detector seed inside the photo
-            points, world25 = convert(*lms, width, height)
-            visibility = points[:25, 2].copy()
-            if not self.raw_visibility:
-                points = calibrate(points)
-            people.append((points, world25, visibility, score, detected))
+        # detected: from a person-detector seed inside the photo (preferred when one person is read twice)
+        people = [self._reading(lms, score, detected, width, height) for lms, score, detected in found]
+        if seeds and self.masks and self.tiles:
+            covered = [box for points, *_ in people if (box := keypoint_box(points)) is not None]
+            people += [self._reading(lms, score, False, width, height)
+                       for lms, score in self._people_by_masks(image, seeds, covered)]
         return self._select(people, (height, width), source)
+
+    def _reading(self, lms, score: float, detected: bool, width: int, height: int):
+        """Landmark arrays -> (points (135, 3) with confidences, world (25, 4), visibility (25,), score,
+        detected)."""
+        points, world25 = convert(*lms, width, height)
+        visibility = points[:25, 2].copy()
+        if not self.raw_visibility:
+            points = calibrate(points)
+        return points, world25, visibility, score, detected
+
+    def _min_px(self, height: int) -> float:
+        """The smallest person kept, in pixels of an image `height` tall (min_height: pixels when > 1, else
+        a fraction of the height)."""
+        return self.min_height if self.min_height > 1 else self.min_height * height
 
     def _select(self, people, size, source) -> ImageKeypoints:
         """Merge duplicates, drop the too small, order by size (tallest first), cap the count."""
-        height = size[0]
-        min_px = self.min_height if self.min_height > 1 else self.min_height * height
+        min_px = self._min_px(size[0])
         kept = []
         for points, world, vis, score, detected in people:
             box = keypoint_box(points)

@@ -97,14 +97,8 @@ def uncovered_blobs(prob: np.ndarray, covered: np.ndarray, min_height: float) ->
 
 
 def blob_seeds(box: np.ndarray, score: float) -> list[PersonSeed]:
-    """Upright seeds for a blob's box (4,): hip centre at its centre, body radius BLOB_RADII x its height,
-    the size point straight above (as person_seeds' face seeds)."""
+    """Upright seeds (PersonSeed.upright, needing confirmation) for a blob's box (4,): hip centre at its
+    centre, body radius BLOB_RADII x its height."""
     centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-    seeds = []
-    for share in BLOB_RADII:
-        radius = share * (box[3] - box[1])
-        top = centre - np.array([0.0, radius])
-        face = np.concatenate([top - 0.15 * radius, top + 0.15 * radius])
-        seeds.append(PersonSeed(score, face, centre, radius, np.stack([centre, top, centre, top]),
-                                needs_confirmation=True))
-    return seeds
+    return [PersonSeed.upright(score, centre, share * (box[3] - box[1]), needs_confirmation=True)
+            for share in BLOB_RADII]

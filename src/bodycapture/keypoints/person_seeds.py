@@ -160,6 +160,17 @@ class PersonSeed:
     # (mediapipe.py REGION_VARIANTS), not on the crops that a seed's failed region otherwise falls back to
     needs_confirmation: bool = False
 
+    @classmethod
+    def upright(cls, score: float, hip: np.ndarray, radius: float, face: np.ndarray | None = None,
+                needs_confirmation: bool = False) -> "PersonSeed":
+        """A seed standing straight up: the size point `radius` above the hip centre `hip` (2,) (the
+        detector's four points as hip, size, hip, size). face: its box, default FACE_SIZE x radius around
+        the size point."""
+        top = hip - np.array([0.0, radius])
+        if face is None:
+            face = np.concatenate([top - FACE_SIZE * radius / 2, top + FACE_SIZE * radius / 2])
+        return cls(score, face, hip, radius, np.stack([hip, top, hip, top]), needs_confirmation)
+
     @property
     def roi(self) -> np.ndarray:
         """(4,) MediaPipe's square region around the person, x0, y0, x1, y1."""
@@ -186,12 +197,14 @@ def _starts(extent: int, side: int, overlap: float) -> list[int]:
     return list(range(0, extent - side, max(int(side * (1 - overlap)), 1))) + [extent - side]
 
 
-def edge_tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5) -> list[tuple[int, int, int]]:
+def edge_tiles(height: int, width: int, fraction: float = 0.5,
+               max_tiles: int = MAX_TILES) -> list[tuple[int, int, int]]:
     """Square tiles (x0, y0, side) centred on the image's left and right edges (x0 = -side / 2 and
-    width - side / 2, so half of each lies outside), side `fraction` x the short side, in the rows that
-    `tiles` would use."""
-    side = max(int(round(min(height, width) * fraction)), 1)
-    return [(x, y, side) for y in _starts(height, side, overlap) for x in (-(side // 2), width - side // 2)]
+    width - side / 2, so half of each lies outside): the side and the rows of `tiles(height, width,
+    fraction, max_tiles=max_tiles)`, two a row."""
+    inside = tiles(height, width, fraction, max_tiles=max_tiles)
+    side = inside[0][2]
+    return [(x, y, side) for y in sorted({y for _, y, _ in inside}) for x in (-(side // 2), width - side // 2)]
 
 
 def tiles_near(height: int, width: int, people: list, fraction: float, max_tiles: int,
@@ -409,9 +422,8 @@ class PersonSeedDetector:
             size = bb.width * w
             centre = np.array([(bb.xmin + bb.width / 2) * w, (bb.ymin + bb.height / 2) * h])
             hip = centre + np.array([0.0, FACE_TO_HIP * size])
-            top = hip - np.array([0.0, FACE_TO_RADIUS * size])  # upright: the size point straight above
             face = np.concatenate([centre - size / 2, centre + size / 2])
-            seeds.append(PersonSeed(score, face, hip, FACE_TO_RADIUS * size, np.stack([hip, top, hip, top])))
+            seeds.append(PersonSeed.upright(score, hip, FACE_TO_RADIUS * size, face))
         return seeds
 
     def close(self) -> None:
