@@ -348,6 +348,10 @@ class MediaPipeDetector:
                 found.append((lms, 0.5, True))
         # detected: from a person-detector seed inside the photo (preferred when one person is read twice)
         people = [self._reading(lms, score, detected, width, height) for lms, score, detected in found]
+        if people and self.tiles:  # people half hidden beside the small ones found (person_seeds.BESIDE_SIDE)
+            people += [self._reading(lms, seed.score, False, width, height)
+                       for seed in self._get_seeds().beside(image, *_boxes_hips_noses(people))
+                       if (lms := self._person_by_variants(image, seed)) is not None]
         if seeds and self.masks and self.tiles:
             covered = [box for points, *_ in people if (box := keypoint_box(points)) is not None]
             people += [self._reading(lms, score, False, width, height)
@@ -387,10 +391,13 @@ class MediaPipeDetector:
                     unique[twin] = person
                 continue
             # no face and lying inside a taller person: a body that the pose model saw in a part of
-            # someone (measured: in a raised arm, between a woman's legs), not a person of its own
+            # someone (measured: in a raised arm, between a woman's legs), not a person of its own; half
+            # inside is enough when the person detector was unsure of its seed, unless two regions confirmed
+            # the body (the readings not `detected`: coco_544's seated man, two thirds inside his neighbour)
             faceless = not (person[1][FACE, 2] > 0).any()
             inside = max((_inside(person[0], other[0]) for other in unique), default=0.0)
-            if faceless and (inside > CONTAINED or (inside > 0.5 and person[4] < WEAK_SEED)):
+            unsure = person[4] < WEAK_SEED and person[5]
+            if faceless and (inside > CONTAINED or (inside > 0.5 and unsure)):
                 continue
             unique.append(person)
         unique.sort(key=lambda p: -(p[0][3] - p[0][1]))
@@ -574,6 +581,16 @@ def keypoint_box(points: np.ndarray) -> np.ndarray | None:
         return None
     xy = points[seen, :2]
     return np.concatenate([xy.min(0), xy.max(0)])
+
+
+def _boxes_hips_noses(people: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Readings (MediaPipeDetector._reading) -> their keypoint boxes (N, 4), hip centres and noses (N, 2),
+    NaN where not seen."""
+    points = np.stack([p[0] for p in people])
+    seen = points[:, :, 2:] > 0
+    boxes = np.stack([b if (b := keypoint_box(p)) is not None else np.zeros(4) for p in points])
+    at = lambda k: np.where(seen[:, k], points[:, k, :2], np.nan)  # noqa: E731
+    return boxes, at(BODY_25.index("MidHip")), at(BODY_25.index("Nose"))
 
 
 def _same_person(a: np.ndarray, b: np.ndarray) -> bool:
