@@ -109,6 +109,34 @@ def test_tiles_cover_the_image():
         assert covered.all()
 
 
+def test_a_panorama_is_tiled_as_the_row_of_photos_it_holds():
+    from bodycapture.keypoints.person_seeds import MAX_TILES, WIDE_PHOTOS, WIDE_RATIO
+
+    photo = tiles(218, 640)  # coco_357's shape: under WIDE_RATIO, the tiles of half its height
+    assert 640 / 218 < WIDE_RATIO and photo[0][2] == 109 and len(photo) <= MAX_TILES
+    for w in (1920, 218 * 6):  # wider: tiles of the same size, their number in proportion to the width
+        wide = tiles(218, w)
+        assert wide[0][2] == 109 and MAX_TILES < len(wide) <= MAX_TILES * w / 218 / WIDE_RATIO
+        assert sorted(tiles(w, 218)) == sorted((y, x, side) for x, y, side in wide)  # a tall image: turned
+    strip = tiles(100, 20000)  # a strip: at most WIDE_PHOTOS photos' worth, once the tiles reach the full height
+    assert strip[0][2] == 100 and len(strip) <= WIDE_PHOTOS * MAX_TILES + 20000 // 50
+
+
+@pytest.mark.detector
+def test_a_panorama_of_small_people_is_searched_as_finely_as_its_pieces(detector):
+    """coco_357 three times side by side (the middle one mirrored; 1920 x 218, 21 players): with the tile
+    cap of a single photo its tiles grew to 158 px and 12 players were found; searched as three photos, 16
+    or more (19 when measured), at least five in each third."""
+    from bodycapture.keypoints.mediapipe import read_image
+
+    image = read_image(IMAGES / "coco_357.jpg")
+    panorama = np.ascontiguousarray(np.concatenate([image, image[:, ::-1], image], 1))
+    kp = detector(panorama)
+    assert kp.num_people >= 16
+    thirds = np.bincount(((kp.boxes[:, 0] + kp.boxes[:, 2]) / 2 // 640).astype(int), minlength=3)
+    assert (thirds >= 5).all()
+
+
 def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
     from bodycapture.keypoints.person_seeds import PersonSeedDetector
 

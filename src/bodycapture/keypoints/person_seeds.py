@@ -45,6 +45,12 @@ FACE_SIZE = 0.3  # face box side / body radius (a head is about an eighth of a b
 # and with fewer its tiles grow and its small people shrink in them: coco_357 (640 x 218, fielders 22-30 px
 # tall) got 16 tiles of 158 px under a cap of 24 and 4 of its 7 players; 44 tiles of 109 px find 5 (+0.28 s).
 MAX_TILES = 48
+# ...for a photo up to WIDE_RATIO times as wide as it is tall (or as tall as wide); a wider one, a panorama, is
+# searched as the row of such photos it holds: its cap grows in proportion, up to WIDE_PHOTOS of them. With a
+# fixed cap, coco_357 three times side by side (1920 x 218) got 48 tiles of 158 px and 12 of its 21 players;
+# with the cap in proportion (140 tiles of 109 px, coco_357's own) 18, in about three times coco_357's time.
+WIDE_RATIO = 3.0
+WIDE_PHOTOS = 8
 # `thorough` adds a level of tiles of a third of the short side (at most 60): measured on the COCO photos,
 # 3 instead of 1 person at a food truck, 6 instead of 4 players in a wide field, for about 1 s per photo.
 THOROUGH_LEVEL = (1 / 3, 60)
@@ -194,9 +200,12 @@ def tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5,
           max_tiles: int = MAX_TILES) -> list[tuple[int, int, int]]:
     """Square tiles (x0, y0, side) of side `fraction` x the short side, covering the image, neighbours
     overlapping by `overlap` of a side; for very wide or tall images the side grows until there are at
-    most `max_tiles` (each tile is one detector run). The whole image is not included."""
+    most `max_tiles` (each tile is one detector run) per WIDE_RATIO:1 of the image, at most WIDE_PHOTOS times
+    `max_tiles` in all. The whole image is not included."""
     side = max(int(round(min(height, width) * fraction)), 1)
-    while (len(_starts(height, side, overlap)) * len(_starts(width, side, overlap)) > max_tiles
+    ratio = max(height, width) / max(min(height, width), 1)
+    most = int(max_tiles * min(max(ratio / WIDE_RATIO, 1.0), WIDE_PHOTOS))
+    while (len(_starts(height, side, overlap)) * len(_starts(width, side, overlap)) > most
            and side < min(height, width)):
         side = min(int(side * 1.05) + 1, min(height, width))  # small steps: as many tiles as the cap allows
     return [(x, y, side) for y in _starts(height, side, overlap) for x in _starts(width, side, overlap)]
