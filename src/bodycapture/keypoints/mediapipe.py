@@ -588,7 +588,7 @@ def _boxes_hips_noses(people: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     NaN where not seen."""
     points = np.stack([p[0] for p in people])
     seen = points[:, :, 2:] > 0
-    boxes = np.stack([b if (b := keypoint_box(p)) is not None else np.zeros(4) for p in points])
+    boxes = np.stack([b if (b := keypoint_box(p)) is not None else np.full(4, np.nan) for p in points])
     at = lambda k: np.where(seen[:, k], points[:, k, :2], np.nan)  # noqa: E731
     return boxes, at(BODY_25.index("MidHip")), at(BODY_25.index("Nose"))
 

@@ -48,7 +48,7 @@ MAX_TILES = 48
 # ...for a photo up to WIDE_RATIO times as wide as it is tall (or as tall as wide); a wider one, a panorama, is
 # searched as the row of such photos it holds: its cap grows in proportion, up to WIDE_PHOTOS of them. With a
 # fixed cap, coco_357 three times side by side (1920 x 218) got 48 tiles of 158 px and 12 of its 21 players;
-# with the cap in proportion (140 tiles of 109 px, coco_357's own) 18, in about three times coco_357's time.
+# with the cap in proportion (140 tiles of 109 px, coco_357's own) 19, in about three times coco_357's time.
 WIDE_RATIO = 3.0
 WIDE_PHOTOS = 8
 # `thorough` adds a level of tiles of a third of the short side (at most 60): measured on the COCO photos,
@@ -440,7 +440,8 @@ class PersonSeedDetector:
         """Seeds of people half hidden beside the small people found (BESIDE_SIDE, BESIDE_FACE): the
         detector on a mirrored square around each found person under SMALL_PERSON of the image height.
         boxes: (N, 4) the found people's keypoint boxes; hips, noses: (N, 2) their hip centres and noses
-        (NaN where unseen). New seeds only, each marked as needing confirmation."""
+        (NaN where unknown: such a person is not looked around, or not compared with). New seeds only, each
+        marked as needing confirmation."""
         h, w = image.shape[:2]
         heights = boxes[:, 3] - boxes[:, 1]
         small = np.flatnonzero(heights < SMALL_PERSON * h)
@@ -459,8 +460,8 @@ class PersonSeedDetector:
         for seed in merge_seeds([s for crop_seeds in found for s in crop_seeds]):
             face = (seed.face[:2] + seed.face[2:]) / 2
             inside = 0 <= seed.hip[0] < w and 0 <= seed.hip[1] < h
-            near_hip = np.nan_to_num(np.linalg.norm(hips - seed.hip, axis=1), nan=np.inf) < EDGE_NEW * seed.radius
-            near_face = np.nan_to_num(np.linalg.norm(noses - face, axis=1), nan=np.inf) < BESIDE_FACE * seed.radius
+            near_hip = np.linalg.norm(hips - seed.hip, axis=1) < EDGE_NEW * seed.radius  # NaN: False
+            near_face = np.linalg.norm(noses - face, axis=1) < BESIDE_FACE * seed.radius
             if inside and not (near_hip.any() or near_face.any()):
                 seed.needs_confirmation = True
                 new.append(seed)
