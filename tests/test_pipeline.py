@@ -679,3 +679,43 @@ def test_a_person_half_hidden_beside_a_small_person_found_is_found_on_a_closer_m
         same = np.flatnonzero(np.abs(with_beside.boxes - box).max(1) < 1e-6)
         assert len(same) == 1
         np.testing.assert_allclose(with_beside.points[same[0]], points)
+
+
+def _reading(box, face: bool, score: float = 0.9, detected: bool = True):
+    """A detector reading (MediaPipeDetector._reading) whose body points fill `box` (x0, y0, x1, y1)."""
+    from bodycapture.keypoints.layout import FACE
+
+    x0, y0, x1, y1 = box
+    points = np.zeros((135, 3))
+    rng = np.random.default_rng(int(x0 * 7 + y0))
+    points[:25, 0] = rng.uniform(x0, x1, 25)
+    points[:25, 1] = rng.uniform(y0, y1, 25)
+    points[[0, 1], 0], points[[0, 1], 1] = (x0, x1), (y0, y1)  # the corners: the box is exactly `box`
+    points[:25, 2] = 0.8
+    if face:
+        points[FACE, :2] = [(x0 + x1) / 2, y0 + 0.05 * (y1 - y0)]
+        points[FACE, 2] = 0.85
+    return points, None, points[:25, 2].copy(), score, detected
+
+
+def test_a_faceless_body_over_a_taller_persons_box_is_that_person_read_twice(monkeypatch):
+    """The duplicate rules (MediaPipeDetector._select): a faceless reading whose box coincides with a taller
+    person's (IoU over SAME_BOX) is dropped, as one mostly inside them is; a faceless neighbour overlapping
+    less, or a reading with a face, is a person of its own."""
+    from bodycapture.keypoints.mediapipe import SAME_BOX, MediaPipeDetector
+
+    det = MediaPipeDetector(min_height=10)
+    from bodycapture.keypoints.mediapipe import CONTAINED, _inside
+    from bodycapture.keypoints.person_seeds import box_iou
+
+    boxes = np.array([[100, 100, 200, 300], [110, 120, 230, 290], [170, 120, 260, 290.0]])
+    iou = box_iou(boxes, boxes)
+    assert iou[0, 1] > SAME_BOX > iou[0, 2]
+    assert _inside(boxes[1], boxes[0]) < CONTAINED  # not dropped as lying inside: as the same box
+    taller, again, beside = _reading(boxes[0], face=True), _reading(boxes[1], face=False), _reading(boxes[2], face=False)
+    kept = det._select([taller, again, beside], (400, 400), "test")
+    assert kept.num_people == 2
+    np.testing.assert_allclose(kept.boxes, boxes[[0, 2]])
+    assert det._select([taller, _reading(boxes[1], face=True)], (400, 400), "test").num_people == 2
+    monkeypatch.setattr("bodycapture.keypoints.mediapipe.SAME_BOX", 1.0)  # the rule switched off: three people
+    assert det._select([taller, again, beside], (400, 400), "test").num_people == 3

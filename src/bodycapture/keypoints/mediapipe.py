@@ -394,10 +394,14 @@ class MediaPipeDetector:
             # someone (measured: in a raised arm, between a woman's legs), not a person of its own; half
             # inside is enough when the person detector was unsure of its seed, unless two regions confirmed
             # the body (the readings not `detected`: coco_544's seated man, two thirds inside his neighbour)
+            # Also one whose box coincides with a taller person's: that person read a second time (measured:
+            # the mirrored coco_488's catcher, read from two seeds as two poses, boxes at IoU 0.61; no other
+            # two people of the 14 photos or their mirrors overlap by more than 0.3)
             faceless = not (person[1][FACE, 2] > 0).any()
             inside = max((_inside(person[0], other[0]) for other in unique), default=0.0)
+            same_box = max((_iou(person[0], other[0]) for other in unique), default=0.0) > SAME_BOX
             unsure = person[4] < WEAK_SEED and person[5]
-            if faceless and (inside > CONTAINED or (inside > 0.5 and unsure)):
+            if faceless and (inside > CONTAINED or (inside > 0.5 and unsure) or same_box):
                 continue
             unique.append(person)
         unique.sort(key=lambda p: -(p[0][3] - p[0][1]))
@@ -487,7 +491,8 @@ SEED_TOLERANCE = 0.6
 # (a detection of them from another tile) and not cropped again. 0.6 lost the catcher behind an umpire.
 SKIP_TOLERANCE = 0.3
 CONTAINED = 0.8  # a faceless person with this share of their box inside a taller person's is dropped,
-WEAK_SEED = 0.6  # and with half of it inside when the person detector was unsure (score below this)
+WEAK_SEED = 0.6  # and with half of it inside when the person detector was unsure (score below this),
+SAME_BOX = 0.5  # and when their boxes coincide this much (IoU): one person read twice, once without a face
 MIN_BODY_SCALE = 0.2
 CROP_SCALES = (3.0, 6.0)  # crop side / seed radius (MediaPipe's own region is 2.5), then a retry
 CROP_MIN_PX = 384  # smaller crops are upscaled to this (hand and face landmarks get more pixels)
@@ -609,6 +614,13 @@ def _same_person(a: np.ndarray, b: np.ndarray) -> bool:
         if both.sum() >= 3 and np.median(np.linalg.norm(a[:25, :2][both] - other[:25, :2][both], axis=1)) < 0.1 * size:
             return True
     return False
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of boxes a and b (4,) x0, y0, x1, y1."""
+    from .person_seeds import box_iou
+
+    return float(box_iou(a[None], b[None])[0, 0])
 
 
 def _inside(small: np.ndarray, large: np.ndarray) -> float:
