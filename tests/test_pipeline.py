@@ -177,6 +177,22 @@ def test_tile_search_in_two_threads_finds_the_same_seeds():
     np.testing.assert_allclose(np.stack([s.hip for s in found[2]]), np.stack([s.hip for s in found[1]]))
 
 
+@pytest.mark.detector
+def test_people_read_on_two_threads_are_the_people_read_on_one():
+    """Holistic's readings of the seeds' own regions are made on the worker threads, each with its own
+    graph (MediaPipeDetector._people_by_regions): the same people, point for point, as on one thread."""
+    from bodycapture.keypoints.mediapipe import MediaPipeDetector
+
+    found = {}
+    for workers in (1, 2):
+        with MediaPipeDetector(workers=workers) as detector:
+            found[workers] = detector(IMAGES / "coco_544.jpg")  # five people, one of them small and half hidden
+            assert len(detector._by_region) == workers
+    assert found[1].num_people == found[2].num_people == 5
+    np.testing.assert_array_equal(found[2].points, found[1].points)
+    np.testing.assert_array_equal(found[2].world, found[1].world)
+
+
 def test_worker_and_thread_counts_follow_the_cores_this_process_may_use(monkeypatch):
     import os
 

@@ -207,7 +207,7 @@ class MediaPipeDetector:
         self._holistic = None
         self._masks = None
         self._seeds = None
-        self._by_region = None
+        self._by_region: list = []  # one graph per worker thread (a graph runs one image at a time)
 
     def _get(self):
         if self._holistic is None:
@@ -230,22 +230,43 @@ class MediaPipeDetector:
                                              min_score=self.min_detection_confidence, workers=self.workers)
         return self._seeds
 
-    def _get_by_region(self):
-        if self._by_region is None:
+    def _get_by_region(self, worker: int = 0):
+        while len(self._by_region) <= worker:
             from .person_seeds import graph_from_text
 
             with native_stderr_silenced():
-                self._by_region = graph_from_text(_HOLISTIC_BY_REGION, {
-                    "model_complexity": 1, "enable_segmentation": False, "refine_face_landmarks": self.refine_face})
-        return self._by_region
+                self._by_region.append(graph_from_text(_HOLISTIC_BY_REGION, {
+                    "model_complexity": 1, "enable_segmentation": False, "refine_face_landmarks": self.refine_face}))
+        return self._by_region[worker]
 
-    def _person_by_region(self, image: np.ndarray, seed):
+    def _person_by_region(self, image: np.ndarray, seed, worker: int | None = None):
         """Holistic's landmark models on MediaPipe's own region around a seed (no second person search):
-        landmark arrays in photo pixels, or None when the pose model says there is no person there."""
+        landmark arrays in photo pixels, or None when the pose model says there is no person there.
+        worker: run on that worker thread's graph, the caller having silenced native output (None: the
+        first graph, silenced here)."""
         height, width = image.shape[:2]
-        with native_stderr_silenced():
-            result = self._get_by_region().process({"image": image, "detection": seed_detection(seed, width, height)})
+        inputs = {"image": image, "detection": seed_detection(seed, width, height)}
+        if worker is None:
+            with native_stderr_silenced():
+                result = self._get_by_region(0).process(inputs)
+        else:
+            result = self._get_by_region(worker).process(inputs)
         return _result_arrays(result, 0.0, 0.0, width, height)
+
+    def _people_by_regions(self, image: np.ndarray, seeds: list) -> list:
+        """_person_by_region for each seed with the detector's four points that needs no confirmation (None
+        for the others), on the person search's worker threads, each with its own graph: the readings do
+        not depend on one another, so they are made at once, before the seeds are gone through in order."""
+        runs = [i for i, s in enumerate(seeds) if s.keypoints is not None and not s.needs_confirmation]
+        pool = self._get_seeds()
+        for worker in range(min(pool.workers, len(runs))):  # made here, not raced for in the threads
+            self._get_by_region(worker)
+        with native_stderr_silenced():  # once, around the threads (it swaps file descriptor 2)
+            reads = pool.parallel([lambda k, s=seeds[i]: self._person_by_region(image, s, k) for i in runs])
+        out = [None] * len(seeds)
+        for i, lms in zip(runs, reads):
+            out[i] = lms
+        return out
 
     def _person_by_variants(self, image: np.ndarray, seed):
         """Holistic's landmark models on each of REGION_VARIANTS of MediaPipe's region around a seed: the
@@ -314,6 +335,7 @@ class MediaPipeDetector:
             seeds = self._get_seeds()(image)
         found = []  # (landmark arrays, seed score)
         hips = []  # hip centre of each person found so far
+        reads = self._people_by_regions(image, seeds)  # each seed's own region, read on the worker threads
         for i, seed in enumerate(seeds):
             if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
                 continue  # the seed of someone already found (seen from another tile): skip the crop
@@ -323,7 +345,7 @@ class MediaPipeDetector:
                     found.append((lms, seed.score, False))
                     hips.append(lms[0][[23, 24], :2].mean(0))
                 continue
-            lms = self._person_by_region(image, seed) if seed.keypoints is not None else None
+            lms = reads[i]
             if lms is None or not _agrees_with_seed(lms[0], seed):
                 # the seed's region was off (e.g. a bowed head shrinks it): Holistic on a crop around it,
                 # wider if the first crop found nobody or someone else, with the other people's faces greyed out
@@ -422,9 +444,9 @@ class MediaPipeDetector:
         if self._seeds is not None:
             self._seeds.close()
             self._seeds = None
-        if self._by_region is not None:
-            self._by_region.close()
-            self._by_region = None
+        for graph in self._by_region:
+            graph.close()
+        self._by_region = []
         if self._masks is not None:
             self._masks.close()
             self._masks = None

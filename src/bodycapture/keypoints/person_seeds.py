@@ -357,7 +357,7 @@ class PersonSeedDetector:
         near = [s for s in again if np.linalg.norm(s.hip - doubtful.hip) < RECHECK_TOLERANCE * doubtful.radius]
         return max(near, key=lambda s: s.score, default=None)
 
-    def _parallel(self, jobs: list) -> list:
+    def parallel(self, jobs: list) -> list:
         """Run `jobs` (functions of a worker index) on the workers, every `workers`-th job on one worker's
         graphs; results in job order, the same as on one worker."""
         workers = min(self.workers, len(jobs))
@@ -396,18 +396,18 @@ class PersonSeedDetector:
             # (coco_564's player lost his face points that way), so the confident seeds come from the wheel's graph
             self._get(len(jobs) % self.workers, self.doubtful_score)
             jobs.append(lambda k: self._run(image, 0, 0, k, threshold=self.doubtful_score))
-        found = self._parallel(jobs)
+        found = self.parallel(jobs)
         low = found.pop() if doubtful else []
         faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
         seeds = merge_seeds(found[0] + faces + [seed for tile_seeds in found[1:] for seed in tile_seeds])
         if doubtful:  # the doubtful ones that are nobody found already (merged away by a confident seed otherwise)
             unsure = [s for s in merge_seeds(seeds + low) if s.score < self.min_score][:MAX_RECHECKS]
-            confirmed = self._parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
+            confirmed = self.parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
             seeds = merge_seeds(seeds + [s for s in confirmed if s is not None])
         if self.tile_fraction and not self.thorough:  # around small people, the finer level's tiles
             small = [s for s in seeds if 2 * s.radius < SMALL_PERSON * h]
             near = tiles_near(h, w, small, *THOROUGH_LEVEL, margin=NEAR_MARGIN)
-            more = self._parallel([window(*tile) for tile in near])
+            more = self.parallel([window(*tile) for tile in near])
             seeds = merge_seeds(seeds + [s for tile_seeds in more for s in tile_seeds])
         if self.tile_fraction and self.edges:
             seeds += self._across_edges(image, seeds)
@@ -425,7 +425,7 @@ class PersonSeedDetector:
                 return self._run(crop, x0, y0, k, scale=side / px)
             return run
 
-        found = self._parallel([job(*tile) for tile in edge_tiles(h, w, self.tile_fraction)])
+        found = self.parallel([job(*tile) for tile in edge_tiles(h, w, self.tile_fraction)])
         rois = np.stack([s.roi for s in known]) if known else np.zeros((0, 4))
         new = []
         for seed in merge_seeds([s for tile_seeds in found for s in tile_seeds]):
@@ -455,7 +455,7 @@ class PersonSeedDetector:
             return run
 
         centres = (boxes[small, :2] + boxes[small, 2:]) / 2
-        found = self._parallel([job(c, max(BESIDE_SIDE * hh, 32.0)) for c, hh in zip(centres, heights[small])])
+        found = self.parallel([job(c, max(BESIDE_SIDE * hh, 32.0)) for c, hh in zip(centres, heights[small])])
         new = []
         for seed in merge_seeds([s for crop_seeds in found for s in crop_seeds]):
             face = (seed.face[:2] + seed.face[2:]) / 2
