@@ -335,3 +335,14 @@ def test_a_clip_re_run_after_a_failure_continues_and_a_killed_worker_is_retried(
     assert again.clips[0].status == "done" and again.clips[0].frames == CLIP_FRAMES
     assert _logged_frames(log) == list(range(16, 32))  # the first shard was not detected again
     assert len(again.clips[0].tracks) == 2
+
+
+def test_a_tasks_detector_uses_only_the_tasks_cores():
+    """Ray runs each task's detection inline, without pinning it to its CPUs: the detector's worker threads
+    are the task's threads (--cpus-per-task), not every core the machine has."""
+    from bodycapture.engine.ray import inline_detector
+
+    for threads in (1, 3):
+        detector = inline_detector(CaptureOptions(threads=threads, max_people=4))()
+        assert detector.workers == threads and detector.max_people == 4
+    assert inline_detector(CaptureOptions())().workers is None  # a plain run: the detector's default

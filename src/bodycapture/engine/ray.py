@@ -126,11 +126,13 @@ def run_shard(shard: dict, model_args: dict, config, options, run_id: str, detec
 
 def inline_detector(options):
     """A factory of the MediaPipe detector with the options' limits, run in the task's own process (no
-    detection process: a task uses only the cores it asked for)."""
+    detection process: a task uses only the cores it asked for, `options.threads`, which are also the
+    detector's worker threads; Ray does not pin a task to its CPUs, so the detector would otherwise take
+    every core the machine has, as the other tasks do)."""
     from ..keypoints.mediapipe import MediaPipeDetector
 
     limits = options.detector_limits()
-    return lambda: MediaPipeDetector(**limits)
+    return lambda: MediaPipeDetector(**limits, workers=options.threads)
 
 
 def _written_since(folder: Path, since: float) -> bool:
