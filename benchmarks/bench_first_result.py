@@ -9,8 +9,8 @@ to check that the fit does not collapse under contention (torch threads oversubs
 Also times `--threads 1` and `--threads 2`. Run it on an idle machine.
 
 The runs are as a user's after the first: Python's bytecode caches written (the child processes run without
-PYTHONDONTWRITEBYTECODE, which some sandboxes set: with it, every run compiles our modules again, measured
-0.3-1 s on the 2-core VM), after one unmeasured run that writes them.
+PYTHONDONTWRITEBYTECODE, which some sandboxes set: with it, every run compiles our modules again, up to
+0.35 s on the 2-core VM), after one unmeasured run that writes them.
 """
 
 from __future__ import annotations
