@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .families import Family
 from .files import ModelData
-from .lbs import KinematicChain, axis_angle_to_matrix, lbs, matrix_to_axis_angle
+from .lbs import KinematicChain, axis_angle_to_matrix, lbs, matrix_to_axis_angle, rows_matmul
 
 __all__ = ["BodyModel", "BodyOutput"]
 
@@ -329,7 +329,7 @@ class BodyModel(nn.Module):
                 if value is None:
                     aa = getattr(self, f"{name}_mean").expand(batch, 45)
                 else:
-                    aa = value @ getattr(self, f"{name}_components") if self.use_pca else value
+                    aa = rows_matmul(value, getattr(self, f"{name}_components")) if self.use_pca else value
                     aa = aa + getattr(self, f"{name}_mean")
             else:
                 aa = value if value is not None else self.v_template.new_zeros(batch, 3 * n)
