@@ -62,9 +62,8 @@ class VPoser(nn.Module):
     def decode_matrices(self, z: Tensor) -> Tensor:
         """(B, 32) -> (B, 21, 3, 3) joint rotations, each row's the same whatever B is (one row is decoded as
         two: its linear layers would otherwise round differently, as in models/lbs.py rows_matmul)."""
-        if z.shape[0] == 1:
-            return self.decode_matrices(torch.cat([z, z]))[:1]
-        return rot6d_to_matrix(self.decoder(z).reshape(z.shape[0], NUM_JOINTS, 6))
+        x = self.decoder(torch.cat([z, z]))[:1] if z.shape[0] == 1 else self.decoder(z)
+        return rot6d_to_matrix(x.reshape(z.shape[0], NUM_JOINTS, 6))
 
     def decode(self, z: Tensor) -> Tensor:
         """(B, 32) -> (B, 63) axis-angle body pose."""
