@@ -371,9 +371,10 @@ class MediaPipeDetector:
         # detected: from a person-detector seed inside the photo (preferred when one person is read twice)
         people = [self._reading(lms, score, detected, width, height) for lms, score, detected in found]
         if people and self.tiles:  # people half hidden beside the small ones found (person_seeds.BESIDE_SIDE)
+            with native_stderr_silenced():  # once, around the search's threads
+                beside = self._get_seeds().beside(image, *_boxes_hips_noses(people))
             people += [self._reading(lms, seed.score, False, width, height)
-                       for seed in self._get_seeds().beside(image, *_boxes_hips_noses(people))
-                       if (lms := self._person_by_variants(image, seed)) is not None]
+                       for seed in beside if (lms := self._person_by_variants(image, seed)) is not None]
         if seeds and self.masks and self.tiles:
             covered = [box for points, *_ in people if (box := keypoint_box(points)) is not None]
             people += [self._reading(lms, score, False, width, height)
