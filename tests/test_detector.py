@@ -41,11 +41,12 @@ COUNTS = json.loads((IMAGES.parent / "people_counts.json").read_text())
 @pytest.mark.parametrize("name", sorted(set(FACING_CAMERA + STANDING + OTHERS)))
 def test_finds_the_person_with_plausible_geometry(detector, name):
     """The largest person of each photo (people are ordered by size) has a plausible skeleton; photos with
-    one person give exactly one, the others at most their hand count."""
+    one person give exactly one, the others at most their hand count and the borderline people its notes
+    name (real, but under 10 % of the height or less than half visible)."""
     kp = detector(IMAGES / name)
     h, w = read_image(IMAGES / name).shape[:2]
     expected = COUNTS[name]["people"]
-    assert kp.image_size == (h, w) and 1 <= kp.num_people <= expected
+    assert kp.image_size == (h, w) and 1 <= kp.num_people <= expected + COUNTS[name].get("borderline", 0)
     if expected == 1:
         assert kp.num_people == 1
     p = kp.points[0]

@@ -186,9 +186,9 @@ def test_people_read_on_two_threads_are_the_people_read_on_one():
     found = {}
     for workers in (1, 2):
         with MediaPipeDetector(workers=workers) as detector:
-            found[workers] = detector(IMAGES / "coco_544.jpg")  # five people, one of them small and half hidden
+            found[workers] = detector(IMAGES / "coco_544.jpg")  # six people, two of them small and half hidden
             assert len(detector._by_region) == workers
-    assert found[1].num_people == found[2].num_people == 5
+    assert found[1].num_people == found[2].num_people == 6
     np.testing.assert_array_equal(found[2].points, found[1].points)
     np.testing.assert_array_equal(found[2].world, found[1].world)
 
@@ -536,15 +536,16 @@ def test_people_the_pose_model_doubts_on_one_region_are_confirmed_on_two_others(
         with mp_keypoints.MediaPipeDetector() as det:
             return det(mp_keypoints.read_image(IMAGES / photo))
 
-    def at_truck(kp):  # hip centres of the people between the stroller man and the woman in red shorts
+    def at_truck(kp):  # hip centres of the people between the stroller man and the woman in red shorts (not
+        # the woman in grey behind the man in black, at x 276: found by the look behind, test below)
         hips = kp.points[:, [BODY_25.index("RHip"), BODY_25.index("LHip")], :2].mean(1)
-        return sorted(round(x) for x, y in hips if 195 < x < 280 and 340 < y < 400)
+        return sorted(round(x) for x, y in hips if 195 < x < 268 and 340 < y < 400)
 
     default = mp_keypoints.REGION_VARIANTS
     assert at_truck(people("coco_257.jpg", ())) == []
     found = at_truck(people("coco_257.jpg", default))
     assert len(found) == 2 and found[1] - found[0] > 20  # two people, side by side
-    assert people("coco_294.jpg", ((0.85, 0.2, False),)).num_people == 2  # clutter, seen on one region
+    assert people("coco_294.jpg", ((0.85, 0.2, False),)).num_people >= 2  # clutter, seen on one region
     assert people("coco_294.jpg", default).num_people == 1
 
 
@@ -638,14 +639,17 @@ def test_selfie_segmentation_in_two_threads_gives_the_same_probabilities():
 def test_a_person_the_person_detector_misses_is_found_in_the_segmentation_mask():
     """coco_357's crouched catcher (about 25 px tall in a 640 x 218 photo): the person detector fires on him
     in no crop (benchmarks/missed_people.py), but the selfie segmentation outlines him in the finer tiles
-    around the small players, no one found covers the blob, and two regions of the pose model confirm him."""
+    around the small players, no one found covers the blob, and two regions of the pose model confirm him.
+    (The look behind the people found, with them greyed out, finds him too: it is switched off here.)"""
     from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
 
     image = read_image(IMAGES / "coco_357.jpg")
     catcher = lambda kp: [b for b in kp.boxes if 565 < (b[0] + b[2]) / 2 < 595 and 160 < (b[1] + b[3]) / 2 < 200]  # noqa: E731
     with MediaPipeDetector(masks=False) as without:
+        without._people_behind = lambda *args: []
         before = without(image)
     with MediaPipeDetector() as with_masks:
+        with_masks._people_behind = lambda *args: []
         after = with_masks(image)
     assert not catcher(before) and len(catcher(after)) == 1
     assert after.num_people == before.num_people + 1
@@ -686,15 +690,53 @@ def test_a_person_half_hidden_beside_a_small_person_found_is_found_on_a_closer_m
     image = read_image(IMAGES / "coco_544.jpg")
     seated = lambda kp: [b for b in kp.boxes if 35 < (b[0] + b[2]) / 2 < 55 and 260 < (b[1] + b[3]) / 2 < 290]  # noqa: E731
     with_beside = detector(image)
-    assert with_beside.num_people == 5 and len(seated(with_beside)) == 1
+    # 6: also the man standing behind the dugout, found by the look behind (he needs no `beside`: test below)
+    assert with_beside.num_people == 6 and len(seated(with_beside)) == 1
     with MediaPipeDetector() as without:
-        without._get_seeds().beside = lambda *args: []
+        without._get_seeds().beside = lambda *args, **kwargs: []  # neither look
         before = without(image)
     assert before.num_people == 4 and not seated(before)
     for box, points in zip(before.boxes, before.points):  # the people found before are found as before
         same = np.flatnonzero(np.abs(with_beside.boxes - box).max(1) < 1e-6)
         assert len(same) == 1
         np.testing.assert_allclose(with_beside.points[same[0]], points)
+
+
+@pytest.mark.detector
+def test_a_person_behind_a_small_person_found_is_found_with_the_found_greyed_out(detector):
+    """coco_257's woman in grey, her left half behind the man in black at the food truck: the person detector
+    fires on her in no tile or crop of the photo, as he takes the detection; with every found person's
+    keypoint box greyed out it does, on a square of BEHIND_SIDE x his height, and two regions confirm her on
+    the greyed photo. Everyone found without the look is found as before, point for point."""
+    from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
+
+    image = read_image(IMAGES / "coco_257.jpg")
+    hip = lambda kp: kp.points[:, [BODY_25.index("RHip"), BODY_25.index("LHip")], :2].mean(1)  # noqa: E731
+    behind = lambda kp: [h for h in hip(kp) if 268 < h[0] < 290 and 350 < h[1] < 380]  # noqa: E731
+    found = detector(image)
+    with MediaPipeDetector() as without:
+        without._people_behind = lambda *args: []
+        before = without(image)
+    assert not behind(before) and len(behind(found)) == 1
+    assert found.num_people == before.num_people + 1
+    box = found.boxes[np.flatnonzero((hip(found)[:, 0] > 268) & (hip(found)[:, 0] < 290))[0]]
+    assert 55 < box[3] - box[1] < 80  # her whole height (65-80 px at the truck), not a part of her
+    for b, points in zip(before.boxes, before.points):
+        same = np.flatnonzero(np.abs(found.boxes - b).max(1) < 1e-6)
+        assert len(same) == 1
+        np.testing.assert_allclose(found.points[same[0]], points)
+
+
+def test_greyed_fills_the_boxes_clipped_to_the_image_and_leaves_the_rest_and_the_input():
+    from bodycapture.keypoints.mediapipe import greyed
+
+    image = np.full((40, 60, 3), 7, np.uint8)
+    out = greyed(image, np.array([[10.5, 5.2, 20.1, 15.0], [-5, 30, 8, 99], [np.nan, 0, 1, 1]]))
+    assert (image == 7).all()  # a copy
+    mask = np.zeros((40, 60), bool)
+    mask[5:15, 10:21] = True  # pixels the box touches (floor of the start, ceiling of the end)
+    mask[30:40, 0:8] = True  # clipped to the image
+    assert (out[mask] == 128).all() and (out[~mask] == 7).all()
 
 
 def _reading(box, face: bool, score: float = 0.9, detected: bool = True):

@@ -436,26 +436,28 @@ class PersonSeedDetector:
             new.append(seed)
         return new
 
-    def beside(self, image: np.ndarray, boxes: np.ndarray, hips: np.ndarray, noses: np.ndarray) -> list[PersonSeed]:
+    def beside(self, image: np.ndarray, boxes: np.ndarray, hips: np.ndarray, noses: np.ndarray,
+               side: float = BESIDE_SIDE, mirrored: bool = True) -> list[PersonSeed]:
         """Seeds of people half hidden beside the small people found (BESIDE_SIDE, BESIDE_FACE): the
-        detector on a mirrored square around each found person under SMALL_PERSON of the image height.
-        boxes: (N, 4) the found people's keypoint boxes; hips, noses: (N, 2) their hip centres and noses
-        (NaN where unknown: such a person is not looked around, or not compared with). New seeds only, each
-        marked as needing confirmation."""
+        detector on a square of `side` x their height around each found person under SMALL_PERSON of the
+        image height, mirrored (or not). boxes: (N, 4) the found people's keypoint boxes; hips, noses: (N, 2)
+        their hip centres and noses (NaN where unknown: such a person is not looked around, or not compared
+        with). New seeds only, each marked as needing confirmation."""
         h, w = image.shape[:2]
         heights = boxes[:, 3] - boxes[:, 1]
         small = np.flatnonzero(heights < SMALL_PERSON * h)
         if not len(small):
             return []
 
-        def job(centre: np.ndarray, side: float):
+        def job(centre: np.ndarray, crop_side: float):
             def run(k: int) -> list[PersonSeed]:
-                crop, x0, y0 = square_crop(image, centre, side, RECHECK_PX)
-                return self._run(crop, x0, y0, k, scale=side / RECHECK_PX, threshold=DOUBTFUL_SCORE, mirrored=True)
+                crop, x0, y0 = square_crop(image, centre, crop_side, RECHECK_PX)
+                return self._run(crop, x0, y0, k, scale=crop_side / RECHECK_PX, threshold=DOUBTFUL_SCORE,
+                                 mirrored=mirrored)
             return run
 
         centres = (boxes[small, :2] + boxes[small, 2:]) / 2
-        found = self.parallel([job(c, max(BESIDE_SIDE * hh, 32.0)) for c, hh in zip(centres, heights[small])])
+        found = self.parallel([job(c, max(side * hh, 32.0)) for c, hh in zip(centres, heights[small])])
         new = []
         for seed in merge_seeds([s for crop_seeds in found for s in crop_seeds]):
             face = (seed.face[:2] + seed.face[2:]) / 2
