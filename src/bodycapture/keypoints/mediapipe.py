@@ -565,7 +565,7 @@ REGION_VARIANTS = ((0.85, 0.2, True), (0.85, -0.2, True))
 # seeds only (as person_seeds.beside keeps them), each kept where two regions confirm a person on the greyed
 # photo. Measured on the 14 COCO photos and their mirrors (held out), sides 2 and 2.5, mirrored or not: 2,
 # not mirrored, found her, coco_544's man standing behind the dugout (not counted: legs hidden) and, in the
-# mirrored coco_357, the catcher and umpire (missed there before); nothing false; about 3 % of the detection time.
+# mirrored coco_357, the catcher and umpire (missed there before); nothing false; about 8 % of the detection time.
 BEHIND_SIDE = 2.0
 CONFIRM_TOLERANCE = 0.1  # the two readings' pose points agree within this share of the body's size (median)
 
