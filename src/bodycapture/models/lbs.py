@@ -29,6 +29,7 @@ __all__ = [
     "KinematicChain",
     "batch_rigid_transform",
     "blend_shapes",
+    "pad_rows",
     "rows_matmul",
     "pose_features",
     "skin",
@@ -231,15 +232,26 @@ def batch_rigid_transform(
     return posed_joints, skinning
 
 
+# BLAS multiplies a few rows by other routines than many: each row's float32 result differs (by ~1e-6) with
+# the number of rows below a threshold, and is the same for every count above it. Measured with torch 2.13's
+# MKL, one thread: on an Intel Xeon VM 1 row differs from 2 or more; on an AMD EPYC VM (AVX-512) 1, 2 and 3
+# rows differ from 4 or more (every row of batches of 1-39, products of 10-63 x 300-40,000).
+MIN_ROWS = 4
+
+
+def pad_rows(a: Tensor, rows: int = MIN_ROWS) -> Tensor:
+    """a (B, ...) with zero rows appended up to `rows` (unchanged when B >= rows)."""
+    if a.shape[0] >= rows:
+        return a
+    return torch.cat([a, a.new_zeros((rows - a.shape[0],) + tuple(a.shape[1:]))])
+
+
 def rows_matmul(a: Tensor, b: Tensor) -> Tensor:
-    """a (B, k) @ b (k, n) -> (B, n), each row's result the same whatever B is. BLAS multiplies a single row
-    by a matrix-vector routine that rounds differently from the matrix-matrix routine of two or more rows
-    (measured in float32: 2e-7 of the vertices; two or more rows agree bit for bit), and a fit would then
-    depend on how many people share its batch (the line searches evaluate the problems still searching,
-    often one): a single row is computed as two."""
-    if a.shape[0] == 1:
-        return (torch.cat([a, a]) @ b)[:1]
-    return a @ b
+    """a (B, k) @ b (k, n) -> (B, n), each row's result the same whatever B is: fewer than MIN_ROWS rows are
+    padded with zero rows (BLAS would round them differently), so that a fit does not depend on how many
+    people share its batch (the line searches evaluate the problems still searching, often one or two).
+    Holds on one torch thread (`bodycapture`'s default): on more, BLAS splits the rows between threads."""
+    return (pad_rows(a) @ b)[: a.shape[0]]
 
 
 def blend_shapes(coeffs: Tensor, dirs: Tensor) -> Tensor:

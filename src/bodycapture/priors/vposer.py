@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..models.lbs import matrix_to_axis_angle
+from ..models.lbs import matrix_to_axis_angle, pad_rows
 from .pose import PosePrior
 
 __all__ = ["VPoser", "VPoserPrior", "rot6d_to_matrix", "load_vposer", "DEFAULT_WEIGHTS"]
@@ -60,9 +60,9 @@ class VPoser(nn.Module):
         return torch.distributions.Normal(self.mu(h), nn.functional.softplus(self.scale(h)) + 1e-6)
 
     def decode_matrices(self, z: Tensor) -> Tensor:
-        """(B, 32) -> (B, 21, 3, 3) joint rotations, each row's the same whatever B is (one row is decoded as
-        two: its linear layers would otherwise round differently, as in models/lbs.py rows_matmul)."""
-        x = self.decoder(torch.cat([z, z]))[:1] if z.shape[0] == 1 else self.decoder(z)
+        """(B, 32) -> (B, 21, 3, 3) joint rotations, each row's the same whatever B is (fewer than MIN_ROWS
+        rows are padded: the linear layers would otherwise round them differently, as in models/lbs.py)."""
+        x = self.decoder(pad_rows(z))[: z.shape[0]]
         return rot6d_to_matrix(x.reshape(z.shape[0], NUM_JOINTS, 6))
 
     def decode(self, z: Tensor) -> Tensor:
