@@ -5,7 +5,8 @@ photo and its tiles, then Holistic on one crop per person.
 
 Reports the first-call cost (creating the detector and the first photo, which loads the models), then per
 photo the median time of `--repeats` runs and the people found, and a least-squares fit of
-time = a + b x people over the photos (a: the person search, b: each person's Holistic crop).
+time = a + b x people over the photos (a: the person search, b: each person's Holistic crop), with the
+machine's speed before and after (benchmarks/machine_speed.py).
 Default photos: ../shared/data/images when present, else tests/data/images.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bodycapture.keypoints.mediapipe import IMAGE_SUFFIXES, MediaPipeDetector, read_image
+from machine_speed import describe, machine_speed  # benchmarks/machine_speed.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     photos = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     images = {p.name: read_image(p) for p in photos}
+    print("before:", describe(machine_speed()), flush=True)  # and after: these VMs change speed by the hour
 
     start = time.perf_counter()
     detector = MediaPipeDetector(workers=args.workers)
@@ -53,6 +56,7 @@ def main() -> None:
     a, b = np.linalg.lstsq(np.stack([np.ones_like(n), n], 1), t, rcond=None)[0]
     print(f"time per photo = {a * 1e3:.0f} ms + {b * 1e3:.0f} ms per person (least squares over {len(rows)} photos); "
           f"median per photo {np.median(t) * 1e3:.0f} ms, {n.sum():.0f} people in all")
+    print("after:", describe(machine_speed()))
     detector.close()
 
 

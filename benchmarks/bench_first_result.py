@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from machine_speed import describe, machine_speed  # benchmarks/machine_speed.py
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).with_name("bodycapture")
 
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "first_result.json")
     args = parser.parse_args()
     results = {}
+    speed = {"before": machine_speed()}  # and after: these VMs change speed by the hour
+    print("before:", describe(speed["before"]), flush=True)
     one_run(args.photo, [])  # writes the bytecode caches, as a user's first run does
     settings = {"default": [], "threads 1": ["--threads", "1"], "threads 2": ["--threads", "2"]}
     for busy in ([False, True] if args.busy else [False]):
@@ -71,8 +75,11 @@ def main() -> None:
         finally:
             if hog is not None:
                 hog.kill()
+    speed["after"] = machine_speed()
+    print("after:", describe(speed["after"]))
     args.out.write_text(json.dumps({"photo": str(args.photo.relative_to(ROOT)) if args.photo.is_relative_to(ROOT)
-                                    else str(args.photo), "runs": args.runs, "medians": results}, indent=1))
+                                    else str(args.photo), "runs": args.runs, "medians": results,
+                                    "machine_speed": speed}, indent=1))
     print("wrote", args.out)
 
 
