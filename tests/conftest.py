@@ -18,6 +18,11 @@ from bodycapture.models.random_model import random_model_arrays
 
 FAMILIES = ["smpl", "smplh", "smplx", "mano", "flame"]
 
+# torch on one thread, as `bodycapture fit` runs its fits (--threads 1): the fits tested are those users get
+# (a fit follows the rounding, which changes with the thread count), and the tests do not oversubscribe the
+# two cores while a `bodycapture` process they start runs beside them
+torch.set_num_threads(1)
+
 
 def make_arrays(family: str = "smplx", **kwargs) -> dict[str, np.ndarray]:
     defaults = {"num_vertices": 120, "num_shape": 12, "num_expression": 6}
