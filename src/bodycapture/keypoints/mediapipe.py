@@ -556,6 +556,7 @@ CROP_MAX_PX = 1024
 # upright instead of turned as the detector's points say). Chosen on the 14 COCO photos (README, real
 # photos): of 24 such regions, these two found both food-truck people and none of the clutter.
 REGION_VARIANTS = ((0.85, 0.2, True), (0.85, -0.2, True))
+CONFIRM_TOLERANCE = 0.1  # the two readings' pose points agree within this share of the body's size (median)
 
 # A person standing right behind a small person found (coco_257's woman in grey, her left half behind the man
 # in black at the food truck) gets no seed in any tile or crop of the photo (benchmarks/missed_people.py: none
@@ -567,7 +568,6 @@ REGION_VARIANTS = ((0.85, 0.2, True), (0.85, -0.2, True))
 # not mirrored, found her, coco_544's man standing behind the dugout (not counted: legs hidden) and, in the
 # mirrored coco_357, the catcher and umpire (missed there before); nothing false; about 8 % of the detection time.
 BEHIND_SIDE = 2.0
-CONFIRM_TOLERANCE = 0.1  # the two readings' pose points agree within this share of the body's size (median)
 
 
 def region_variant(seed, scale: float = 1.0, rise: float = 0.0, upright: bool = False):
