@@ -258,15 +258,20 @@ class MediaPipeDetector:
         for the others), on the person search's worker threads, each with its own graph: the readings do
         not depend on one another, so they are made at once, before the seeds are gone through in order."""
         runs = [i for i, s in enumerate(seeds) if s.keypoints is not None and not s.needs_confirmation]
-        pool = self._get_seeds()
-        for worker in range(min(pool.workers, len(runs))):  # made here, not raced for in the threads
-            self._get_by_region(worker)
-        with native_stderr_silenced():  # once, around the threads (it swaps file descriptor 2)
-            reads = pool.parallel([lambda k, s=seeds[i]: self._person_by_region(image, s, k) for i in runs])
+        reads = self._on_workers(self._person_by_region, image, [seeds[i] for i in runs])
         out = [None] * len(seeds)
         for i, lms in zip(runs, reads):
             out[i] = lms
         return out
+
+    def _on_workers(self, read, image: np.ndarray, seeds: list) -> list:
+        """read(image, seed, worker) for each seed, on the person search's worker threads, each with its own
+        by-region graph (the readings do not depend on one another) -> the readings, in order."""
+        pool = self._get_seeds()
+        for worker in range(min(pool.workers, len(seeds))):  # made here, not raced for in the threads
+            self._get_by_region(worker)
+        with native_stderr_silenced():  # once, around the threads (it swaps file descriptor 2)
+            return pool.parallel([lambda k, s=s: read(image, s, k) for s in seeds])
 
     def _person_by_variants(self, image: np.ndarray, seed, worker: int | None = None):
         """Holistic's landmark models on each of REGION_VARIANTS of MediaPipe's region around a seed: the
@@ -289,14 +294,9 @@ class MediaPipeDetector:
         return readings[0]
 
     def _people_by_variants(self, image: np.ndarray, seeds: list) -> list:
-        """_person_by_variants of each seed, on the person search's worker threads (each with its own
-        graphs; the readings do not depend on one another) -> [(seed, landmark arrays)] of the seeds
-        confirmed, in order."""
-        pool = self._get_seeds()
-        for worker in range(min(pool.workers, len(seeds))):  # made here, not raced for in the threads
-            self._get_by_region(worker)
-        with native_stderr_silenced():  # once, around the threads (it swaps file descriptor 2)
-            reads = pool.parallel([lambda k, s=s: self._person_by_variants(image, s, k) for s in seeds])
+        """_person_by_variants of each seed, on the person search's worker threads (_on_workers) ->
+        [(seed, landmark arrays)] of the seeds confirmed, in order."""
+        reads = self._on_workers(self._person_by_variants, image, seeds)
         return [(seed, lms) for seed, lms in zip(seeds, reads) if lms is not None]
 
     def _people_behind(self, image: np.ndarray, people: list) -> list:
