@@ -400,12 +400,8 @@ def test_fit_with_a_hand_pressed_into_the_body_has_fewer_intersections(model):
     keypoints = [suite.keypoints[2], suite.keypoints[4]]
     term = CollisionTerm.for_model(model)
     counts = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as `bodycapture fit` runs on 2 cores; fits follow rounding, so pin it
-    try:
-        results = {on: fit(keypoints, model, FitConfig(interpenetration=on)) for on in (False, True)}
-    finally:
-        torch.set_num_threads(threads)
+    # on one torch thread (tests/conftest.py), as `bodycapture fit` runs: fits follow the rounding
+    results = {on: fit(keypoints, model, FitConfig(interpenetration=on)) for on in (False, True)}
     for on, result in results.items():
         counts[on] = term.search(result.vertices).counts(2)
         last = result.stages[-1]
@@ -434,12 +430,7 @@ def test_after_settling_only_the_bodies_that_intersect_themselves_run_the_collis
                  for pose, i in ((apart, 0), (pressed, 2))]
     settle_only = FitConfig()
     settle_only.stages[-1] = dataclasses.replace(settle_only.stages[-1], max_iter=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        full, settled = fit(keypoints, model, FitConfig()), fit(keypoints, model, settle_only)
-    finally:
-        torch.set_num_threads(threads)
+    full, settled = fit(keypoints, model, FitConfig()), fit(keypoints, model, settle_only)
     term = CollisionTerm.for_model(model)
     before = term.search(settled.vertices).counts(2)
     assert int(before[0]) == 0 and int(before[1]) > 20

@@ -134,21 +134,12 @@ def test_batched_fit_equals_single_fits():
         torch.testing.assert_close(alone.vertices[0], together.vertices[i], atol=1e-6, rtol=0)
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one thread, as `bodycapture` fits by default (--threads 1): on more, BLAS splits a product's
-    rows between the threads by their count, and rows round differently again."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_a_person_fits_the_same_alone_or_beside_others_in_float32(one_thread):
-    """Bit for bit: a fit of one person alone and in a batch with other people (float32, the default). One
-    row of a matrix product used to round differently from a row of many (BLAS's matrix-vector routine), and
-    the line searches, evaluating only the problems still searching, amplified that: a real photo's body pose
-    moved by up to 0.24 rad with its batch mates (models/lbs.py rows_matmul)."""
+def test_a_person_fits_the_same_alone_or_beside_others_in_float32():
+    """Bit for bit: a fit of one person alone and in a batch with other people (float32, the default), on one
+    torch thread (tests/conftest.py; on more, BLAS splits a product's rows between the threads by their
+    count, and rows round differently again). A few rows of a matrix product used to round differently from
+    many, and the line searches, evaluating only the problems still searching, amplified that: a real
+    photo's body pose moved by up to 0.24 rad with its batch mates (models/lbs.py rows_matmul)."""
     model = bodycapture.load_model()
     _, _, _, _, keypoints = make_scene(model, seed=1)
     cfg = FitConfig()
@@ -160,8 +151,8 @@ def test_a_person_fits_the_same_alone_or_beside_others_in_float32(one_thread):
         torch.testing.assert_close(value[0], together.params[name][1], atol=0, rtol=0, msg=name)
 
 
-def test_model_and_prior_rows_do_not_depend_on_the_batch_size(one_thread):
-    """The body model (blend shapes, pose correctives, hand PCA) and VPoser's decoder give one row the same
+def test_model_and_prior_rows_do_not_depend_on_the_batch_size():
+    """On one torch thread (tests/conftest.py), the body model (blend shapes, pose correctives, hand PCA) and VPoser's decoder give one row the same
     bits alone as in a batch (float32)."""
     from bodycapture.models.lbs import rows_matmul
     from bodycapture.priors.vposer import load_vposer

@@ -641,16 +641,11 @@ def test_a_person_the_person_detector_misses_is_found_in_the_segmentation_mask()
     in no crop (benchmarks/missed_people.py), but the selfie segmentation outlines him in the finer tiles
     around the small players, no one found covers the blob, and two regions of the pose model confirm him.
     (The look behind the people found, with them greyed out, finds him too: it is switched off here.)"""
-    from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
+    from bodycapture.keypoints.mediapipe import read_image
 
     image = read_image(IMAGES / "coco_357.jpg")
     catcher = lambda kp: [b for b in kp.boxes if 565 < (b[0] + b[2]) / 2 < 595 and 160 < (b[1] + b[3]) / 2 < 200]  # noqa: E731
-    with MediaPipeDetector(masks=False) as without:
-        without._people_behind = lambda *args: []
-        before = without(image)
-    with MediaPipeDetector() as with_masks:
-        with_masks._people_behind = lambda *args: []
-        after = with_masks(image)
+    before, after = _detect_without_the_look_behind(image, masks=False), _detect_without_the_look_behind(image)
     assert not catcher(before) and len(catcher(after)) == 1
     assert after.num_people == before.num_people + 1
 
@@ -696,10 +691,24 @@ def test_a_person_half_hidden_beside_a_small_person_found_is_found_on_a_closer_m
         without._get_seeds().beside = lambda *args, **kwargs: []  # neither look
         before = without(image)
     assert before.num_people == 4 and not seated(before)
-    for box, points in zip(before.boxes, before.points):  # the people found before are found as before
-        same = np.flatnonzero(np.abs(with_beside.boxes - box).max(1) < 1e-6)
+    _assert_found_as_before(before, with_beside)
+
+
+def _detect_without_the_look_behind(image, **options):
+    """MediaPipeDetector(**options) on `image` with its look behind the people found switched off."""
+    from bodycapture.keypoints.mediapipe import MediaPipeDetector
+
+    with MediaPipeDetector(**options) as detector:
+        detector._people_behind = lambda *args: []
+        return detector(image)
+
+
+def _assert_found_as_before(before, after):
+    """Every person of the detection `before` is in `after`, with the same box and points."""
+    for box, points in zip(before.boxes, before.points):
+        same = np.flatnonzero(np.abs(after.boxes - box).max(1) < 1e-6)
         assert len(same) == 1
-        np.testing.assert_allclose(with_beside.points[same[0]], points)
+        np.testing.assert_allclose(after.points[same[0]], points)
 
 
 @pytest.mark.detector
@@ -708,23 +717,18 @@ def test_a_person_behind_a_small_person_found_is_found_with_the_found_greyed_out
     fires on her in no tile or crop of the photo, as he takes the detection; with every found person's
     keypoint box greyed out it does, on a square of BEHIND_SIDE x his height, and two regions confirm her on
     the greyed photo. Everyone found without the look is found as before, point for point."""
-    from bodycapture.keypoints.mediapipe import MediaPipeDetector, read_image
+    from bodycapture.keypoints.mediapipe import read_image
 
     image = read_image(IMAGES / "coco_257.jpg")
     hip = lambda kp: kp.points[:, [BODY_25.index("RHip"), BODY_25.index("LHip")], :2].mean(1)  # noqa: E731
     behind = lambda kp: [h for h in hip(kp) if 268 < h[0] < 290 and 350 < h[1] < 380]  # noqa: E731
     found = detector(image)
-    with MediaPipeDetector() as without:
-        without._people_behind = lambda *args: []
-        before = without(image)
+    before = _detect_without_the_look_behind(image)
     assert not behind(before) and len(behind(found)) == 1
     assert found.num_people == before.num_people + 1
     box = found.boxes[np.flatnonzero((hip(found)[:, 0] > 268) & (hip(found)[:, 0] < 290))[0]]
     assert 55 < box[3] - box[1] < 80  # her whole height (65-80 px at the truck), not a part of her
-    for b, points in zip(before.boxes, before.points):
-        same = np.flatnonzero(np.abs(found.boxes - b).max(1) < 1e-6)
-        assert len(same) == 1
-        np.testing.assert_allclose(found.points[same[0]], points)
+    _assert_found_as_before(before, found)
 
 
 def test_greyed_fills_the_boxes_clipped_to_the_image_and_leaves_the_rest_and_the_input():
