@@ -21,7 +21,8 @@ import os
 import sys
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -172,9 +173,11 @@ def convert(pose, left_hand, right_hand, face, world, width: int, height: int) -
 
 
 class MediaPipeDetector:
-    """Every person in an image: MediaPipe's person detector finds them (person_seeds.py), then Holistic
-    runs on one square crop per person (other people's faces masked, small people upscaled), and its
-    landmarks are mapped back into the image and converted into our layout.
+    """Every person in an image: MediaPipe's person detector finds them (person_seeds.py), then Holistic's
+    pose landmark model reads each person in MediaPipe's region around their detection (or, where that
+    fails, in a square crop: other people's faces masked, small people upscaled), the hands' and face's
+    models read the people kept, and the landmarks are mapped back into the image and converted into our
+    layout. A reading does not depend on what the detector read before (no tracking between readings).
 
     max_people: keep at most this many people, the largest first (None: no cap).
     min_height: drop people whose keypoints span less than this height: pixels when > 1, else a fraction
@@ -204,22 +207,22 @@ class MediaPipeDetector:
         self.thorough = thorough
         self.workers = workers
         self.masks = masks
-        self._holistic = None
+        self._pose = None
         self._masks = None
         self._seeds = None
         self._by_region: list = []  # one graph per worker thread (a graph runs one image at a time)
 
-    def _get(self):
-        if self._holistic is None:
+    def _get_pose(self):
+        """MediaPipe Pose on a whole image (its own person search, then the pose landmark model): for crops."""
+        if self._pose is None:
             mp = _import_mediapipe()
             with native_stderr_silenced():
-                self._holistic = mp.solutions.holistic.Holistic(
+                self._pose = mp.solutions.pose.Pose(
                     static_image_mode=True,
                     model_complexity=1,  # the only pose model in the wheel
-                    refine_face_landmarks=self.refine_face,
                     min_detection_confidence=self.min_detection_confidence,
                 )
-        return self._holistic
+        return self._pose
 
     def _get_seeds(self):
         if self._seeds is None:
@@ -231,72 +234,90 @@ class MediaPipeDetector:
         return self._seeds
 
     def _get_by_region(self, worker: int = 0):
+        """One worker thread's graphs (a graph runs one image at a time): (the pose landmark model on a
+        seed's region, the hands' and face's models from a pose)."""
         while len(self._by_region) <= worker:
             from .person_seeds import graph_from_text
 
             with native_stderr_silenced():
-                self._by_region.append(graph_from_text(_HOLISTIC_BY_REGION, {
-                    "model_complexity": 1, "enable_segmentation": False, "refine_face_landmarks": self.refine_face}))
+                self._by_region.append((
+                    graph_from_text(_POSE_BY_REGION, {"model_complexity": 1, "enable_segmentation": False}),
+                    graph_from_text(_HANDS_AND_FACE, {"refine_face_landmarks": self.refine_face})))
         return self._by_region[worker]
 
-    def _person_by_region(self, image: np.ndarray, seed, worker: int | None = None):
-        """Holistic's landmark models on MediaPipe's own region around a seed (no second person search):
-        landmark arrays in photo pixels, or None when the pose model says there is no person there.
-        worker: run on that worker thread's graph, the caller having silenced native output (None: the
-        first graph, silenced here)."""
+    def _pose_by_region(self, image: np.ndarray, seed, worker: int | None = None) -> "PoseReading | None":
+        """Holistic's pose landmark model on MediaPipe's own region around a seed (no second person search):
+        the pose, its hands and face still to read (_completed), or None when the model says there is no
+        person there. worker: run on that worker thread's graphs, the caller having silenced native output
+        (None: the first worker's, silenced here)."""
         height, width = image.shape[:2]
         inputs = {"image": image, "detection": seed_detection(seed, width, height)}
-        if worker is None:
-            with native_stderr_silenced():
-                result = self._get_by_region(0).process(inputs)
-        else:
-            result = self._get_by_region(worker).process(inputs)
-        return _result_arrays(result, 0.0, 0.0, width, height)
+        with native_stderr_silenced() if worker is None else nullcontext():
+            result = self._get_by_region(worker or 0)[0].process(inputs)
+        if result.pose_landmarks is None:
+            return None
+        return PoseReading(image, _landmarks(result.pose_landmarks, width, height), _world(result),
+                           result.pose_landmarks, (0.0, 0.0, width, height))
+
+    def _completed(self, reading: "PoseReading", worker: int | None = None):
+        """A pose reading with its hands and face read (Holistic's models, from the pose, on the image it was
+        read on) -> landmark arrays (pose, left hand, right hand, face, world) in photo pixels. worker: as
+        for _pose_by_region."""
+        inputs = {"image": reading.image, "pose_landmarks": reading.landmarks}
+        with native_stderr_silenced() if worker is None else nullcontext():
+            result = self._get_by_region(worker or 0)[1].process(inputs)
+        x0, y0, width, height = reading.frame
+
+        def pts(lms):
+            return None if lms is None else _landmarks(lms, width, height, x0, y0)
+
+        return (reading.pose, pts(result.left_hand_landmarks), pts(result.right_hand_landmarks),
+                pts(result.face_landmarks), reading.world)
 
     def _people_by_regions(self, image: np.ndarray, seeds: list) -> list:
-        """_person_by_region for each seed with the detector's four points that needs no confirmation (None
-        for the others), on the person search's worker threads, each with its own graph: the readings do
-        not depend on one another, so they are made at once, before the seeds are gone through in order."""
+        """_pose_by_region for each seed with the detector's four points that needs no confirmation (None
+        for the others), on the person search's worker threads: the readings do not depend on one another,
+        so they are made at once, before the seeds are gone through in order."""
         runs = [i for i, s in enumerate(seeds) if s.keypoints is not None and not s.needs_confirmation]
-        reads = self._on_workers(self._person_by_region, image, [seeds[i] for i in runs])
+        reads = self._on_workers(lambda s, k: self._pose_by_region(image, s, k), [seeds[i] for i in runs])
         out = [None] * len(seeds)
         for i, lms in zip(runs, reads):
             out[i] = lms
         return out
 
-    def _on_workers(self, read, image: np.ndarray, seeds: list) -> list:
-        """read(image, seed, worker) for each seed, on the person search's worker threads, each with its own
-        by-region graph (the readings do not depend on one another) -> the readings, in order."""
+    def _on_workers(self, read, items: list) -> list:
+        """read(item, worker) for each item, on the person search's worker threads, each with its own
+        by-region graphs (the readings do not depend on one another) -> the readings, in order."""
         pool = self._get_seeds()
-        for worker in range(min(pool.workers, len(seeds))):  # made here, not raced for in the threads
+        for worker in range(min(pool.workers, len(items))):  # made here, not raced for in the threads
             self._get_by_region(worker)
         with native_stderr_silenced():  # once, around the threads (it swaps file descriptor 2)
-            return pool.parallel([lambda k, s=s: read(image, s, k) for s in seeds])
+            return pool.parallel([lambda k, item=item: read(item, k) for item in items])
 
     def _person_by_variants(self, image: np.ndarray, seed, worker: int | None = None):
-        """Holistic's landmark models on each of REGION_VARIANTS of MediaPipe's region around a seed: the
-        first reading, when every variant finds the seed's person and they agree on where the body is
-        (their pose points within CONFIRM_TOLERANCE of the body's size, median), else None. worker: as
-        for _person_by_region."""
+        """Holistic's pose model on each of REGION_VARIANTS of MediaPipe's region around a seed: the first
+        reading with its hands and face, when every variant finds the seed's person and they agree on where
+        the body is (their pose points within CONFIRM_TOLERANCE of the body's size, median), else None.
+        worker: as for _pose_by_region."""
         if seed.keypoints is None or not REGION_VARIANTS:
             return None
         readings = []
         for scale, rise, upright in REGION_VARIANTS:
-            lms = self._person_by_region(image, region_variant(seed, scale, rise, upright), worker)
-            if lms is None or not _agrees_with_seed(lms[0], seed):
+            read = self._pose_by_region(image, region_variant(seed, scale, rise, upright), worker)
+            if read is None or not _agrees_with_seed(read.pose, seed):
                 return None
-            readings.append(lms)
-        first = readings[0][0][:, :2]
+            readings.append(read)
+        first = readings[0].pose[:, :2]
         size = max(np.ptp(first[:, 1]), np.ptp(first[:, 0]), 1.0)
-        for lms in readings[1:]:
-            if np.median(np.linalg.norm(lms[0][:, :2] - first, axis=1)) > CONFIRM_TOLERANCE * size:
+        for read in readings[1:]:
+            if np.median(np.linalg.norm(read.pose[:, :2] - first, axis=1)) > CONFIRM_TOLERANCE * size:
                 return None
-        return readings[0]
+        return self._completed(readings[0], worker)
 
     def _people_by_variants(self, image: np.ndarray, seeds: list) -> list:
         """_person_by_variants of each seed, on the person search's worker threads (_on_workers) ->
         [(seed, landmark arrays)] of the seeds confirmed, in order."""
-        reads = self._on_workers(self._person_by_variants, image, seeds)
+        reads = self._on_workers(lambda s, k: self._person_by_variants(image, s, k), seeds)
         return [(seed, lms) for seed, lms in zip(seeds, reads) if lms is not None]
 
     def _people_behind(self, image: np.ndarray, people: list) -> list:
@@ -342,12 +363,16 @@ class MediaPipeDetector:
             self._masks = PersonMasks(workers=self._get_seeds().workers)
         return self._masks
 
-    def _holistic_person(self, image: np.ndarray, x0: float, y0: float, width: float, height: float):
-        """Holistic on `image` (a crop whose pixel (0, 0) is (x0, y0) of the photo and that spans width x
-        height photo pixels) -> landmark arrays in photo pixels, or None when no person is found."""
+    def _pose_of_image(self, image: np.ndarray, x0: float, y0: float, width: float, height: float) -> "PoseReading | None":
+        """MediaPipe's person search and pose landmark model on `image` (a crop whose pixel (0, 0) is (x0, y0)
+        of the photo and that spans width x height photo pixels): the pose in photo pixels, its hands and face
+        still to read (_completed), or None when no person is found."""
         with native_stderr_silenced():
-            result = self._get().process(image)
-        return _result_arrays(result, x0, y0, width, height)
+            result = self._get_pose().process(image)
+        if result.pose_landmarks is None:
+            return None
+        return PoseReading(image, _landmarks(result.pose_landmarks, width, height, x0, y0), _world(result),
+                           result.pose_landmarks, (x0, y0, width, height))
 
     def __call__(self, image: np.ndarray | str | Path) -> ImageKeypoints:
         source = str(image) if isinstance(image, (str, Path)) else "array"
@@ -369,29 +394,34 @@ class MediaPipeDetector:
                     found.append((lms, seed.score, False))
                     hips.append(lms[0][[23, 24], :2].mean(0))
                 continue
-            lms = reads[i]
-            if lms is None or not _agrees_with_seed(lms[0], seed):
-                # the seed's region was off (e.g. a bowed head shrinks it): Holistic on a crop around it,
-                # wider if the first crop found nobody or someone else, with the other people's faces greyed out
-                others = [s.face for j, s in enumerate(seeds) if j != i]
-                for scale in CROP_SCALES:
-                    crop, x0, y0, side = person_crop(image, seed, others, scale)
-                    lms = self._holistic_person(crop, x0, y0, side, side)
-                    if lms is not None and _agrees_with_seed(lms[0], seed):
-                        break
+            if reads[i] is not None and _agrees_with_seed(reads[i].pose, seed):
+                found.append((reads[i], seed.score, True))  # its hands and face read below, with the others'
+                hips.append(reads[i].pose[[23, 24], :2].mean(0))
+                continue
+            # the seed's region was off (e.g. a bowed head shrinks it): MediaPipe Pose on a crop around it, wider
+            # if the first crop found nobody or someone else, with the other people's faces greyed out
+            others = [s.face for j, s in enumerate(seeds) if j != i]
+            for scale in CROP_SCALES:
+                crop, x0, y0, side = person_crop(image, seed, others, scale)
+                read = self._pose_of_image(crop, x0, y0, side, side)
+                if read is not None and _agrees_with_seed(read.pose, seed):
+                    found.append((read, seed.score, True))
+                    hips.append(read.pose[[23, 24], :2].mean(0))
+                    break
+            else:
+                lms = self._person_by_variants(image, seed)
+                if lms is not None:
+                    found.append((lms, seed.score, True))
+                    hips.append(lms[0][[23, 24], :2].mean(0))
                 else:
-                    lms = self._person_by_variants(image, seed)
-            if lms is None:
-                continue
-            if not _agrees_with_seed(lms[0], seed):
-                log.debug("%s: Holistic found someone else than the person at (%.0f, %.0f)", source, *seed.hip)
-                continue
-            found.append((lms, seed.score, True))
-            hips.append(lms[0][[23, 24], :2].mean(0))
-        if not seeds:  # the person detector found nobody: Holistic on the whole image, as before
-            lms = self._holistic_person(image, 0.0, 0.0, width, height)
-            if lms is not None:
-                found.append((lms, 0.5, True))
+                    log.debug("%s: nobody confirmed at the person detector's (%.0f, %.0f)", source, *seed.hip)
+        if not seeds:  # the person detector found nobody: MediaPipe's own search on the whole image, as before
+            read = self._pose_of_image(image, 0.0, 0.0, width, height)
+            if read is not None:
+                found.append((read, 0.5, True))
+        pending = [k for k, (lms, *_) in enumerate(found) if isinstance(lms, PoseReading)]
+        for k, lms in zip(pending, self._on_workers(self._completed, [found[k][0] for k in pending])):
+            found[k] = (lms, *found[k][1:])
         # detected: from a person-detector seed inside the photo (preferred when one person is read twice)
         people = [self._reading(lms, score, detected, width, height) for lms, score, detected in found]
         if people and self.tiles:  # people half hidden beside the small ones found (person_seeds.BESIDE_SIDE)
@@ -464,14 +494,15 @@ class MediaPipeDetector:
                               scores=np.array(scores), visibility=np.stack(vis))
 
     def close(self) -> None:
-        if self._holistic is not None:
-            self._holistic.close()
-            self._holistic = None
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
         if self._seeds is not None:
             self._seeds.close()
             self._seeds = None
-        for graph in self._by_region:
-            graph.close()
+        for graphs in self._by_region:
+            for graph in graphs:
+                graph.close()
         self._by_region = []
         if self._masks is not None:
             self._masks.close()
@@ -484,25 +515,16 @@ class MediaPipeDetector:
         self.close()
 
 
-def _result_arrays(result, x0: float, y0: float, width: float, height: float):
-    """A Holistic-like result (pose, hands, face, world) -> landmark arrays in photo pixels (for an image
-    spanning width x height photo pixels from x0, y0), or None when there is no pose."""
-    if result.pose_landmarks is None:
+def _world(result) -> np.ndarray | None:
+    """A Holistic-like result's pose world landmarks -> (33, 4) metric x, y, z and visibility, or None."""
+    if result.pose_world_landmarks is None:
         return None
-
-    def pts(lms):
-        return None if lms is None else _landmarks(lms, width, height, x0, y0)
-
-    world = None
-    if result.pose_world_landmarks is not None:
-        world = np.array([[lm.x, lm.y, lm.z, lm.visibility] for lm in result.pose_world_landmarks.landmark])
-    return (pts(result.pose_landmarks), pts(result.left_hand_landmarks), pts(result.right_hand_landmarks),
-            pts(result.face_landmarks), world)
+    return np.array([[lm.x, lm.y, lm.z, lm.visibility] for lm in result.pose_world_landmarks.landmark])
 
 
-# Holistic's own graph (holistic_landmark_cpu) with its person search replaced by a region from our
-# person detections: MediaPipe's PoseDetectionToRoi (the region its tracking would use), the pose
-# landmark model on it, then hands and face from the pose, as Holistic does.
+# Holistic's own graph (holistic_landmark_cpu) in two parts, its person search replaced by a region from our
+# person detections: MediaPipe's PoseDetectionToRoi (the region its tracking would use) and the pose landmark
+# model on it; then (below) hands and face from the pose, as Holistic does.
 # A seed's detection (input streams "image" and "detection", see `seed_detection`) -> MediaPipe's region
 # around the person, "pose_rect" (the start of every graph that runs a model on a seed's person).
 SEED_REGION_NODES = """
@@ -510,28 +532,78 @@ node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE_CPU:image" o
 node { calculator: "PoseDetectionToRoi" input_stream: "DETECTION:detection" input_stream: "IMAGE_SIZE:image_size"
        output_stream: "ROI:pose_rect" }
 """
-_HOLISTIC_BY_REGION = """
+_POSE_BY_REGION = """
 input_stream: "image"
 input_stream: "detection"
 output_stream: "pose_landmarks"
 output_stream: "pose_world_landmarks"
-output_stream: "left_hand_landmarks"
-output_stream: "right_hand_landmarks"
-output_stream: "face_landmarks"
 """ + SEED_REGION_NODES + """
 node { calculator: "PoseLandmarkByRoiCpu" input_stream: "IMAGE:image" input_stream: "ROI:pose_rect"
        output_stream: "LANDMARKS:pose_landmarks" output_stream: "AUXILIARY_LANDMARKS:auxiliary_landmarks"
        output_stream: "WORLD_LANDMARKS:pose_world_landmarks"
        input_side_packet: "MODEL_COMPLEXITY:model_complexity" input_side_packet: "ENABLE_SEGMENTATION:enable_segmentation" }
-node { calculator: "HandLandmarksLeftAndRightCpu" input_stream: "IMAGE:image" input_stream: "POSE_LANDMARKS:pose_landmarks"
-       output_stream: "LEFT_HAND_LANDMARKS:left_hand_landmarks" output_stream: "RIGHT_HAND_LANDMARKS:right_hand_landmarks" }
-node { calculator: "SplitNormalizedLandmarkListCalculator" input_stream: "pose_landmarks"
-       output_stream: "face_landmarks_from_pose"
-       options { [mediapipe.SplitVectorCalculatorOptions.ext] { ranges { begin: 0 end: 11 } } } }
-node { calculator: "FaceLandmarksFromPoseCpu" input_stream: "IMAGE:image"
-       input_stream: "FACE_LANDMARKS_FROM_POSE:face_landmarks_from_pose" output_stream: "FACE_LANDMARKS:face_landmarks"
-       input_side_packet: "REFINE_LANDMARKS:refine_face_landmarks" }
 """
+# ...and the rest of holistic_landmark_cpu, the hands and face from the pose, as a graph of its own: most regions
+# read are not kept (another tile's view of someone found, a region variant that finds nobody), and their hands
+# and face would cost a third of each reading (31.5 against 21.2 ms on the AMD VM, 2026-12-02). Holistic's own
+# subgraphs for them (HandLandmarksLeftAndRightCpu, FaceLandmarksFromPoseCpu) track: each hand and the face
+# are read in the previous reading's region when it overlaps the new one, so a person's hands and face
+# depended on who was read before on that graph (the same photo read twice: 0.4 px apart in the hands, 3.8 px
+# in the face). Here they are the same nodes without the tracking (HandTracking, FaceTracking): a reading is
+# that of a graph just started (checked: 300 hands and faces identical), whatever was read before.
+def _hand_from_pose_nodes(side: str, wrist: int, pinky: int, index: int) -> str:
+    """Nodes of HandLandmarksFromPoseCpu for one hand (pose landmarks wrist, pinky, index), untracked."""
+    return f"""
+node {{ calculator: "SplitNormalizedLandmarkListCalculator" input_stream: "pose_landmarks" output_stream: "{side}_from_pose"
+  options {{ [mediapipe.SplitVectorCalculatorOptions.ext] {{ ranges {{ begin: {wrist} end: {wrist + 1} }}
+    ranges {{ begin: {pinky} end: {pinky + 1} }} ranges {{ begin: {index} end: {index + 1} }} combine_outputs: true }} }} }}
+node {{ calculator: "HandVisibilityFromHandLandmarksFromPose" input_stream: "HAND_LANDMARKS_FROM_POSE:{side}_from_pose"
+  output_stream: "VISIBILITY:{side}_visible" }}
+node {{ calculator: "GateCalculator" input_stream: "{side}_from_pose" input_stream: "ALLOW:{side}_visible"
+  output_stream: "{side}_visible_from_pose" }}
+node {{ calculator: "HandLandmarksFromPoseToRecropRoi" input_stream: "HAND_LANDMARKS_FROM_POSE:{side}_visible_from_pose"
+  input_stream: "IMAGE_SIZE:image_size" output_stream: "ROI:{side}_roi_from_pose" }}
+node {{ calculator: "HandRecropByRoiCpu" input_stream: "IMAGE:image" input_stream: "ROI:{side}_roi_from_pose"
+  output_stream: "HAND_ROI_FROM_RECROP:{side}_roi" }}
+node {{ calculator: "HandLandmarkCpu" input_stream: "IMAGE:image" input_stream: "ROI:{side}_roi"
+  output_stream: "LANDMARKS:{side}_hand_landmarks" }}
+"""
+
+
+_HANDS_AND_FACE = """
+input_stream: "image"
+input_stream: "pose_landmarks"
+output_stream: "left_hand_landmarks"
+output_stream: "right_hand_landmarks"
+output_stream: "face_landmarks"
+node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE:image" output_stream: "SIZE:image_size" }
+""" + _hand_from_pose_nodes("left", 15, 17, 19) + _hand_from_pose_nodes("right", 16, 18, 20) + """
+node { calculator: "SplitNormalizedLandmarkListCalculator" input_stream: "pose_landmarks" output_stream: "face_from_pose"
+  options { [mediapipe.SplitVectorCalculatorOptions.ext] { ranges { begin: 0 end: 11 } } } }
+node { calculator: "FaceLandmarksFromPoseToRecropRoi" input_stream: "FACE_LANDMARKS_FROM_POSE:face_from_pose"
+  input_stream: "IMAGE_SIZE:image_size" output_stream: "ROI:face_roi_from_pose" }
+node { calculator: "FaceDetectionShortRangeByRoiCpu" input_stream: "IMAGE:image" input_stream: "ROI:face_roi_from_pose"
+  output_stream: "DETECTIONS:face_detections" }
+node { calculator: "FaceDetectionFrontDetectionsToRoi" input_stream: "DETECTIONS:face_detections"
+  input_stream: "IMAGE_SIZE:image_size" output_stream: "ROI:face_roi" }
+node { calculator: "FaceLandmarkCpu" input_stream: "IMAGE:image" input_stream: "ROI:face_roi"
+  input_side_packet: "WITH_ATTENTION:refine_face_landmarks" output_stream: "LANDMARKS:face_landmarks" }
+"""
+
+
+@dataclass
+class PoseReading:
+    """The pose landmark model's reading of a person, their hands and face not yet read: the image it was read
+    on (H, W, 3; the photo or a crop of it), pose (33, 3) x, y in photo pixels and visibility, world (33, 4)
+    or None, the pose landmarks as MediaPipe gave them (normalised to `image`; the hands' and face's models
+    start from them) and frame: the photo-pixel rectangle that `image` spans (x0, y0, width, height)."""
+
+    image: np.ndarray
+    pose: np.ndarray
+    world: np.ndarray | None
+    landmarks: object
+    frame: tuple[float, float, float, float]
+
 
 # Holistic's hip centre must lie within this many seed radii of the seed's, else it followed someone else.
 SEED_TOLERANCE = 0.6
