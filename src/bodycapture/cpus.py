@@ -1,11 +1,12 @@
 """How many CPU cores this process may run on (its affinity mask where the OS has one: a container's or
-a batch job's share, not the machine's)."""
+a batch job's share, not the machine's), and how many of them are idle right now."""
 
 from __future__ import annotations
 
 import os
+import time
 
-__all__ = ["usable_cores"]
+__all__ = ["usable_cores", "idle_cores"]
 
 
 def usable_cores() -> int:
@@ -13,3 +14,32 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def _cpu_times(cpus: set[int]) -> tuple[int, int]:
+    """(idle, total) clock ticks so far of `cpus`, from /proc/stat (Linux)."""
+    idle = total = 0
+    with open("/proc/stat") as fh:
+        for line in fh:
+            name, *values = line.split()
+            if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+                continue
+            ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+            idle += ticks[3] + ticks[4]
+            total += sum(ticks)
+    return idle, total
+
+
+def idle_cores(seconds: float = 0.1) -> float | None:
+    """How many of this process's usable cores were idle over the next `seconds` (their idle share of the
+    time, summed; this process should itself be idle meanwhile), or None where /proc/stat is unavailable."""
+    try:
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+        idle0, total0 = _cpu_times(cpus)
+        time.sleep(seconds)
+        idle1, total1 = _cpu_times(cpus)
+    except (OSError, ValueError):
+        return None
+    if total1 <= total0:
+        return None
+    return len(cpus) * (idle1 - idle0) / (total1 - total0)

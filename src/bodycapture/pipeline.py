@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cpus import usable_cores
+from .cpus import idle_cores, usable_cores
 from .errors import BodyCaptureError
 from .quiet import PINNED
 from .io.results import MESH_FORMATS
@@ -44,6 +44,9 @@ __all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "Detect
 log = logging.getLogger(__name__)
 
 
+IDLE_SLACK = 0.2  # a core counts as idle from 80 % idle up (fit_processes)
+
+
 @dataclass
 class CaptureOptions:
     """How a capture runs. The fitting itself is configured by `FitConfig` (fitting/schedule.py).
@@ -53,7 +56,9 @@ class CaptureOptions:
     max_people: at most this many people per photo, the largest first. min_height: people shorter than
         this in the photo are ignored (pixels when > 1, else a fraction of the image height).
     thorough: a finer search for people (a second level of tiles): crowds, wide shots; about 1 s more a photo.
-    threads: torch threads (None: `choose_threads`). progress: bars on stderr (shown after 1 s).
+    threads: torch threads (None: `choose_threads`). processes: processes that fit the last batch, once
+    detection is over (None: `fit_processes`, as many as free cores where the platform forks safely; 1: this
+    one only). progress: bars on stderr (shown after 1 s).
     report: report.html in every result folder and index.html at the top of `out` (io/report.py).
     """
 
@@ -67,6 +72,7 @@ class CaptureOptions:
     thorough: bool = False
     device: str | None = None
     threads: int | None = None
+    processes: int | None = None
     progress: bool = True
     report: bool = True
     # clips (video files, and folders of numbered frames when `clip`): the frames used (video/frames.py),
@@ -101,6 +107,8 @@ class CaptureOptions:
                                    f"height when <= 1), got {self.min_height}")
         if self.threads is not None and self.threads < 1:
             raise BodyCaptureError(f"threads must be at least 1, got {self.threads}")
+        if self.processes is not None and self.processes < 1:
+            raise BodyCaptureError(f"processes must be at least 1, got {self.processes}")
         if self.every < 1 or self.min_track_frames < 1:
             raise BodyCaptureError(f"every and min_track_frames must be at least 1, got {self.every} and "
                                    f"{self.min_track_frames}")
@@ -387,6 +395,7 @@ class DetectionProcess:
                 if path is None:
                     if item is not None:
                         raise RuntimeError(f"the detector process failed:\n{item}")
+                    self.process.wait()  # its detector closed and exiting: its cores are free once it has
                     return
                 yield (path if self.clip else Path(path)), item
         finally:
@@ -399,10 +408,11 @@ class DetectionProcess:
         self.process.stdout.close()
 
 
-def fit_prepared(batch: Sequence[Prepared], model, config, device=None, progress=None):
+def fit_prepared(batch: Sequence[Prepared], model, config, device=None, progress=None, processes: int = 1):
     """Fit every person of the prepared photos as one batch. Focal length per photo: `config.focal_length`,
-    else EXIF, else the image diagonal (fitting/camera.py `choose_focal`). Returns a FitResult whose
-    `image_index` says which photo each person came from."""
+    else EXIF, else the image diagonal (fitting/camera.py `choose_focal`). processes: more than 1 deals the
+    people to that many processes (fitting/processes.py; the same results, sooner where cores are free).
+    Returns a FitResult whose `image_index` says which photo each person came from."""
     from .fitting import fit
     from .fitting.camera import choose_focal
 
@@ -411,8 +421,37 @@ def fit_prepared(batch: Sequence[Prepared], model, config, device=None, progress
         h, w = item.image.shape[:2]
         item.focal, item.focal_source = choose_focal(h, w, item.path, config.focal_length)
         focal += [item.focal] * item.keypoints.num_people
-    return fit([item.keypoints for item in batch], model, config, device=device, focal_length=np.array(focal),
-               progress=progress)
+    keypoints = [item.keypoints for item in batch]
+    if processes > 1:
+        from .fitting.processes import fit_in_processes
+
+        return fit_in_processes(keypoints, model, config, np.array(focal), processes, progress=progress)
+    return fit(keypoints, model, config, device=device, focal_length=np.array(focal), progress=progress)
+
+
+def fit_processes(options: CaptureOptions, people: int, idle: float | None = None) -> int:
+    """How many processes fit a batch of `people` once nothing else of this run is running (detection
+    finished), at most one per person: `options.processes` where given; else, with torch's threads chosen
+    automatically (`options.threads` None; a Ray task sets them), on the CPU, where the platform forks
+    safely, as many as the cores that are idle now hold at torch's thread count (`idle`: that many idle
+    cores, None: measured, cpus.idle_cores; a core that another program keeps busy is left to it, as a
+    second process there would slow both: measured, 1.35x the idle time instead of 1.0x); else 1."""
+    from .fitting.processes import can_fork
+
+    if options.device not in (None, "cpu") or not can_fork():
+        return 1
+    if options.processes is not None:
+        return max(1, min(people, options.processes))
+    if options.threads is not None or people < 2:
+        return 1
+    import torch
+
+    free = idle_cores() if idle is None else idle
+    cores = usable_cores() if free is None else min(usable_cores(), int(free + IDLE_SLACK))
+    processes = max(1, min(people, cores // torch.get_num_threads()))
+    log.debug("%d people: %s idle cores, %d fitting process(es)", people,
+              "?" if free is None else f"{free:.2f}", processes)
+    return processes
 
 
 def _model_info(model) -> dict:
@@ -519,9 +558,11 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     bar = _progress(options, len(todo), "images", "image", disable=len(todo) < 2)
     batch: list[tuple[ImageReport, Prepared]] = []
 
-    def flush():
+    def flush(last: bool = False):  # the last batch: detection is over, free cores can fit a share of it
         if batch:
-            _fit_and_write(batch, model, config, options, bar, timings)
+            people = sum(item.keypoints.num_people for _, item in batch)
+            processes = fit_processes(options, people) if last else 1
+            _fit_and_write(batch, model, config, options, bar, timings, processes)
             batch.clear()
 
     try:
@@ -539,7 +580,9 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
             batch.append((report, item))
             if len(batch) >= options.batch_images:
                 flush()
-        flush()
+        for _ in stream:  # the detector's end: its process closed, so that the last batch can use its cores
+            pass
+        flush(last=True)
     finally:
         bar.close()
     return CaptureReport(reports, options.out, time.perf_counter() - start, timings=timings)
@@ -631,7 +674,7 @@ def load_fit_model(name=None, gender: str = "neutral", dtype=None, device=None):
 
 
 def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, options: CaptureOptions, bar,
-                   timings: dict) -> None:
+                   timings: dict, processes: int = 1) -> None:
     from .io.results import ResultExistsError, save_result
 
     t0 = time.perf_counter()
@@ -639,7 +682,7 @@ def _fit_and_write(batch: list[tuple[ImageReport, Prepared]], model, config, opt
     stages = _progress(options, len(config.stages) + 1, f"fitting {n} {'person' if n == 1 else 'people'}", "stage")
     try:
         result = fit_prepared([b for _, b in batch], model, config, device=options.device,
-                              progress=lambda name: stages.update(1))
+                              progress=lambda name: stages.update(1), processes=processes)
     finally:
         stages.close()
     timings["fit"] += time.perf_counter() - t0

@@ -286,13 +286,18 @@ class MediaPipeDetector:
             out[i] = lms
         return out
 
-    def _on_workers(self, read, items: list) -> list:
+    def _on_workers(self, read, items: list, pose: bool = False) -> list:
         """read(item, worker) for each item, on the person search's worker threads, each with its own
-        by-region graphs (the readings do not depend on one another) -> the readings, in order."""
+        by-region graphs (and MediaPipe Pose where `pose`; the readings do not depend on one another) -> the
+        readings, in order."""
         pool = self._get_seeds()
-        for worker in range(min(pool.workers, len(items))):  # made here, not raced for in the threads
-            self._get_by_region(worker)
-        with native_stderr_silenced():  # once, around the threads (it swaps file descriptor 2)
+        # native output silenced once, around making the graphs and running them (it swaps file descriptor 2):
+        # a graph opens its models in the background, which print; made and run inside, none prints after
+        with native_stderr_silenced():
+            for worker in range(min(pool.workers, len(items))):  # made here, not raced for in the threads
+                self._get_by_region(worker)
+                if pose:
+                    self._get_pose(worker)
             return pool.parallel([lambda k, item=item: read(item, k) for item in items])
 
     def _person_by_variants(self, image: np.ndarray, seed, worker: int | None = None):
@@ -411,9 +416,8 @@ class MediaPipeDetector:
         # before it would waste its own; none of the 23 such seeds of the 14 COCO photos was)
         hard = [i for i, s in enumerate(seeds)
                 if s.needs_confirmation or reads[i] is None or not _agrees_with_seed(reads[i].pose, s)]
-        for worker in range(min(self._get_seeds().workers, len(hard))):  # made here, not in the threads
-            self._get_pose(worker)
-        fallbacks = dict(zip(hard, self._on_workers(lambda i, k: self._person_by_fallbacks(image, seeds, i, k), hard)))
+        fallbacks = dict(zip(hard, self._on_workers(lambda i, k: self._person_by_fallbacks(image, seeds, i, k), hard,
+                                                    pose=True)))
         for i, seed in enumerate(seeds):
             if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
                 continue  # the seed of someone already found (seen from another tile)

@@ -1,0 +1,68 @@
+"""A batch's people fitted in several processes (fitting/processes.py): the same results as one batch."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import bodycapture
+from bodycapture.fitting import FitConfig, fit
+from bodycapture.fitting.processes import can_fork, deal_people, fit_in_processes
+from bodycapture.keypoints.types import ImageKeypoints
+from bodycapture.pipeline import CaptureOptions, fit_processes
+
+from test_fitting import FOCAL, H, W, make_scene
+
+
+def test_people_are_dealt_in_turn_and_empty_shares_dropped():
+    assert deal_people([2, 0, 3], 2) == [[(0, [0]), (2, [0, 2])], [(0, [1]), (2, [1])]]
+    assert deal_people([1, 1], 3) == [[(0, [0])], [(1, [0])]]
+    assert deal_people([3], 1) == [[(0, [0, 1, 2])]]
+
+
+@pytest.mark.skipif(not can_fork(), reason="fitting processes are forked (Linux only)")
+def test_people_fitted_in_two_processes_are_the_people_fitted_in_one_batch():
+    """Bit for bit, person by person and in the batch's order (two photos, three people, dealt 0 and 2 to
+    this process, 1 to a forked one), with each photo's people still marked as that photo's; the stages'
+    batch-wide counts add up over the processes."""
+    model = bodycapture.load_model()
+    _, _, _, _, keypoints = make_scene(model, seed=1)
+    cfg = FitConfig()
+    cfg.stages = cfg.stages[:3]  # a shorter schedule keeps the test quick; the mechanism is the same
+    photos = [ImageKeypoints(keypoints.points[[0, 2]], (H, W)), ImageKeypoints(keypoints.points[[5]], (H, W))]
+    focal = np.full(3, FOCAL)
+    together = fit(photos, model, cfg, focal_length=focal)
+    shared = fit_in_processes(photos, model, cfg, focal, processes=2)
+    assert shared.image_index.tolist() == together.image_index.tolist() == [0, 0, 1]
+    for name, value in together.params.items():
+        assert torch.equal(shared.params[name], value), name
+    for name in ("vertices", "joints", "keypoints_2d", "focal", "center", "image_size", "loss", "flipped",
+                 "starts", "pose_latent"):
+        assert torch.equal(getattr(shared, name), getattr(together, name)), name
+    assert shared.start == together.start
+    assert torch.equal(shared.quality.doubtful, together.quality.doubtful)
+    for a, b in zip(shared.stages, together.stages):
+        assert a.name == b.name and torch.equal(a.terms["total"], b.terms["total"])
+        assert torch.equal(a.iterations, b.iterations)
+    assert shared.stages[0].items >= together.stages[0].items  # each process's starts, summed
+
+
+def test_the_number_of_fitting_processes_follows_the_options_and_the_idle_cores(monkeypatch):
+    import bodycapture.pipeline as pipeline
+    from bodycapture.cpus import idle_cores, usable_cores
+
+    free = idle_cores(0.05)
+    assert free is None or 0.0 <= free <= usable_cores() + 1e-6
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 4)
+    torch.set_num_threads(1)
+    options = CaptureOptions()
+    fork = can_fork()
+    assert fit_processes(options, people=3, idle=4.0) == (3 if fork else 1)  # at most one per person
+    assert fit_processes(options, people=9, idle=4.0) == (4 if fork else 1)  # at most one per core
+    assert fit_processes(options, people=9, idle=2.9) == (3 if fork else 1)  # 0.9 of a core counts as idle
+    assert fit_processes(options, people=9, idle=1.1) == 1  # the others busy: no second process
+    assert fit_processes(options, people=1, idle=4.0) == 1
+    assert fit_processes(dataclasses.replace(options, threads=1), people=3, idle=4.0) == 1  # threads chosen
+    assert fit_processes(dataclasses.replace(options, processes=2), people=3, idle=0.0) == (2 if fork else 1)
+    assert fit_processes(dataclasses.replace(options, device="cuda"), people=3, idle=4.0) == 1
