@@ -785,3 +785,25 @@ def test_a_faceless_body_over_a_taller_persons_box_is_that_person_read_twice(mon
     assert det._select([taller, _reading(boxes[1], face=True)], (400, 400), "test").num_people == 2
     monkeypatch.setattr("bodycapture.keypoints.mediapipe.SAME_BOX", 1.0)  # the rule switched off: three people
     assert det._select([taller, again, beside], (400, 400), "test").num_people == 3
+
+
+def test_a_detector_that_fails_after_the_last_photo_costs_a_warning_not_the_run(tmp_path, caplog):
+    """The pipeline reads the detector's end (to give its cores to the last batch's fit); a failure there
+    comes after every photo's keypoints and is logged, not raised."""
+    import time
+
+    from bodycapture.pipeline import CaptureOptions, ImageReport, Prepared, _run
+    from conftest import make_model
+
+    photo = tmp_path / "wall.jpg"
+
+    def stream():
+        yield photo, Prepared(photo, np.zeros((40, 30, 3), np.uint8), ImageKeypoints.empty((40, 30), str(photo)))
+        raise BodyCaptureError("the detector process ended unexpectedly (exit code -11)")
+
+    reports = [ImageReport(photo, "wall")]
+    options = CaptureOptions(out=tmp_path / "out", progress=False)
+    with caplog.at_level("WARNING", logger="bodycapture"):
+        report = _run(stream(), reports, reports, make_model(), quick_config(), options, time.perf_counter())
+    assert [r.status for r in report.images] == ["empty"]
+    assert "exit code -11" in caplog.text

@@ -580,8 +580,11 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
             batch.append((report, item))
             if len(batch) >= options.batch_images:
                 flush()
-        for _ in stream:  # the detector's end: its process closed, so that the last batch can use its cores
-            pass
+        try:  # the detector's end: its process closed, so that the last batch can use its cores
+            for _ in stream:
+                pass
+        except (BodyCaptureError, RuntimeError) as err:  # every photo's keypoints came: only worth a warning
+            log.warning("after the last photo: %s", err)
         flush(last=True)
     finally:
         bar.close()
