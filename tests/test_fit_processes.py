@@ -66,3 +66,22 @@ def test_the_number_of_fitting_processes_follows_the_options_and_the_idle_cores(
     assert fit_processes(dataclasses.replace(options, threads=1), people=3, idle=4.0) == 1  # threads chosen
     assert fit_processes(dataclasses.replace(options, processes=2), people=3, idle=0.0) == (2 if fork else 1)
     assert fit_processes(dataclasses.replace(options, device="cuda"), people=3, idle=4.0) == 1
+
+
+@pytest.mark.skipif(not can_fork(), reason="fitting processes are forked (Linux only)")
+def test_a_fitting_process_that_dies_has_its_share_fitted_here(monkeypatch, caplog):
+    import os
+
+    import bodycapture.fitting.processes as processes
+    from conftest import quick_config
+
+    monkeypatch.setattr(processes, "_child", lambda *args: os._exit(3))  # the forked child dies at once
+    model = bodycapture.load_model()
+    _, _, _, _, keypoints = make_scene(model, seed=2)
+    photo = [ImageKeypoints(keypoints.points[[1, 3]], (H, W))]
+    focal = np.full(2, FOCAL)
+    with caplog.at_level("WARNING", logger="bodycapture"):
+        shared = fit_in_processes(photo, model, quick_config(), focal, processes=2)
+    assert "exit code 3" in caplog.text
+    together = fit(photo, model, quick_config(), focal_length=focal)
+    assert torch.equal(shared.vertices, together.vertices)

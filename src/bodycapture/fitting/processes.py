@@ -5,12 +5,14 @@ split between processes gives every person the same result, only sooner where co
 a photo of two people on 2 cores fits in about the time of its slower person instead of both together
 (README, The first result). The other processes are forked from this one once the model is loaded (no
 second import of torch; the model is shared copy-on-write), so this runs on Linux only, and on the CPU.
-Each child fits its share with the same model and config and sends its FitResult back through a pipe.
+Each child fits its share with the same model and config and sends its FitResult back through a pipe; a
+child that fails or dies has its share fitted in this process instead (a warning says so).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pickle
 import sys
 import time
@@ -18,11 +20,12 @@ import time
 import numpy as np
 import torch
 
-from ..errors import BodyCaptureError
 from .fitter import FitResult, StageReport, fit
 from .quality import FitQuality
 
 __all__ = ["can_fork", "deal_people", "concat_results", "fit_in_processes"]
+
+log = logging.getLogger(__name__)
 
 
 def can_fork() -> bool:
@@ -125,14 +128,16 @@ def fit_in_processes(keypoints: list, model, config, focal: np.ndarray, processe
     try:
         share_keypoints, positions, _ = jobs[0]
         results = [fit(share_keypoints, model, config, focal_length=focal[positions], progress=progress)]
-        for child, receive in children:
+        for (child, receive), (share_keypoints, positions, _) in zip(children, jobs[1:]):
             try:
                 status, value = pickle.loads(receive.recv_bytes())
             except EOFError:
                 child.join()
-                raise BodyCaptureError(f"a fitting process ended unexpectedly (exit code {child.exitcode})") from None
-            if status != "ok":
-                raise BodyCaptureError(f"a fitting process failed: {value}")
+                status, value = "error", f"it ended unexpectedly (exit code {child.exitcode})"
+            if status != "ok":  # its share fitted here instead: the same result, later
+                log.warning("a fitting process failed (%s); fitting its %d people in this one", value,
+                            sum(kp.num_people for kp in share_keypoints))
+                value = fit(share_keypoints, model, config, focal_length=focal[positions])
             results.append(value)
     finally:
         for child, receive in children:
