@@ -58,6 +58,14 @@ def _cat(values: list, order: np.ndarray):
     return [flat[i] for i in order]
 
 
+def _same_terms(terms: list[dict], counts: list[int]) -> list[dict]:
+    """The shares' stage terms with the same names: a term that a share did not compute (the 3D-landmark term
+    where none of its people has landmarks) is zero for its people, as it is in a batch computing it."""
+    names = list(dict.fromkeys(name for t in terms for name in t))
+    like = next(iter(terms[0].values()))
+    return [{name: t.get(name, like.new_zeros(n)) for name in names} for t, n in zip(terms, counts)]
+
+
 def concat_results(parts: list[FitResult], people: list[np.ndarray], image_index: list[np.ndarray],
                    seconds: float) -> FitResult:
     """One FitResult from the shares' results. people[k]: (P_k,) each share's people's positions in the
@@ -71,7 +79,8 @@ def concat_results(parts: list[FitResult], people: list[np.ndarray], image_index
     stages = []
     for reports in zip(*(r.stages for r in parts)):
         stages.append(StageReport(
-            reports[0].name, _cat([s.terms for s in reports], order), _cat([s.iterations for s in reports], order),
+            reports[0].name, _cat(_same_terms([s.terms for s in reports], [len(s.iterations) for s in reports]), order),
+            _cat([s.iterations for s in reports], order),
             sum(s.evaluations for s in reports), max(s.seconds for s in reports), sum(s.items for s in reports),
             _cat([s.collisions for s in reports], order), sum(s.collision_seconds for s in reports)))
     quality = None
