@@ -384,6 +384,7 @@ class DetectionProcess:
 
     def __iter__(self) -> Iterator[tuple[Path, object]]:
         import pickle
+        import subprocess
 
         try:
             while True:
@@ -395,7 +396,10 @@ class DetectionProcess:
                 if path is None:
                     if item is not None:
                         raise RuntimeError(f"the detector process failed:\n{item}")
-                    self.process.wait()  # its detector closed and exiting: its cores are free once it has
+                    try:  # its detector closed and exiting: its cores are free once it has
+                        self.process.wait(timeout=5)
+                    except subprocess.TimeoutExpired:  # stuck in its teardown: close() kills it
+                        pass
                     return
                 yield (path if self.clip else Path(path)), item
         finally:
