@@ -302,9 +302,9 @@ class MediaPipeDetector:
 
     def _person_by_variants(self, image: np.ndarray, seed, worker: int | None = None):
         """Holistic's pose model on each of REGION_VARIANTS of MediaPipe's region around a seed: the first
-        reading with its hands and face, when every variant finds the seed's person and they agree on where
-        the body is (their pose points within CONFIRM_TOLERANCE of the body's size, median), else None.
-        worker: as for _pose_by_region."""
+        reading (its hands and face still to read, _completed), when every variant finds the seed's person
+        and they agree on where the body is (their pose points within CONFIRM_TOLERANCE of the body's size,
+        median), else None. worker: as for _pose_by_region."""
         if seed.keypoints is None or not REGION_VARIANTS:
             return None
         readings = []
@@ -318,12 +318,17 @@ class MediaPipeDetector:
         for read in readings[1:]:
             if np.median(np.linalg.norm(read.pose[:, :2] - first, axis=1)) > CONFIRM_TOLERANCE * size:
                 return None
-        return self._completed(readings[0], worker)
+        return readings[0]
+
+    def _completed_person_by_variants(self, image: np.ndarray, seed, worker: int | None = None):
+        """_person_by_variants with hands and face read (_completed): landmark arrays, or None."""
+        read = self._person_by_variants(image, seed, worker)
+        return None if read is None else self._completed(read, worker)
 
     def _people_by_variants(self, image: np.ndarray, seeds: list) -> list:
         """_person_by_variants of each seed, on the person search's worker threads (_on_workers) ->
         [(seed, landmark arrays)] of the seeds confirmed, in order."""
-        reads = self._on_workers(lambda s, k: self._person_by_variants(image, s, k), seeds)
+        reads = self._on_workers(lambda s, k: self._completed_person_by_variants(image, s, k), seeds)
         return [(seed, lms) for seed, lms in zip(seeds, reads) if lms is not None]
 
     def _people_behind(self, image: np.ndarray, people: list) -> list:
@@ -358,7 +363,7 @@ class MediaPipeDetector:
         def blob_person(blob, worker: int):  # its first seed that two regions confirm
             box, score = blob
             for seed in blob_seeds(box, score):
-                lms = self._person_by_variants(image, seed, worker)
+                lms = self._completed_person_by_variants(image, seed, worker)
                 if lms is not None:
                     return lms, score
             return None
@@ -388,7 +393,7 @@ class MediaPipeDetector:
         """The person of seed i when its own region failed: MediaPipe Pose on a crop around it (the region
         was off, e.g. a bowed head shrinks it), wider if the first crop found nobody or someone else, with
         the other seeds' faces greyed out; else two regions that confirm them (_person_by_variants). A seen
-        across the photo's edge only: the two regions alone. -> a PoseReading, landmark arrays or None.
+        across the photo's edge only: the two regions alone. -> a PoseReading or None.
         worker: as for _pose_by_region."""
         seed = seeds[i]
         if not seed.needs_confirmation:
@@ -408,7 +413,7 @@ class MediaPipeDetector:
         height, width = image.shape[:2]
         with native_stderr_silenced():
             seeds = self._get_seeds()(image)
-        found = []  # (landmark arrays, seed score)
+        found = []  # (PoseReading, seed score, detected)
         hips = []  # hip centre of each person found so far
         reads = self._people_by_regions(image, seeds)  # each seed's own region, read on the worker threads
         # the seeds whose own region failed, and those seen across the photo's edge only: their fallbacks do
@@ -425,18 +430,16 @@ class MediaPipeDetector:
             if lms is None:
                 log.debug("%s: nobody confirmed at the person detector's (%.0f, %.0f)", source, *seed.hip)
                 continue
-            pose = lms.pose if isinstance(lms, PoseReading) else lms[0]
             found.append((lms, seed.score, not seed.needs_confirmation))  # hands and face read below, at once
-            hips.append(pose[[23, 24], :2].mean(0))
+            hips.append(lms.pose[[23, 24], :2].mean(0))
         if not seeds:  # the person detector found nobody: MediaPipe's own search on the whole image, as before
             read = self._pose_of_image(image, 0.0, 0.0, width, height)
             if read is not None:
                 found.append((read, 0.5, True))
-        pending = [k for k, (lms, *_) in enumerate(found) if isinstance(lms, PoseReading)]
-        for k, lms in zip(pending, self._on_workers(self._completed, [found[k][0] for k in pending])):
-            found[k] = (lms, *found[k][1:])
+        completed = self._on_workers(self._completed, [read for read, *_ in found])
         # detected: from a person-detector seed inside the photo (preferred when one person is read twice)
-        people = [self._reading(lms, score, detected, width, height) for lms, score, detected in found]
+        people = [self._reading(lms, score, detected, width, height)
+                  for lms, (_, score, detected) in zip(completed, found)]
         if people and self.tiles:  # people half hidden beside the small ones found (person_seeds.BESIDE_SIDE)
             with native_stderr_silenced():  # once, around the search's threads
                 beside = self._get_seeds().beside(image, *_boxes_hips_noses(people))
