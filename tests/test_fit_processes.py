@@ -68,7 +68,7 @@ def test_the_number_of_fitting_processes_follows_the_options_and_the_idle_cores(
     assert fit_processes(options, people=4, idle=3.7) == (3 if fork else 1)  # at most one per idle core
     assert fit_processes(options, people=4, idle=2.9) == (3 if fork else 1)  # 0.9 of a core counts as idle
     assert fit_processes(options, people=4, idle=1.1) == 1  # the others busy: no second process
-    assert fit_processes(options, people=9, idle=4.0) == 1  # a batch this large fits differently when split
+    assert fit_processes(options, people=9, idle=4.0) == (4 if fork else 1)  # any batch size: the same results
     assert fit_processes(dataclasses.replace(options, processes=2), people=9, idle=4.0) == (2 if fork else 1)
     assert fit_processes(options, people=1, idle=4.0) == 1
     assert fit_processes(dataclasses.replace(options, threads=1), people=3, idle=4.0) == 1  # threads chosen

@@ -127,3 +127,23 @@ def test_shortest_arc_maps_directions_and_handles_opposites():
     cos = (torch.nn.functional.normalize(a, dim=-1) * torch.nn.functional.normalize(b, dim=-1)).sum(-1)
     angle = torch.arccos(((r.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))
     torch.testing.assert_close(angle[1:], torch.arccos(cos[1:].clamp(-1, 1)), atol=1e-6, rtol=0)
+
+
+def test_atan2_gives_each_element_the_same_bits_whatever_the_tensor_size():
+    """torch.atan2's vectorised and leftover-element paths round differently (on the CPU); `atan2` pads so
+    that an element's value does not depend on how many others it is computed with (a person's fit must not
+    depend on its batch mates). Values and gradients equal torch.atan2's to rounding."""
+    from bodycapture.models.lbs import atan2
+
+    g = torch.Generator().manual_seed(0)
+    y, x = torch.randn(300, generator=g), torch.randn(300, generator=g)
+    full = atan2(y, x)
+    plain = torch.atan2(y, x)
+    torch.testing.assert_close(full, plain, atol=1e-6, rtol=0)
+    for n in range(1, 41):
+        assert torch.equal(atan2(y[:n], x[:n]), full[:n]), n
+        assert torch.equal(atan2(y[:n, None].expand(n, 3), x[:n, None]), full[:n, None].expand(n, 3)), n
+    # broadcasting and shapes as torch.atan2's
+    assert atan2(y[:6].reshape(2, 3, 1), x[:4]).shape == (2, 3, 4)
+    yd, xd = y[:5].double().requires_grad_(), x[:5].double().requires_grad_()
+    assert torch.autograd.gradcheck(atan2, (yd, xd))

@@ -45,11 +45,6 @@ log = logging.getLogger(__name__)
 
 
 IDLE_SLACK = 0.2  # a core counts as idle from 80 % idle up (fit_processes)
-# A person's fit is the same, bit for bit, alone or beside up to 6 others in a batch, and not beside 7 or more
-# (measured 2026-12-02, AMD VM: body pose 1.4e-5 rad apart after two stages, growing in later ones; the
-# cause, some operation rounding differently for larger batches, not found yet). The split, which depends on
-# the cores idle at that moment, must not change results: batches of more people than this are not split.
-MAX_SPLIT_PEOPLE = 4
 
 
 @dataclass
@@ -440,9 +435,9 @@ def fit_prepared(batch: Sequence[Prepared], model, config, device=None, progress
 
 def fit_processes(options: CaptureOptions, people: int, idle: float | None = None) -> int:
     """How many processes fit a batch of `people` once nothing else of this run is running (detection
-    finished), at most one per person: `options.processes` where given (for a batch of more than
-    MAX_SPLIT_PEOPLE the fits may then differ by rounding from one batch's); else, for 2 to MAX_SPLIT_PEOPLE
-    people, with torch's threads chosen automatically (`options.threads` None; a Ray task sets them), on the
+    finished), at most one per person (a person's fit does not depend on its batch mates, so the split changes
+    no result: fitting/processes.py): `options.processes` where given; else, for 2 people or more, with torch's
+    threads chosen automatically (`options.threads` None; a Ray task sets them), on the
     CPU, where the platform forks safely, as many as the cores that are idle now hold at torch's thread
     count (`idle`: that many idle
     cores, None: measured, cpus.idle_cores; a core that another program keeps busy is left to it, as a
@@ -453,7 +448,7 @@ def fit_processes(options: CaptureOptions, people: int, idle: float | None = Non
         return 1
     if options.processes is not None:
         return max(1, min(people, options.processes))
-    if options.threads is not None or not 2 <= people <= MAX_SPLIT_PEOPLE:
+    if options.threads is not None or people < 2:
         return 1
     import torch
 

@@ -1,8 +1,8 @@
 """A batch's people fitted in several processes at once, merged into one FitResult as if fitted together.
 
-A fit does not depend on a few batch mates (models/lbs.py `rows_matmul`; tests/test_fitting.py; beside 7 or
-more it does, by rounding: pipeline.MAX_SPLIT_PEOPLE), so a small batch split between processes gives every
-person the same result, only sooner where cores would otherwise idle:
+A person's fit does not depend on its batch mates (float32, one torch thread: models/lbs.py `rows_matmul` and
+`atan2`; tests/test_fitting.py), so a batch split between processes gives every person the same result, bit
+for bit, only sooner where cores would otherwise idle (8 people on 2 cores: 7.3 s instead of 10.0 s), and
 a photo of two people on 2 cores fits in about the time of its slower person instead of both together
 (README, The first result). The other processes are forked from this one once the model is loaded (no
 second import of torch; the model is shared copy-on-write), so this runs on Linux only, and on the CPU.

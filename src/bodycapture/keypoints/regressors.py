@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.body_model import BodyModel, BodyOutput, shallow_copy
+from ..models.lbs import atan2
 from .layout import BODY_25, CONTOUR, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 
 __all__ = ["KeypointRegressor", "keypoint_model", "SMPLX_VERTEX_IDS", "SMPL_VERTEX_IDS", "MANO_FINGERTIP_IDS"]
@@ -199,7 +200,7 @@ class KeypointRegressor(nn.Module):
         rot = torch.eye(3, dtype=rot_mats.dtype, device=rot_mats.device).expand(rot_mats.shape[0], 3, 3)
         for idx in self.neck_chain:  # neck first: R = R_pelvis ... R_spine3 R_neck
             rot = rot_mats[:, idx] @ rot
-        yaw = torch.atan2(-rot[:, 2, 0], torch.sqrt(rot[:, 0, 0] ** 2 + rot[:, 1, 0] ** 2))
+        yaw = atan2(-rot[:, 2, 0], torch.sqrt(rot[:, 0, 0] ** 2 + rot[:, 1, 0] ** 2))
         angle = torch.round(torch.clamp(-torch.rad2deg(yaw), max=39)).long()
         return torch.where(angle < 0, torch.clamp(39 - angle, max=78), angle)
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "atan2",
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
     "matrix_to_axis_angle_below_pi",
@@ -39,6 +40,26 @@ __all__ = [
 # Below this squared angle (rad^2) the Taylor series of sin(a)/a and (1-cos a)/a^2 is used: with terms
 # up to a^4 the truncation error is a^6/5040 < 1e-22, far below float64 rounding.
 _SMALL_ANGLE_SQ = 1e-6
+
+
+# CPU kernels compute atan2 (also pow with a fractional exponent, sigmoid) with one formula for the elements
+# of whole vectors and another for the few left over after the last one: the same value rounds differently
+# (by an ulp) with its place in the tensor, so a person's fit depended on how many others shared its batch
+# (measured on AMD EPYC and Intel VMs, torch 2.13, AVX2: 18 % of float32 atan2 values differ; sin, cos,
+# exp, sqrt do not). A tensor whose size is a multiple of this many elements has no leftovers (two vectors
+# of 512 bits of float32 are 32 elements; 256 leaves room for wider vectors).
+VECTOR_SPAN = 256
+
+
+def atan2(y: Tensor, x: Tensor) -> Tensor:
+    """torch.atan2 (y, x broadcast together), computed the same way for every element whatever the tensor's
+    size: the operands are flattened and padded to a multiple of VECTOR_SPAN elements (see above)."""
+    y, x = torch.broadcast_tensors(y, x)
+    n = y.numel()
+    pad = -n % VECTOR_SPAN
+    flat_y = torch.cat([y.reshape(-1), y.new_zeros(pad)])
+    flat_x = torch.cat([x.reshape(-1), x.new_ones(pad)])
+    return torch.atan2(flat_y, flat_x)[:n].view(y.shape)
 
 
 def _skew(v: Tensor) -> Tensor:
@@ -101,7 +122,7 @@ def matrix_to_axis_angle(matrix: Tensor) -> Tensor:
     quat = quat * torch.where(quat[..., :1] < 0, -1.0, 1.0)  # w >= 0 so that the angle is in [0, pi]
     xyz = quat[..., 1:]
     sin_half = xyz.norm(dim=-1, keepdim=True)
-    half = torch.atan2(sin_half, quat[..., :1])
+    half = atan2(sin_half, quat[..., :1])
     # 2*half/sin(half) -> 2 as half -> 0
     scale = torch.where(sin_half < 1e-7, 2.0 + half * half / 3.0, 2.0 * half / sin_half.clamp_min(1e-7))
     return xyz * scale
@@ -119,7 +140,7 @@ def matrix_to_axis_angle_below_pi(matrix: Tensor) -> Tensor:
     v = (m - m.transpose(-1, -2)).flatten(-2)[..., [7, 2, 3]]  # (R21 - R12, R02 - R20, R10 - R01)
     sin = v.norm(dim=-1, keepdim=True) / 2
     cos = (torch.diagonal(m, dim1=-2, dim2=-1).sum(-1, keepdim=True) - 1) / 2
-    angle = torch.atan2(sin, cos)
+    angle = atan2(sin, cos)
     # a / sin(a) -> 1 + a^2 / 6 as a -> 0 (and a -> 0 is where sin is small with cos > 0)
     scale = torch.where(sin < 1e-6, 1.0 + angle * angle / 6.0, angle / sin.clamp_min(1e-4))
     return v * (scale / 2)
