@@ -1,5 +1,7 @@
 """Linear blend skinning against an independent loop-based NumPy implementation, and its invariants."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -144,13 +146,12 @@ def naive_world_transforms(rots, joints, parents):
 
 
 @pytest.mark.parametrize("parents", [[-1, 0, 1, 1, 3, 0], [-1, 2, 0, 1, 0, 4, 5, 5]])  # the second: parents after children
-def test_level_walk_equals_a_joint_by_joint_walk(parents):
+def test_the_chain_walk_equals_a_joint_by_joint_walk(parents):
     from bodycapture.models.lbs import KinematicChain
 
     parents = torch.tensor(parents)
     chain = KinematicChain.from_parents(parents)
-    assert sorted(chain.order.tolist()) == list(range(len(parents)))
-    assert torch.equal(chain.order[chain.inverse], torch.arange(len(parents)))
+    assert len(chain.steps) == math.ceil(math.log2(len(kinematic_levels(parents))))  # pointer jumping
     g = torch.Generator().manual_seed(5)
     rots = axis_angle_to_matrix(torch.randn(3, len(parents), 3, generator=g, dtype=torch.float64))
     joints = torch.randn(3, len(parents), 3, generator=g, dtype=torch.float64)
