@@ -93,3 +93,41 @@ def test_a_fitting_process_that_dies_has_its_share_fitted_here(monkeypatch, capl
     assert "exit code 3" in caplog.text
     together = fit(photo, model, quick_config(), focal_length=focal)
     assert torch.equal(shared.vertices, together.vertices)
+
+
+def test_idle_cores_count_this_runs_own_helpers_as_idle():
+    """A process kept busy by a helper of ours (the detection process) leaves its core to the fitting."""
+    import subprocess
+    import sys
+
+    from bodycapture.cpus import idle_cores
+
+    if idle_cores(0.05) is None:
+        pytest.skip("no /proc/stat here")
+    helper = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.2)  # started and spinning
+        without = idle_cores(0.5)
+        counted = idle_cores(0.5, ours=[helper.pid])
+    finally:
+        helper.kill()
+        helper.wait()
+    assert counted - without > 0.5, (without, counted)
+    assert idle_cores(0.05, ours=[helper.pid]) is not None  # a helper that has ended counts nothing
+
+
+def test_every_batch_may_be_split_the_detection_process_counted_idle_but_for_the_last(monkeypatch, tmp_path):
+    """Batches before the last are fitted while the detection process waits (a photo ahead): its core is
+    counted as idle for them; the last batch comes once it has ended."""
+    import bodycapture.pipeline as pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "fit_processes", lambda options, people, idle=None, ours=(): calls.append(list(ours)) or 1)
+    monkeypatch.setattr(pipeline, "_fit_and_write", lambda batch, *args: calls.append(len(batch)))
+    photos = [f"tests/data/images/{name}.jpg" for name in ("coco_569", "coco_623", "coco_294")]
+    pipeline.capture(photos, out=tmp_path / "out", batch_images=2, progress=False)
+    assert len(calls) == 4 and calls[1] == 2 and calls[3] == 1  # a batch of two photos, then the last one
+    assert len(calls[0]) == 1 and calls[0][0] > 0  # the detection process's id
+    assert calls[2] == []  # the last batch: the detection process has ended

@@ -56,9 +56,8 @@ class CaptureOptions:
     max_people: at most this many people per photo, the largest first. min_height: people shorter than
         this in the photo are ignored (pixels when > 1, else a fraction of the image height).
     thorough: a finer search for people (a second level of tiles): crowds, wide shots; about 1 s more a photo.
-    threads: torch threads (None: `choose_threads`). processes: processes that fit the last batch, once
-    detection is over (None: `fit_processes`, as many as free cores where the platform forks safely; 1: this
-    one only). progress: bars on stderr (shown after 1 s).
+    threads: torch threads (None: `choose_threads`). processes: processes that fit each batch (None:
+    `fit_processes`, as many as idle cores where the platform forks safely; 1: this one only). progress: bars on stderr (shown after 1 s).
     report: report.html in every result folder and index.html at the top of `out` (io/report.py).
     """
 
@@ -433,15 +432,15 @@ def fit_prepared(batch: Sequence[Prepared], model, config, device=None, progress
     return fit(keypoints, model, config, device=device, focal_length=np.array(focal), progress=progress)
 
 
-def fit_processes(options: CaptureOptions, people: int, idle: float | None = None) -> int:
-    """How many processes fit a batch of `people` once nothing else of this run is running (detection
-    finished), at most one per person (a person's fit does not depend on its batch mates, so the split changes
-    no result: fitting/processes.py): `options.processes` where given; else, for 2 people or more, with torch's
-    threads chosen automatically (`options.threads` None; a Ray task sets them), on the
-    CPU, where the platform forks safely, as many as the cores that are idle now hold at torch's thread
-    count (`idle`: that many idle
-    cores, None: measured, cpus.idle_cores; a core that another program keeps busy is left to it, as a
-    second process there would slow both: measured, 1.35x the idle time instead of 1.0x); else 1."""
+def fit_processes(options: CaptureOptions, people: int, idle: float | None = None, ours=()) -> int:
+    """How many processes fit a batch of `people`, at most one per person (a person's fit does not depend on
+    its batch mates, so the split changes no result: fitting/processes.py): `options.processes` where given;
+    else, for 2 people or more, with torch's threads chosen automatically (`options.threads` None; a Ray task
+    sets them), on the CPU, where the platform forks safely, as many as the cores that are idle now hold at
+    torch's thread count (`idle`: that many idle cores, None: measured, cpus.idle_cores, where the processes
+    `ours` count as idle: the detection process, which waits once it is a photo ahead of the fitting; a core
+    that another program keeps busy is left to it, as a second process there would slow both: measured, 1.35x
+    the idle time instead of 1.0x); else 1."""
     from .fitting.processes import can_fork
 
     if options.device not in (None, "cpu") or not can_fork():
@@ -452,7 +451,7 @@ def fit_processes(options: CaptureOptions, people: int, idle: float | None = Non
         return 1
     import torch
 
-    free = idle_cores() if idle is None else idle
+    free = idle_cores(ours=ours) if idle is None else idle
     cores = usable_cores() if free is None else min(usable_cores(), int(free + IDLE_SLACK))
     processes = max(1, min(people, cores // torch.get_num_threads()))
     log.debug("%d people: %s idle cores, %d fitting process(es)", people,
@@ -538,7 +537,7 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
     else:
         stream = _prepared_inline(paths_todo, options, detector_factory)
     try:
-        report = _run(stream, todo, reports, model, config, options, start)
+        report = _run(stream, todo, reports, model, config, options, start, process)
         if clip_reports:
             report.clips = _run_clips(clip_reports, model, config, options, detector_factory)
             report.seconds = time.perf_counter() - start
@@ -554,8 +553,10 @@ def capture(inputs, model=None, config=None, options: CaptureOptions | None = No
             options.out.rmdir()  # nothing came out: leave no empty folder behind
 
 
-def _run(stream, todo, reports, model, config, options: CaptureOptions, start: float) -> CaptureReport:
-    """Fit what `stream` prepares, `options.batch_images` photos per batch, and write the results."""
+def _run(stream, todo, reports, model, config, options: CaptureOptions, start: float,
+         detection: DetectionProcess | None = None) -> CaptureReport:
+    """Fit what `stream` prepares, `options.batch_images` photos per batch, and write the results.
+    detection: the process that detects for `stream`, if one does."""
     timings = {"model": 0.0, "fit": 0.0, "write": 0.0}
     if todo:
         t0 = time.perf_counter()
@@ -564,10 +565,13 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     bar = _progress(options, len(todo), "images", "image", disable=len(todo) < 2)
     batch: list[tuple[ImageReport, Prepared]] = []
 
-    def flush(last: bool = False):  # the last batch: detection is over, free cores can fit a share of it
+    # the detection process waits while a batch is fitted (it runs about a photo ahead): its core can fit a share
+    helpers = [detection.process.pid] if detection is not None else []
+
+    def flush(last: bool = False):  # the last batch: the detection process has ended
         if batch:
             people = sum(item.keypoints.num_people for _, item in batch)
-            processes = fit_processes(options, people) if last else 1
+            processes = fit_processes(options, people, ours=() if last else helpers)
             _fit_and_write(batch, model, config, options, bar, timings, processes)
             batch.clear()
 
