@@ -57,7 +57,8 @@ class CaptureOptions:
         this in the photo are ignored (pixels when > 1, else a fraction of the image height).
     thorough: a finer search for people (a second level of tiles): crowds, wide shots; about 1 s more a photo.
     threads: torch threads (None: `choose_threads`). processes: processes that fit each batch (None:
-    `fit_processes`, as many as idle cores where the platform forks safely; 1: this one only). progress: bars on stderr (shown after 1 s).
+    `fit_processes`, as many as idle cores where the platform forks safely; 1: this one only).
+    progress: bars on stderr (shown after 1 s).
     report: report.html in every result folder and index.html at the top of `out` (io/report.py).
     """
 
