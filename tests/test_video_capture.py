@@ -165,7 +165,9 @@ def test_interpolation_between_key_frames():
 
 def test_the_temporal_term_removes_jitter(people):
     """Same clip, same fitter, with and without the acceleration term: the term makes the motion smoother
-    (the per-frame detector noise is independent between frames)."""
+    (the per-frame detector noise is independent between frames). The ratio moves with rounding: over the
+    same clip with its points moved by 1e-4 to 0.1 px, and over two versions of the code that round the
+    kinematic chain differently, it ranged 0.23-0.54 (2026-12-02); without the term it is 1."""
     a, b, kp_a, kp_b = people
     model = bodycapture.pipeline.load_fit_model()
     kp = np.stack([k.points[0] for k in a.keypoints])[:20]
@@ -176,7 +178,7 @@ def test_the_temporal_term_removes_jitter(people):
         fit = SequenceFitter(model, config, SIZE, focal_length=FOCAL).fit({7: kp})[7]
         assert fit.start == 0 and len(fit.residual_px) == 20
         accel[weight] = acceleration(fit.joints[:, :22])
-    assert accel[2.0] < 0.5 * accel[0.0], accel
+    assert accel[2.0] < 0.65 * accel[0.0], accel
 
 
 def test_a_missing_clip_is_one_line_before_anything_starts(tmp_path, capsys):
