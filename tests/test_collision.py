@@ -498,3 +498,15 @@ def test_part_filter_and_search_on_official_layout_models(family):
                         for k, n in model.parameter_sizes().items()}).vertices
     found = find_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed)
     assert _same(found, all_pairs_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed))
+
+
+def test_whole_power_is_the_power_and_independent_of_the_tensor_size():
+    from bodycapture.collision.penalty import whole_power
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(300, generator=g)
+    for n in range(1, 9):
+        full = whole_power(x, n)
+        torch.testing.assert_close(full, x.double().pow(n).float(), rtol=1e-6, atol=0)
+        for k in (1, 5, 17, 40):
+            assert torch.equal(whole_power(x[:k], n), full[:k]), (n, k)

@@ -86,8 +86,22 @@ def conic_penalty(vertices: Tensor, faces: Tensor, collisions: Collisions,
     t1 = gather_triangles(vertices, faces, b, collisions.faces[:, 0])  # (P, 3, 3)
     t2 = gather_triangles(vertices, faces, b, collisions.faces[:, 1])
     phi = torch.cat([_cone_field(t1, t2, s), _cone_field(t2, t1, s)], 1)  # (P, 6)
-    per_pair = phi.abs().pow(s.exponent).sum(1)
+    per_pair = whole_power(phi.abs(), s.exponent).sum(1)
     return out.index_add(0, b, per_pair)
+
+
+def whole_power(x: Tensor, n: int) -> Tensor:
+    """x ** n for a whole n >= 1, by repeated squaring. torch's pow with an exponent above 3 rounds an element
+    by its place in the tensor on the CPU (as atan2 does: models/lbs.py), and the pairs of every mesh of a batch
+    share one tensor here, so a person's penalty would depend on its batch mates; products do not."""
+    result, base = None, x
+    while True:
+        if n & 1:
+            result = base if result is None else result * base
+        n >>= 1
+        if not n:
+            return result
+        base = base * base
 
 
 class CollisionTerm:
