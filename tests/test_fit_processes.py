@@ -1,6 +1,7 @@
 """A batch's people fitted in several processes (fitting/processes.py): the same results as one batch."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,7 +127,8 @@ def test_every_batch_may_be_split_the_detection_process_counted_idle_but_for_the
     calls = []
     monkeypatch.setattr(pipeline, "fit_processes", lambda options, people, idle=None, ours=(): calls.append(list(ours)) or 1)
     monkeypatch.setattr(pipeline, "_fit_and_write", lambda batch, *args: calls.append(len(batch)))
-    photos = [f"tests/data/images/{name}.jpg" for name in ("coco_569", "coco_623", "coco_294")]
+    images = Path(__file__).resolve().parent / "data" / "images"
+    photos = [images / f"{name}.jpg" for name in ("coco_569", "coco_623", "coco_294")]
     pipeline.capture(photos, out=tmp_path / "out", batch_images=2, progress=False)
     assert len(calls) == 4 and calls[1] == 2 and calls[3] == 1  # a batch of two photos, then the last one
     assert len(calls[0]) == 1 and calls[0][0] > 0  # the detection process's id
