@@ -187,3 +187,37 @@ def test_pose_given_as_rotation_matrices_equals_axis_angle():
     assert m.grad is not None and m.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="body_pose: rotation matrices must be"):
         model(body_pose=mats[:, :5])
+
+
+def test_the_joint_regression_is_an_exact_float64_product():
+    from bodycapture.models.body_model import regress
+
+    g = np.random.default_rng(4)
+    regressor = np.where(g.random((6, 50)) < 0.3, g.random((6, 50)), 0.0).astype(np.float32)
+    regressor[2] = 0  # a joint without weights regresses to zero
+    values = g.standard_normal((50, 7)).astype(np.float32)
+    out = regress(regressor, values)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, regressor.astype(np.float64) @ values.astype(np.float64), rtol=0, atol=1e-13)
+    assert not out[2].any()
+    # the same sums for a joint whatever the other joints are (numpy's own loops, no BLAS blocking)
+    np.testing.assert_array_equal(regress(regressor[3:5], values), out[3:5])
+
+
+def test_the_model_is_the_same_whatever_threads_numpy_started_with():
+    """numpy's BLAS sums in an order that depends on its thread count (fixed when numpy loads): the open
+    model's regressed joints, and so every fit, used to differ between the `bodycapture` command (one
+    thread) and a Python program (as many as cores)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib, bodycapture; m = bodycapture.load_model(); "
+            "print(hashlib.sha1(m.joint_template.numpy().tobytes() + m.joint_shapedirs.numpy().tobytes()).hexdigest())")
+    digests = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1

@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    pin_native_threads()  # before numpy loads: the same numbers as an --engine ray run (quiet.py)
+    pin_native_threads()  # before numpy loads: native libraries on one thread, as Ray's workers (quiet.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.WARNING - 10 * min(args.verbose, 2)

@@ -35,12 +35,13 @@ def native_stderr_silenced() -> Iterator[None]:
 
 def pin_native_threads() -> bool:
     """Start numpy's OpenBLAS and OpenMP with one thread (OMP_NUM_THREADS=1), if numpy is not loaded yet and
-    the user set no value; returns whether it did. float32 fits depend on the summation order of the model's
-    float64 set-up products, which depends on how many threads OpenBLAS started with (measured: shape
-    coefficients 0.12 apart on one photo). Ray starts its workers with OMP_NUM_THREADS=1, so a plain run and
-    an --engine ray run give the same numbers only if both start so; the `bodycapture` command calls this
-    first thing (a Python user can, before importing numpy). torch's threads are still set per run; the
-    detection process is started without the pin (pipeline.DetectionProcess drops it, seeing PINNED)."""
+    the user set no value; returns whether it did. The `bodycapture` command calls this first thing, as Ray
+    starts its workers, so that native libraries do not start a thread per core beside the fitting
+    processes (`pipeline.choose_threads` sets torch's threads per run). The numbers no longer depend on it:
+    the model's set-up products, whose rounding followed OpenBLAS's thread count (a shape coefficient 0.12
+    apart on one photo; coco_564's spectator fitted into another minimum), are summed by numpy's own loops
+    since 2026-12-02 (`models.body_model.regress`, tested). The detection process is started without the pin
+    (pipeline.DetectionProcess drops it, seeing PINNED): MediaPipe's threads are its own."""
     if "numpy" in sys.modules or "OMP_NUM_THREADS" in os.environ:
         return False
     os.environ["OMP_NUM_THREADS"] = "1"
