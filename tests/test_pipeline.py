@@ -389,10 +389,15 @@ def test_options_are_checked_before_any_work(tmp_path):
 
 @pytest.fixture(scope="module")
 def api_and_cli_results(tmp_path_factory):
-    """The same photo and OpenPose file through the API and through the CLI (fitted once per module)."""
+    """The same photo and OpenPose file through the API, here, and through the command, in a fresh process as
+    a user starts it (fitted once per module). This process loaded numpy before `bodycapture` (BLAS with a
+    thread per core), the command pins it to one thread: the fits must not see the difference."""
     root = tmp_path_factory.mktemp("same")
     report = capture(LSP, out=root / "api", keypoints=LSP_JSON, progress=False, threads=1)
-    assert main(["fit", str(LSP), "--keypoints", str(LSP_JSON), "--out", str(root / "cli"), "--threads", "1"]) == 0
+    run = subprocess.run([sys.executable, "-m", "bodycapture", "fit", str(LSP), "--keypoints", str(LSP_JSON), "--out",
+                          str(root / "cli"), "--threads", "1", "-q"], capture_output=True, text=True, timeout=600,
+                         env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+    assert run.returncode == 0, run.stderr[-2000:]
     return report, root
 
 
@@ -403,8 +408,9 @@ def test_api_and_cli_write_the_same_files(api_and_cli_results):
     assert sorted(p.name for p in api.iterdir()) == sorted(p.name for p in cli.iterdir())
     a, b = np.load(api / "params.npz"), np.load(cli / "params.npz")
     assert sorted(a.files) == sorted(b.files)
-    for key in ("betas", "body_pose", "global_orient", "transl", "camera_focal", "loss"):
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+    for key in a.files:  # bit for bit (NaN where a part was not seen), but the fit's wall time
+        if key != "fit_seconds":
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert report.images[0].residuals_px[0]["body"] < 30  # pixels: the fit explains the detections
 
 
