@@ -366,10 +366,11 @@ def _axis_angle_output(full_pose: Tensor, matrices: dict[str, Tensor], pose_part
 
 def regress(regressor: np.ndarray, values: np.ndarray) -> np.ndarray:
     """regressor (J, V) @ values (V, K) -> (J, K) float64, summed over each row's nonzero weights by numpy's
-    own loops, in an order that does not depend on threads: numpy's BLAS sums in an order that depends on
-    how many threads it started with, so the float32 model (and every fit, which follows the rounding) depended on whether
-    numpy was loaded before `bodycapture` pinned it to one thread (the `bodycapture` command) or not (most
-    Python programs). Takes about 15 ms for the open model (30,668 nonzero weights, 63 columns)."""
+    own loops, in an order that does not depend on threads. numpy's BLAS sums in an order that depends on
+    how many threads it started with, so the float32 model (and every fit, which follows the rounding)
+    depended on whether numpy was loaded before `bodycapture` pinned it to one thread (the `bodycapture`
+    command) or not (most Python programs). About 15 ms for the open model (30,668 nonzero weights, 63
+    columns)."""
     rows, cols = np.nonzero(regressor)  # row by row, vertices in order
     terms = regressor[rows, cols].astype(np.float64)[:, None] * np.asarray(values, dtype=np.float64)[cols]
     counts = np.bincount(rows, minlength=regressor.shape[0])

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelFileError
+from .families import Family, family_from_joint_count, get_family
 
 try:  # zlib-ng (a dependency) inflates the model files about 4x faster than zlib; zlib where it is missing
     from zlib_ng import zlib_ng as _inflate
 except ImportError:  # pragma: no cover - an install without its dependencies
     _inflate = zlib
-from .families import Family, family_from_joint_count, get_family
 
 __all__ = ["ModelData", "read_model_file", "model_data_from_arrays", "gender_from_filename"]
 
