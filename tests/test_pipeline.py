@@ -209,6 +209,20 @@ def test_worker_and_thread_counts_follow_the_cores_this_process_may_use(monkeypa
         assert (usable_cores(), default_workers(), choose_threads()) == (len(cores), workers, threads)
 
 
+def test_a_single_photo_is_detected_on_one_thread_and_a_folder_on_the_default():
+    """A single photo's detection runs beside the model's loading (one core's work): one detector thread
+    (pipeline.detection_job); several photos or a clip keep the default, and a caller's own choice stands.
+    That the readings are the same on one thread and on two is tested above."""
+    from bodycapture.pipeline import detection_job
+
+    limits = {"max_people": None, "min_height": 0.1, "thorough": False}
+    assert detection_job([Path("a.jpg")], limits, None)["detector"] == {**limits, "workers": 1}
+    assert detection_job([Path("a.jpg"), Path("b.jpg")], limits, None)["detector"] == limits
+    assert detection_job([], limits, None, clip={"source": "clip.mp4"})["detector"] == limits
+    assert detection_job([Path("a.jpg")], {**limits, "workers": 2}, None)["detector"]["workers"] == 2
+    assert limits == {"max_people": None, "min_height": 0.1, "thorough": False}  # the caller's dict untouched
+
+
 @pytest.mark.detector
 def test_a_person_the_detector_doubts_is_found_after_a_second_look(detector):
     """coco_257's man with a stroller, seen from behind in a cap, scores 0.30-0.47 at full frame (under the

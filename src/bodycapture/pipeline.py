@@ -352,6 +352,20 @@ def _prepared_inline(paths: Sequence[Path], options: CaptureOptions, make_detect
             detector.close()
 
 
+def detection_job(paths: Sequence[Path], detector_kwargs: dict, max_people, clip: dict | None = None) -> dict:
+    """What the detection process is asked to do (detect_worker.py). A single photo is detected with one
+    detector thread unless `detector_kwargs` says otherwise: it runs while this process imports torch and
+    loads the model, one core's work, and each thread builds its own graphs (about 0.4 CPU seconds of
+    unpacking models), so a second thread takes that core for nothing (2-core AMD VM, 2026-12-02, interleaved:
+    model ready 1.72-1.89 -> 1.49-1.67 s for coco_623 and 1.92-2.48 -> 1.73-1.88 s for coco_564, keypoints
+    ready no later; the same keypoints either way, tests/test_pipeline.py). Several photos or a clip: the
+    default (person_seeds.default_workers), for the photos detected while fits run."""
+    if len(paths) == 1 and clip is None:
+        detector_kwargs = {"workers": 1, **detector_kwargs}
+    return {"paths": [str(p) for p in paths], "detector": detector_kwargs, "max_people": max_people,
+            "clip": clip, "log_level": logging.getLogger("bodycapture").getEffectiveLevel()}
+
+
 class DetectionProcess:
     """Detection in a separate process (detect_worker.py), running ahead of the fitting.
 
@@ -374,8 +388,7 @@ class DetectionProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "bodycapture.detect_worker"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.clip = clip is not None
-        job = {"paths": [str(p) for p in paths], "detector": detector_kwargs, "max_people": max_people,
-               "clip": clip, "log_level": logging.getLogger("bodycapture").getEffectiveLevel()}
+        job = detection_job(paths, detector_kwargs, max_people, clip)
         try:
             pickle.dump(job, self.process.stdin)
             self.process.stdin.close()
