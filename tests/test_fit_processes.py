@@ -1,6 +1,7 @@
 """A batch's people fitted in several processes (fitting/processes.py): the same results as one batch."""
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,17 +120,72 @@ def test_idle_cores_count_this_runs_own_helpers_as_idle():
     assert idle_cores(0.05, ours=[helper.pid]) is not None  # a helper that has ended counts nothing
 
 
-def test_every_batch_may_be_split_the_detection_process_counted_idle_but_for_the_last(monkeypatch, tmp_path):
-    """Batches before the last are fitted while the detection process waits (a photo ahead): its core is
-    counted as idle for them; the last batch comes once it has ended."""
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_an_idle_meter_counts_this_process_and_the_helpers_it_waited_for_as_idle():
+    """A meter started before this process's own work (the model's loading) and before a helper ended and was
+    waited for (the detection process) counts both as idle, and reads at once when its window is long enough;
+    someone else's program over a window of the same length is not idle."""
+    import subprocess
+    import sys
+
+    from bodycapture.cpus import IdleMeter, idle_cores
+
+    if idle_cores(0.05) is None:
+        pytest.skip("no /proc/stat here")
+    helper = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # started and spinning
+        meter = IdleMeter([helper.pid])
+        _spin(0.4)  # this process busy, beside the helper
+        helper.kill()
+        helper.wait()  # ended and waited for inside the window: its ticks come from the children's usage
+        _spin(0.2)
+        start = time.perf_counter()
+        counted = meter.read(0.1)
+        waited = time.perf_counter() - start
+    finally:
+        helper.kill()
+        helper.wait()
+    other = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # not ours
+    try:
+        time.sleep(0.2)
+        meter = IdleMeter()
+        _spin(0.6)
+        without = meter.read(0.1)
+    finally:
+        other.kill()
+        other.wait()
+    assert waited < 0.05  # the window was long enough already
+    assert counted - without > 0.5, (without, counted)
+
+
+def test_every_batch_may_be_split_its_idle_cores_measured_from_the_runs_start_then_each_batchs_end(monkeypatch, tmp_path):
+    """Batches are fitted while the detection process waits (a photo ahead): its CPU time counts as idle for
+    them (for the last batch until it ended). The first batch's idle cores are measured from before the model
+    is loaded, so that its fit need not wait for a sample; the next batch's from the end of the one before."""
     import bodycapture.pipeline as pipeline
 
-    calls = []
-    monkeypatch.setattr(pipeline, "fit_processes", lambda options, people, idle=None, ours=(): calls.append(list(ours)) or 1)
-    monkeypatch.setattr(pipeline, "_fit_and_write", lambda batch, *args: calls.append(len(batch)))
+    calls, loaded = [], []
+    monkeypatch.setattr(pipeline, "fit_processes",
+                        lambda options, people, idle=None, meter=None: calls.append((meter.ours, meter.started)) or 1)
+
+    def fit_and_write(batch, *args):
+        calls.append(len(batch))
+        loaded.append(time.monotonic())
+
+    model_and_config = pipeline._model_and_config
+    monkeypatch.setattr(pipeline, "_model_and_config", lambda *a, **k: loaded.append(time.monotonic()) or model_and_config(*a, **k))
+    monkeypatch.setattr(pipeline, "_fit_and_write", fit_and_write)
     images = Path(__file__).resolve().parent / "data" / "images"
     photos = [images / f"{name}.jpg" for name in ("coco_569", "coco_623", "coco_294")]
     pipeline.capture(photos, out=tmp_path / "out", batch_images=2, progress=False)
     assert len(calls) == 4 and calls[1] == 2 and calls[3] == 1  # a batch of two photos, then the last one
-    assert len(calls[0]) == 1 and calls[0][0] > 0  # the detection process's id
-    assert calls[2] == []  # the last batch: the detection process has ended
+    (ours, first_start), (last_ours, last_start) = calls[0], calls[2]
+    assert len(ours) == 1 and ours[0] > 0 and last_ours == ours  # the detection process's id
+    assert first_start < loaded[0]  # measured from before the model's loading
+    assert loaded[1] <= last_start  # then from the first batch's end

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["usable_cores", "idle_cores"]
+__all__ = ["usable_cores", "idle_cores", "IdleMeter"]
 
 
 def usable_cores() -> int:
@@ -43,19 +43,52 @@ def _process_ticks(pids) -> int:
     return ticks
 
 
+def _children_ticks() -> int:
+    """User + system clock ticks so far of this process's children that have ended and been waited for."""
+    import resource  # (Unix; called only where /proc/stat was read)
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round((usage.ru_utime + usage.ru_stime) * os.sysconf("SC_CLK_TCK"))
+
+
+class IdleMeter:
+    """How many of this process's usable cores are idle, measured from when the meter is made to when it is
+    read: the clock ticks of this process, of the processes `ours` (this run's helpers) and of the children
+    this process waits for meanwhile count as idle, since that work gives way to what is decided on the
+    answer (the fit). So a meter can run while this process loads a model and reads keypoints, and reading
+    it then waits only for what the window lacks of its minimum length (`read(seconds)`)."""
+
+    def __init__(self, ours=()):
+        self.ours = list(ours)
+        self.started = time.monotonic()
+        try:
+            self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+            self._before = (*_cpu_times(self.cpus), self._own_ticks())
+        except (OSError, ValueError):
+            self._before = None
+
+    def _own_ticks(self) -> int:
+        return _process_ticks([os.getpid(), *self.ours]) + _children_ticks()
+
+    def read(self, seconds: float = 0.1) -> float | None:
+        """Idle cores over the window so far, made at least `seconds` long; None where /proc/stat is
+        unavailable."""
+        if self._before is None:
+            return None
+        time.sleep(max(0.0, seconds - (time.monotonic() - self.started)))
+        try:
+            idle1, total1 = _cpu_times(self.cpus)
+            own1 = self._own_ticks()
+        except (OSError, ValueError):
+            return None
+        idle0, total0, own0 = self._before
+        if total1 <= total0:
+            return None
+        return max(0.0, min(len(self.cpus), len(self.cpus) * (idle1 - idle0 + own1 - own0) / (total1 - total0)))
+
+
 def idle_cores(seconds: float = 0.1, ours=()) -> float | None:
-    """How many of this process's usable cores were idle over the next `seconds` (their idle share of the
-    time, summed; this process should itself be idle meanwhile), or None where /proc/stat is unavailable.
-    ours: process ids whose CPU time counts as idle (this run's own helpers, about to wait for it)."""
-    try:
-        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-        idle0, total0 = _cpu_times(cpus)
-        own0 = _process_ticks(ours)
-        time.sleep(seconds)
-        idle1, total1 = _cpu_times(cpus)
-        own1 = _process_ticks(ours)
-    except (OSError, ValueError):
-        return None
-    if total1 <= total0:
-        return None
-    return min(len(cpus), len(cpus) * (idle1 - idle0 + own1 - own0) / (total1 - total0))
+    """How many of this process's usable cores are idle over the next `seconds` (their idle share of the
+    time, summed), or None where /proc/stat is unavailable. ours: process ids whose CPU time counts as idle
+    (this run's own helpers, about to wait for it; IdleMeter)."""
+    return IdleMeter(ours).read(seconds)

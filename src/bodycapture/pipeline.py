@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cpus import idle_cores, usable_cores
+from .cpus import IdleMeter, usable_cores
 from .errors import BodyCaptureError
 from .quiet import PINNED
 from .io.results import MESH_FORMATS
@@ -446,15 +446,17 @@ def fit_prepared(batch: Sequence[Prepared], model, config, device=None, progress
     return fit(keypoints, model, config, device=device, focal_length=np.array(focal), progress=progress)
 
 
-def fit_processes(options: CaptureOptions, people: int, idle: float | None = None, ours=()) -> int:
+def fit_processes(options: CaptureOptions, people: int, idle: float | None = None,
+                  meter: IdleMeter | None = None) -> int:
     """How many processes fit a batch of `people`, at most one per person (a person's fit does not depend on
     its batch mates, so the split changes no result: fitting/processes.py): `options.processes` where given;
     else, for 2 people or more, with torch's threads chosen automatically (`options.threads` None; a Ray task
     sets them), on the CPU, where the platform forks safely, as many as the cores that are idle now hold at
-    torch's thread count (`idle`: that many idle cores, None: measured, cpus.idle_cores, where the processes
-    `ours` count as idle: the detection process, which waits once it is a photo ahead of the fitting; a core
-    that another program keeps busy is left to it, as a second process there would slow both: measured, 1.35x
-    the idle time instead of 1.0x); else 1."""
+    torch's thread count (`idle`: that many idle cores; None: read from `meter`, a cpus.IdleMeter running
+    since the run's start or its last batch, where this run's own processes count as idle: the detection
+    process, which waits once it is a photo ahead of the fitting, and this one; None: measured now, 0.1 s). A
+    core that another program keeps busy is left to it, as a second process there would slow both: measured,
+    1.35x the idle time instead of 1.0x); else 1."""
     from .fitting.processes import can_fork
 
     if options.device not in (None, "cpu") or not can_fork():
@@ -465,7 +467,7 @@ def fit_processes(options: CaptureOptions, people: int, idle: float | None = Non
         return 1
     import torch
 
-    free = idle_cores(ours=ours) if idle is None else idle
+    free = (meter or IdleMeter()).read() if idle is None else idle
     cores = usable_cores() if free is None else min(usable_cores(), int(free + IDLE_SLACK))
     processes = max(1, min(people, cores // torch.get_num_threads()))
     log.debug("%d people: %s idle cores, %d fitting process(es)", people,
@@ -572,6 +574,11 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     """Fit what `stream` prepares, `options.batch_images` photos per batch, and write the results.
     detection: the process that detects for `stream`, if one does."""
     timings = {"model": 0.0, "fit": 0.0, "write": 0.0}
+    # the detection process waits while a batch is fitted (it runs about a photo ahead): its core can fit a share.
+    # The idle cores are measured from here (then from each batch's end) to the batch, so that a single
+    # photo's fit does not wait for a sample: this process's and the detection's work count as idle
+    helpers = [detection.process.pid] if detection is not None else []
+    meter = IdleMeter(helpers)
     if todo:
         t0 = time.perf_counter()
         model, config = _model_and_config(model, config, options, concurrent_detection=len(todo) > 1)
@@ -579,15 +586,14 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
     bar = _progress(options, len(todo), "images", "image", disable=len(todo) < 2)
     batch: list[tuple[ImageReport, Prepared]] = []
 
-    # the detection process waits while a batch is fitted (it runs about a photo ahead): its core can fit a share
-    helpers = [detection.process.pid] if detection is not None else []
-
     def flush(last: bool = False):  # the last batch: the detection process has ended
+        nonlocal meter
         if batch:
             people = sum(item.keypoints.num_people for _, item in batch)
-            processes = fit_processes(options, people, ours=() if last else helpers)
+            processes = fit_processes(options, people, meter=meter)
             _fit_and_write(batch, model, config, options, bar, timings, processes)
             batch.clear()
+            meter = IdleMeter(() if last else helpers)
 
     try:
         for report, (path, item) in zip(todo, stream):  # the stream keeps the order of `todo`
