@@ -279,7 +279,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     converged = active & (g.abs().amax(1) <= s.gtol)
     active &= ~converged
     if s.max_iter <= 0:
-        active &= False
+        active = torch.zeros_like(active)
     rows = torch.arange(B, device=x.device)
     ls = _Search.empty(x, f)
     if bool(active.any()):
