@@ -354,6 +354,54 @@ def test_lbfgs_refresh_updates_what_the_objective_holds_at_every_iterate():
     assert res.evaluations >= len(seen_rows)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_lbfgs_problems_side_by_side_follow_their_paths_alone(seed):
+    """Six problems of very different curvature (so their line searches take different numbers of trials and
+    they converge at different calls), one of them not optimised (`active`), with a refresh after every step
+    (the collision stage's held pairs, here a target that follows x): in float32, as fits run, each running
+    problem ends exactly where and after as many iterations as alone, the inactive one is never evaluated
+    after the first call nor moved (a finished problem's stale line-search state once counted it as running)."""
+    gen = torch.Generator().manual_seed(seed)
+    B, dtype = 6, torch.float32
+    c0 = torch.randn(B, 2, generator=gen, dtype=dtype) * 2
+    scale = torch.logspace(-2, 2, B, dtype=dtype)[torch.randperm(B, generator=gen)]
+    wiggle = torch.rand(B, generator=gen, dtype=dtype) * 4
+
+    def problem(rows_of, calls):
+        held = {"c": c0.clone()}
+
+        def fun(x, rows):
+            rows = rows_of(rows, len(x))
+            calls.append(rows.tolist())
+            x = x.detach().requires_grad_()
+            xy = x[:, 0] * x[:, 1]
+            f = (scale[rows, None] * (x - held["c"][rows]).square()).sum(1) + wiggle[rows] * ((xy - 1).square() - xy)
+            (grad,) = torch.autograd.grad(f.sum(), x)
+            return f.detach(), grad
+
+        def refresh(x, rows):
+            r = rows_of(rows, len(x))
+            held["c"] = held["c"].index_copy(0, r, 0.9 * held["c"][r] + 0.1 * x.detach())
+            return fun(x, rows)
+
+        return fun, refresh
+
+    x0 = torch.zeros(B, 2, dtype=dtype)
+    active = torch.ones(B, dtype=torch.bool)
+    active[2] = False
+    settings = LBFGSSettings(max_iter=40)
+    calls = []
+    fun, refresh = problem(lambda rows, n: torch.arange(n) if rows is None else rows, calls)
+    batch = minimize(fun, x0, settings, active=active, partial=True, refresh=refresh)
+    assert torch.equal(batch.x[2], x0[2]) and int(batch.iterations[2]) == 0
+    assert all(2 not in rows for rows in calls[1:])
+    for i in (0, 1, 3, 4, 5):
+        fun, refresh = problem(lambda rows, n, i=i: torch.tensor([i]), [])
+        single = minimize(fun, x0[i : i + 1], settings, partial=True, refresh=refresh)
+        assert torch.equal(single.x[0], batch.x[i]), i
+        assert int(single.iterations[0]) == int(batch.iterations[i]), i
+
+
 def test_lbfgs_never_accepts_nan():
     def cliff(x):
         x = x.detach().requires_grad_()
