@@ -164,7 +164,7 @@ def test_an_idle_meter_counts_this_process_and_the_helpers_it_waited_for_as_idle
     assert counted - without > 0.5, (without, counted)
 
 
-def test_every_batch_may_be_split_its_idle_cores_measured_from_the_runs_start_then_each_batchs_end(monkeypatch, tmp_path):
+def test_batches_idle_cores_measured_from_the_runs_start_then_each_batchs_end(monkeypatch, tmp_path):
     """Batches are fitted while the detection process waits (a photo ahead): its CPU time counts as idle for
     them (for the last batch until it ended). The first batch's idle cores are measured from before the model
     is loaded, so that its fit need not wait for a sample; the next batch's from the end of the one before."""
@@ -179,7 +179,8 @@ def test_every_batch_may_be_split_its_idle_cores_measured_from_the_runs_start_th
         loaded.append(time.monotonic())
 
     model_and_config = pipeline._model_and_config
-    monkeypatch.setattr(pipeline, "_model_and_config", lambda *a, **k: loaded.append(time.monotonic()) or model_and_config(*a, **k))
+    monkeypatch.setattr(pipeline, "_model_and_config",
+                        lambda *a, **k: loaded.append(time.monotonic()) or model_and_config(*a, **k))
     monkeypatch.setattr(pipeline, "_fit_and_write", fit_and_write)
     images = Path(__file__).resolve().parent / "data" / "images"
     photos = [images / f"{name}.jpg" for name in ("coco_569", "coco_623", "coco_294")]
