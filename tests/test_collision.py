@@ -7,6 +7,7 @@ independent predicate written here with orientation determinants (exact on small
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from bodycapture.collision import (
     CollisionSettings, CollisionTerm, Collisions, PartFilter, all_pairs_collisions, conic_penalty,
     find_collisions, triangles_intersect,
 )  # fmt: skip
+from bodycapture.collision.search import SearchTree, _aligned_slots, face_centres
 from bodycapture.collision.penalty import _cone_field
 from bodycapture.models.remesh import decimate
 
@@ -498,6 +500,37 @@ def test_part_filter_and_search_on_official_layout_models(family):
                         for k, n in model.parameter_sizes().items()}).vertices
     found = find_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed)
     assert _same(found, all_pairs_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed))
+    # the same with the tree laid out once at rest (what CollisionTerm searches with)
+    tree = SearchTree.build(face_centres(model.v_template, model.faces_tensor), pf.face_part, pf.allowed)
+    assert _same(find_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed, tree=tree), found)
+
+
+def test_each_part_begins_on_a_subtree_boundary():
+    parts = torch.tensor([0] * 5 + [1] * 1 + [2] * 9 + [3] * 3)  # 18 faces, sorted by part
+    slot = _aligned_slots(parts, 32)  # 5 -> 8, 1 -> 4, 9 -> 12, 3 -> 4 leaves: 4-leaf subtrees fit, 8 do not
+    assert slot.tolist() == [0, 1, 2, 3, 4, 8, 12, 13, 14, 15, 16, 17, 18, 19, 20, 24, 25, 26]
+    assert _aligned_slots(parts, 18).tolist() == list(range(18))  # no room to spare: packed
+    tree = SearchTree.build(torch.rand(18, 3), torch.tensor([3] * 3 + [0] * 5 + [2] * 9 + [1]),
+                            ~torch.eye(4, dtype=torch.bool))
+    assert sorted(f for f in tree.face_at.tolist() if f >= 0) == list(range(18))  # every face on one leaf
+    # no 4-leaf node holds two parts, so below that level a node's parts are one bit
+    assert all(bin(m).count("1") <= 1 for m in tree.parts_below[tree.depth - 2].tolist())
+
+
+def test_the_rest_pose_tree_finds_the_same_pairs_on_the_open_model(model):
+    term = CollisionTerm.for_model(model)
+    assert term.tree is not None
+    poses = [_body_pose(model, **ARM_IN_TORSO), 0.4 * torch.randn(1, 63, generator=torch.Generator().manual_seed(3))]
+    vertices = torch.cat([model(body_pose=p).vertices for p in poses])
+    pf = term.part_filter
+    found = term.search(vertices)
+    assert (found.counts(2) > 0).all()
+    assert _same(found, find_collisions(vertices, model.faces_tensor, pf.face_part, pf.allowed, 128))
+    broken = vertices.clone()
+    broken[1, model.faces_tensor[found.faces[found.batch == 1][0, 0]]] = float("nan")  # one face of mesh 1
+    again = term.search(broken)
+    assert _same(again, find_collisions(broken, model.faces_tensor, pf.face_part, pf.allowed, 128))
+    assert _same(again.select(torch.tensor([0]), 2), found.select(torch.tensor([0]), 2))
 
 
 def test_whole_power_is_the_power_and_independent_of_the_tensor_size():
@@ -510,3 +543,49 @@ def test_whole_power_is_the_power_and_independent_of_the_tensor_size():
         torch.testing.assert_close(full, x.double().pow(n).float(), rtol=1e-6, atol=0)
         for k in (1, 5, 17, 40):
             assert torch.equal(whole_power(x[:k], n), full[:k]), (n, k)
+
+
+def test_the_collision_stage_poses_only_the_vertices_its_terms_read(model):
+    """Objective.evaluate in a collision stage poses the keypoints' vertices and the colliding triangles'
+    corners only (the whole mesh without gradient, for the search): the same pairs, the same terms bit for
+    bit and the same gradient as posing the whole mesh."""
+    from bodycapture.fitting import FitConfig
+    from bodycapture.fitting.objective import Objective, Targets
+    from bodycapture.keypoints import KeypointRegressor
+    from bodycapture.keypoints.regressors import keypoint_model
+    from bodycapture.priors import L2PosePrior
+
+    g = torch.Generator().manual_seed(2)
+    n = 2
+    regressor, cfg = KeypointRegressor(model), FitConfig()
+    term = CollisionTerm.for_model(model)
+    every = Objective(model, regressor, L2PosePrior(63), cfg, regressor.mask.float(), {}, term)
+    part = Objective(model, regressor, L2PosePrior(63), cfg, regressor.mask.float(), {}, term,
+                     *keypoint_model(model, regressor))
+    targets = Targets(torch.rand(n, 135, 2, generator=g) * 500, torch.rand(n, 135, generator=g),
+                      torch.full((n,), 500.0), torch.full((n, 2), 800.0), torch.full((n, 2), 250.0),
+                      torch.full((n,), 3.0), torch.zeros(n, 3), torch.zeros(n, 25, 3), torch.zeros(n, 25),
+                      torch.zeros(n, 63))
+    p = {"betas": 0.5 * torch.randn(n, 10, generator=g), "global_orient": torch.tensor([[math.pi, 0, 0]] * n),
+         "pose_latent": torch.cat([_body_pose(model, **ARM_IN_TORSO), 0.4 * torch.randn(1, 63, generator=g)]),
+         "transl": torch.tensor([[0.0, 0.2, 3.0]] * n)}
+    stage = FitConfig().stages[-1]
+    assert stage.collision > 0
+
+    def run(objective, pairs=None):
+        x = {k: v.clone().requires_grad_() for k, v in p.items()}
+        stats = {}
+        terms = objective.terms(x, stage, targets, stats, pairs)
+        grads = torch.autograd.grad(sum(terms.values()).sum(), list(x.values()))
+        return terms, grads, stats["pairs"]
+
+    whole_terms, whole_grads, pairs = run(every)
+    assert (pairs.counts(n) > 0).all()
+    for held in (None, pairs):  # the pairs searched now, or held from the line search's start
+        terms, grads, found = run(part, held)
+        assert _same(found, pairs)
+        for name in whole_terms:
+            assert torch.equal(terms[name], whole_terms[name]), name
+        for a, b in zip(grads, whole_grads):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+    assert part._pair_part[0].numel() < model.num_vertices // 4  # a fraction of the mesh was posed

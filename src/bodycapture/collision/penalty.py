@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .parts import DEFAULT_IGNORED_PAIRS, PartFilter
-from .search import Collisions, DegenerateMeshError, find_collisions, gather_triangles
+from .search import Collisions, DegenerateMeshError, SearchTree, face_centres, find_collisions, gather_triangles
 
 __all__ = ["CollisionSettings", "conic_penalty", "CollisionTerm"]
 
@@ -108,40 +108,53 @@ class CollisionTerm:
     """Search + penalty for one model's mesh, without state: call with vertices (B, V, 3) -> (penalty (B,),
     number of colliding pairs (B,)). The fitter times the calls itself (StageReport.collision_seconds)."""
 
-    def __init__(self, faces: Tensor, part_filter: PartFilter | None, settings: CollisionSettings | None = None):
+    def __init__(self, faces: Tensor, part_filter: PartFilter | None, settings: CollisionSettings | None = None,
+                 reference: Tensor | None = None):
+        """reference (V, 3): a typical pose of the mesh (the rest pose) to lay out the search tree once
+        (search.SearchTree); None: each search orders the faces anew (the same pairs, more work)."""
         self.faces = faces.long()
         self.part_filter = part_filter
         self.settings = settings or CollisionSettings()
+        pf = part_filter
+        self.tree = None if reference is None else SearchTree.build(
+            face_centres(reference.detach(), self.faces), pf.face_part if pf else None, pf.allowed if pf else None)
 
     @classmethod
     def for_model(cls, model, settings: CollisionSettings | None = None,
                   ignored_pairs=DEFAULT_IGNORED_PAIRS) -> "CollisionTerm":
-        return cls(model.faces_tensor, PartFilter.for_model(model, ignored_pairs), settings)
+        return cls(model.faces_tensor, PartFilter.for_model(model, ignored_pairs), settings, model.v_template)
 
     def search(self, vertices: Tensor) -> Collisions:
         pf = self.part_filter
         return find_collisions(vertices.detach(), self.faces, pf.face_part if pf else None,
-                               pf.allowed if pf else None, self.settings.max_collisions)
+                               pf.allowed if pf else None, self.settings.max_collisions, self.tree)
 
     def __call__(self, vertices: Tensor) -> tuple[Tensor, Tensor]:
         loss, found = self.penalty(vertices)
         return loss, found.counts(vertices.shape[0])
 
-    def penalty(self, vertices: Tensor, pairs: Collisions | None = None) -> tuple[Tensor, Collisions]:
+    def find(self, vertices: Tensor) -> tuple[Collisions, Tensor | None]:
+        """Every colliding pair of `vertices` (B, V, 3), and (B,) bool which meshes are degenerate (None where
+        none is): those the search cannot handle (a wild line-search trial collapsed to a point or a line)
+        are searched one by one, and the degenerate ones get no pairs."""
+        try:
+            return self.search(vertices), None
+        except DegenerateMeshError:  # rare: find the culprits one by one
+            return self._search_each(vertices)
+
+    def penalty(self, vertices: Tensor, pairs: Collisions | None = None, faces: Tensor | None = None,
+                degenerate: Tensor | None = None) -> tuple[Tensor, Collisions]:
         """(B,) the penalty of `vertices` (B, V, 3) and the pairs it was measured on: `pairs` where given
         (no search: the penalty is then continuous in the vertices, which a line search needs; see
-        fitting/fitter.py), else every colliding pair found now."""
-        if pairs is not None:
-            return conic_penalty(vertices, self.faces, pairs, self.settings), pairs
-        try:
-            found = self.search(vertices)
-            degenerate = None
-        except DegenerateMeshError:  # rare (a wild line-search trial): find the culprits one by one
-            found, degenerate = self._search_each(vertices)
-        loss = conic_penalty(vertices, self.faces, found, self.settings)
+        fitting/fitter.py), else every colliding pair found now. faces: the faces as rows of `vertices` when
+        these are some of the mesh's vertices (BodyModel.vertex_subset; every corner of `pairs` among them),
+        None: the mesh's own. degenerate (B,): meshes whose penalty is infinite (from `find`)."""
+        if pairs is None:
+            pairs, degenerate = self.find(vertices)
+        loss = conic_penalty(vertices, self.faces if faces is None else faces, pairs, self.settings)
         if degenerate is not None:  # an infinite loss: the optimiser rejects such a trial point
             loss = torch.where(degenerate, torch.full_like(loss, float("inf")), loss)
-        return loss, found
+        return loss, pairs
 
     def _search_each(self, vertices: Tensor) -> tuple[Collisions, Tensor]:
         parts, degenerate = [], torch.zeros(vertices.shape[0], dtype=torch.bool, device=vertices.device)

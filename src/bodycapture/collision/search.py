@@ -5,9 +5,11 @@ followed by an exact triangle-triangle test [torch-mesh-isect]. Ours is a BVH to
 with a few sort, gather and compaction operations per tree level, so the same code runs on the CPU and
 the GPU:
 
-1. triangles are sorted by body part (when a part filter is given), then by the Morton code of their
-   box centres; a complete binary tree over that order (padded to a power of two) has its node boxes
-   computed bottom-up by pairwise min / max;
+1. triangles are grouped by body part (when a part filter is given), each part's in the Morton order of
+   their box centres, and laid on the leaves of a complete binary tree with every part beginning on a
+   subtree boundary (`SearchTree`: laid out once per model, from the rest pose; a part moves nearly
+   rigidly, so its subtree stays tight in any pose); each search computes the node boxes bottom-up by
+   pairwise min / max;
 2. the tree is traversed against itself level by level: the frontier holds node pairs whose boxes
    overlap, and each level replaces them by their overlapping child pairs;
 3. with a part filter, every node also carries a bitmask of the parts below it and of the parts those
@@ -31,8 +33,8 @@ from torch import Tensor
 from ..errors import BodyCaptureError
 
 __all__ = [
-    "Collisions", "DegenerateMeshError", "all_pairs_collisions", "find_collisions", "gather_triangles",
-    "morton_codes", "triangles_intersect",
+    "Collisions", "DegenerateMeshError", "SearchTree", "all_pairs_collisions", "face_centres", "find_collisions",
+    "gather_triangles", "morton_codes", "triangles_intersect",
 ]  # fmt: skip
 
 
@@ -129,6 +131,12 @@ def triangles_intersect(a: Tensor, b: Tensor) -> Tensor:
     return result
 
 
+def face_centres(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(F, 3) the centres of the faces' bounding boxes; vertices (V, 3), faces (F, 3)."""
+    corners = vertices[faces.long()]  # (F, 3, 3)
+    return (corners.amin(1) + corners.amax(1)) / 2
+
+
 def gather_triangles(vertices: Tensor, faces: Tensor, batch: Tensor, face_ids: Tensor) -> Tensor:
     """(P, 3, 3) corners of faces[face_ids[k]] of mesh batch[k]; vertices (B, V, 3) (differentiable)."""
     index = batch[:, None] * vertices.shape[1] + faces[face_ids]  # (P, 3) rows of the flattened vertices
@@ -192,17 +200,90 @@ def _or_levels(leaf: Tensor, depth: int) -> list[Tensor]:
     return [x.reshape(-1) for x in reversed(levels)]
 
 
-def _part_masks(part_sorted: Tensor, N: int, depth: int, allowed_parts: Tensor) -> tuple[list, list]:
+def _part_masks(leaf_part: Tensor, depth: int, allowed_parts: Tensor) -> tuple[list, list]:
     """Per tree level, for every node: the parts below it and the parts those may collide with (bitmasks).
 
-    part_sorted: (B, F) part of each leaf in tree order. Node ids: b * 2**level + node."""
-    dev = part_sorted.device
+    leaf_part: (B, N) part of each leaf in tree order, -1 for an empty leaf. Node ids: b * 2**level + node."""
+    dev = leaf_part.device
     K = allowed_parts.shape[0]
-    bits = torch.ones(K, dtype=torch.long, device=dev) << torch.arange(K, device=dev)
-    may_hit = (allowed_parts.to(dev).long() * bits).sum(1)  # (K,)
-    pad = torch.zeros(part_sorted.shape[0], N - part_sorted.shape[1], dtype=torch.long, device=dev)
-    return (_or_levels(torch.cat([bits[part_sorted], pad], 1), depth),
-            _or_levels(torch.cat([may_hit[part_sorted], pad], 1), depth))
+    bits = torch.ones(K + 1, dtype=torch.long, device=dev) << torch.arange(K + 1, device=dev)
+    bits[K] = 0  # index -1: an empty leaf holds no part
+    may_hit = torch.cat([(allowed_parts.to(dev).long() * bits[:K]).sum(1), bits.new_zeros(1)])  # (K + 1,)
+    return _or_levels(bits[leaf_part], depth), _or_levels(may_hit[leaf_part], depth)
+
+
+def _aligned_slots(part_sorted: Tensor, N: int) -> Tensor:
+    """(F,) the leaf of each face in tree order (faces sorted by part) such that every part's faces begin on a
+    boundary of 2^s leaves, for the largest s that still fits N leaves (empty leaves fill each part's last
+    subtree).
+
+    Without this, the node holding the last faces of one part and the first of the next spans both parts'
+    places on the body (the right eye and the left hand's index finger are neighbours in part order): its box
+    overlaps thousands of others, at every level, and made most of the search's work (a posed open model:
+    31,000 node pairs at the widest level, 41 allowed leaf pairs overlapping). Aligned, no node of 2^s leaves
+    or fewer holds two parts."""
+    F = part_sorted.shape[0]
+    _, counts = torch.unique_consecutive(part_sorted, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts  # where each part begins unaligned
+    rank = torch.arange(F, device=part_sorted.device) - first.repeat_interleave(counts)
+    for s in range(N.bit_length() - 1, -1, -1):
+        padded = (counts + (1 << s) - 1) >> s << s
+        if int(padded.sum()) <= N:
+            start = torch.cumsum(padded, 0) - padded
+            return start.repeat_interleave(counts) + rank
+    return torch.arange(F, device=part_sorted.device)  # unreachable: s = 0 pads nothing
+
+
+@dataclass
+class SearchTree:
+    """The fixed layout of a mesh's triangles in the search tree: which face sits at which leaf, and for
+    every node the parts below it and the parts those may collide with. Built once per mesh (the faces, their
+    parts and the order do not change with the pose); each search then only recomputes the boxes.
+
+    The leaf order: each part's faces sorted by the Morton code of their box centres in a reference pose (the
+    rest pose), each part beginning on a subtree boundary (`_aligned_slots`): a part moves nearly rigidly, so faces near each other at rest stay near each other posed, and the
+    subtrees stay tight (a tree built once for the whole body was measured slower: the limbs' subtrees mix
+    when the limbs move; with one subtree per part they do not, and the per-search sort is saved).
+
+    depth: levels below the root (N = 2^depth leaves); face_at: (N,) the face at each leaf, -1 for an empty
+    one; parts_below, hits_below: per level l, (2^l,) bitmasks per node (None without a part filter)."""
+
+    depth: int
+    face_at: Tensor
+    parts_below: list[Tensor] | None
+    hits_below: list[Tensor] | None
+
+    @classmethod
+    def build(cls, centres: Tensor, face_part: Tensor | None = None,
+              allowed_parts: Tensor | None = None) -> "SearchTree":
+        """centres (F, 3): the centres of the faces' boxes in the reference pose (`face_centres`); face_part (F,)
+        and allowed_parts (K, K) as in `find_collisions` (None: no filter, one Morton order for all faces)."""
+        F = centres.shape[0]
+        depth = max(1, (F - 1).bit_length())
+        N = 1 << depth
+        prune = face_part is not None and allowed_parts.shape[0] <= 63
+        if prune:  # group each part's faces: subtrees then hold one part, and same-part pairs go at once
+            part = face_part.to(centres.device).long()
+            order = torch.argsort(((part << 24) | morton_codes(centres[None], bits=8)[0]).int())
+            slot = _aligned_slots(part[order], N)
+        else:
+            order = torch.argsort(morton_codes(centres[None])[0].int())
+            slot = torch.arange(F, device=centres.device)
+        face_at = order.new_full((N,), -1)
+        face_at[slot] = order
+        if not prune:
+            return cls(depth, face_at, None, None)
+        leaf_part = part.new_full((N,), -1)
+        leaf_part[slot] = part[order]
+        parts_below, hits_below = _part_masks(leaf_part[None], depth, allowed_parts)
+        return cls(depth, face_at, parts_below, hits_below)
+
+    def to(self, device) -> "SearchTree":
+        """This layout on `device` (itself when already there)."""
+        if self.face_at.device == torch.device(device):
+            return self
+        move = (lambda masks: None if masks is None else [m.to(device) for m in masks])  # noqa: E731
+        return SearchTree(self.depth, self.face_at.to(device), move(self.parts_below), move(self.hits_below))
 
 
 @torch.no_grad()
@@ -212,6 +293,7 @@ def find_collisions(
     face_part: Tensor | None = None,
     allowed_parts: Tensor | None = None,
     max_per_face: int | None = None,
+    tree: SearchTree | None = None,
 ) -> Collisions:
     """Intersecting triangle pairs of each mesh of a batch.
 
@@ -219,6 +301,8 @@ def find_collisions(
     face_part: (F,) long part id of each face, with allowed_parts (K, K) bool: a pair (i, j) is only
         reported when allowed_parts[part[i], part[j]] (see `parts.PartFilter`). None: every part pair.
     max_per_face: at most this many pairs per first face (SMPLify-X's `max_collisions`); None: all.
+    tree: `SearchTree.build(faces, rest vertices, face_part, allowed_parts)`, made once for a mesh that is
+        searched many times (the same pairs, less work); None: the order comes from these meshes' own boxes.
     Faces with a non-finite corner are ignored. Pairs sharing a vertex are never reported.
     """
     B, F = vertices.shape[0], faces.shape[0]
@@ -226,8 +310,6 @@ def find_collisions(
     faces = faces.to(device=dev, dtype=torch.long)
     if F < 2 or B == 0:
         return Collisions.empty(dev)
-    depth = max(1, (F - 1).bit_length())
-    N = 1 << depth  # leaves; the last N - F are empty boxes (and so are non-finite faces)
     all_finite = bool(torch.isfinite(vertices).all())
     corners = [vertices.index_select(1, faces[:, k]) for k in range(3)]  # 3 x (B, F, 3)
     lo = torch.minimum(torch.minimum(corners[0], corners[1]), corners[2])  # (B, F, 3)
@@ -238,24 +320,20 @@ def find_collisions(
     box = torch.cat([lo, -hi], -1)
     if not all_finite:
         box = box.masked_fill(~finite, float("inf"))
-    leaf = box.new_full((B, N, 6), float("inf"))
-    prune = face_part is not None and allowed_parts.shape[0] <= 63
-    # the tree is rebuilt for every mesh (a tree built once at rest and refitted was measured slower:
-    # its boxes loosen when the limbs move)
-    centre = (lo + hi) / 2 if all_finite else torch.where(finite, (lo + hi) / 2, lo.new_zeros(()))
-    if prune:  # group each part's faces: subtrees then hold one part, and same-part pairs go at once
-        key = (face_part.to(dev)[None] << 24) | morton_codes(centre, bits=8)  # 6 + 24 bits (K <= 63)
-    else:
-        key = morton_codes(centre)
-    order = torch.argsort(key.int(), dim=1)  # (B, F) faces in tree order (int32 sorts faster)
-    leaf[:, :F] = torch.gather(box, 1, order[..., None].expand(B, F, 6))
-    if prune:  # per node (of every mesh): parts below it, and parts that any of those may collide with
-        parts_below, hits_below = _part_masks(face_part.to(dev)[order], N, depth, allowed_parts)
-    boxes = [leaf]
+    if tree is None:  # a layout for these meshes: the first one's boxes set the order (any order is exact)
+        centres = (lo[0] + hi[0]) / 2
+        tree = SearchTree.build(centres if all_finite else torch.where(finite[0], centres, 0.0), face_part,
+                                allowed_parts)
+    tree = tree.to(dev)
+    depth, N = tree.depth, 1 << tree.depth
+    leaf_face = torch.where(tree.face_at < 0, F, tree.face_at)  # an empty leaf reads the infinite box F
+    box = torch.cat([box, box.new_full((B, 1, 6), float("inf"))], 1)
+    boxes = [box.index_select(1, leaf_face)]  # (B, N, 6) in tree order
     for _ in range(depth):
         pairs = boxes[-1].view(B, -1, 2, 6)
         boxes.append(torch.minimum(pairs[:, :, 0], pairs[:, :, 1]))
     boxes = [x.reshape(-1, 6) for x in reversed(boxes)]  # boxes[l]: level l, node id b * 2**l + node
+    prune = tree.parts_below is not None
 
     a = torch.arange(B, device=dev)  # frontier of node pairs (a <= b), starting at the roots
     b = a
@@ -266,7 +344,9 @@ def find_collisions(
         cb = (b[:, None] * 2 + child_b).flatten()
         keep = ca < cb if level == depth else ca <= cb  # (2a+1, 2a) repeats (2a, 2a+1); leaves never self-pair
         if prune:  # the cheap test first: can any part below ca collide with any part below cb?
-            keep &= (hits_below[level].index_select(0, ca) & parts_below[level].index_select(0, cb)) != 0
+            node = (1 << level) - 1  # node ids within a mesh (the masks are the same for every mesh)
+            keep &= (tree.hits_below[level].index_select(0, ca & node)
+                     & tree.parts_below[level].index_select(0, cb & node)) != 0
         idx = torch.nonzero(keep).flatten()
         ca, cb = ca.index_select(0, idx), cb.index_select(0, idx)
         ba, bb = boxes[level].index_select(0, ca), boxes[level].index_select(0, cb)  # faster than [] on CPU
@@ -277,8 +357,8 @@ def find_collisions(
             raise DegenerateMeshError(f"collision search: over {_MAX_PAIRS_PER_FACE} overlapping box pairs per "
                                    "triangle; the mesh is degenerate (collapsed to a point or a line?)")
     batch = a // N
-    fi = order[batch, a % N]
-    fj = order[batch, b % N]
+    fi = tree.face_at.index_select(0, a % N)
+    fj = tree.face_at.index_select(0, b % N)
     keep = torch.nonzero(_pair_filter(faces, fi, fj, face_part, allowed_parts)).flatten()
     batch, fi, fj = batch[keep], fi[keep], fj[keep]
     tri_i, tri_j = gather_triangles(vertices, faces, batch, fi), gather_triangles(vertices, faces, batch, fj)

@@ -80,8 +80,10 @@ class Evaluation:
     stage: Stage
     targets: Targets
     stats: dict | None
-    regressor: KeypointRegressor  # the one matching `out` (the whole mesh or the keypoints' vertices)
+    regressor: KeypointRegressor  # the one matching `out` (the whole mesh or some of its vertices)
     pairs: Collisions | None = None
+    faces: Tensor | None = None  # the mesh's faces as rows of out.vertices when it holds some vertices only
+    degenerate: Tensor | None = None  # (N,) items whose mesh the collision search could not handle
 
     def terms(self) -> dict[str, Tensor]:
         """Every term of TERMS that applies, per item (N,)."""
@@ -140,7 +142,7 @@ def _collision(e: Evaluation) -> Tensor | None:
     if term is None or e.stage.collision <= 0:
         return None
     start = time.perf_counter()
-    penalty, pairs = term.penalty(e.out.vertices, e.pairs)
+    penalty, pairs = term.penalty(e.out.vertices, e.pairs, e.faces, e.degenerate)
     if e.stats is not None:
         e.stats["collision_seconds"] = e.stats.get("collision_seconds", 0.0) + time.perf_counter() - start
         e.stats["collisions"] = pairs.counts(len(penalty))
@@ -191,6 +193,7 @@ class Objective:
     keypoint_model: BodyModel | None = None
     keypoint_regressor: KeypointRegressor | None = None
     _group_weights: dict = field(default_factory=dict, repr=False)  # made once per (hand, face) weight pair
+    _pair_part: tuple | None = field(default=None, repr=False)  # the last `_posed_for_pairs`: (ids, its result)
 
     def group_weights(self, hand_weight: float, face_weight: float) -> Tensor:
         """(135,) the base weights times the stage's hand and face weights (losses.group_weights), made
@@ -211,13 +214,48 @@ class Objective:
 
     def evaluate(self, p: dict[str, Tensor], stage: Stage, targets: Targets, stats: dict | None = None,
                  pairs: Collisions | None = None) -> Evaluation:
-        """Pose the model for the variables `p` (the whole mesh only where the stage's collision term needs
-        it): an Evaluation whose `terms()` and `keypoints` other objectives can build on (video/sequence.py).
-        `pairs`: the colliding pairs to measure the collision term on (None: search)."""
+        """Pose the model for the variables `p`: an Evaluation whose `terms()` and `keypoints` other
+        objectives can build on (video/sequence.py). `pairs`: the colliding pairs to measure the collision
+        term on (None: search).
+
+        Only the vertices the terms read are posed (the same values as the whole mesh's, bit for bit): the
+        keypoints' (`keypoint_model`) and, where the stage's collision term is on, those of the colliding
+        triangles. The whole mesh is posed without gradient where the pairs are searched, and entirely only
+        without a `keypoint_model`."""
         params = self.body_params(p, targets)
-        whole = self.keypoint_model is None or (self.collision is not None and stage.collision > 0)
-        model, regressor = (self.model, self.regressor) if whole else (self.keypoint_model, self.keypoint_regressor)
-        return Evaluation(self, p, params, model(**params), stage, targets, stats, regressor, pairs)
+        collide = self.collision is not None and stage.collision > 0
+        if self.keypoint_model is None:
+            return Evaluation(self, p, params, self.model(**params), stage, targets, stats, self.regressor, pairs)
+        if not collide:
+            out = self.keypoint_model(**params)
+            return Evaluation(self, p, params, out, stage, targets, stats, self.keypoint_regressor, pairs)
+        degenerate = None
+        if pairs is None:  # the search needs every triangle, not their gradients
+            with torch.no_grad():
+                vertices = self.model(**params).vertices
+            start = time.perf_counter()
+            pairs, degenerate = self.collision.find(vertices)
+            if stats is not None:
+                stats["collision_seconds"] = stats.get("collision_seconds", 0.0) + time.perf_counter() - start
+        model, regressor, faces = self._posed_for_pairs(pairs)
+        return Evaluation(self, p, params, model(**params), stage, targets, stats, regressor, pairs, faces, degenerate)
+
+    def _posed_for_pairs(self, pairs: Collisions) -> tuple[BodyModel, KeypointRegressor, Tensor]:
+        """(a model posing only the keypoints' vertices and the corners of the triangles in `pairs`
+        (BodyModel.vertex_subset), its keypoint regressor, the mesh's faces as rows of its vertices (-1 for
+        corners it lacks)). Remade only when the vertices change: a line search measures every trial on the
+        pairs of its start."""
+        faces = self.collision.faces.to(self.model.v_template.device)
+        corners = faces.index_select(0, pairs.faces.flatten()).flatten()
+        ids = torch.unique(torch.cat([self.regressor.vertex_ids(), corners]))
+        last = self._pair_part
+        if last is not None and last[0].shape == ids.shape and torch.equal(last[0], ids):
+            return last[1]
+        row = torch.full((self.model.num_vertices,), -1, dtype=torch.long, device=ids.device)
+        row[ids] = torch.arange(len(ids), device=ids.device)
+        part = (self.model.vertex_subset(ids), self.regressor.on_subset(ids), row[faces])
+        self._pair_part = (ids, part)
+        return part
 
     def terms(self, p: dict[str, Tensor], stage: Stage, targets: Targets,
               stats: dict | None = None, pairs: Collisions | None = None) -> dict[str, Tensor]:
