@@ -543,3 +543,22 @@ def test_lbfgs_makes_no_search_that_can_gain_nothing_measurable():
     f_min = float(c.double().sum() + (A64 @ best - b64).square().sum())
     assert bool(res.converged) and abs(float(res.f) - f_min) <= 1e-6 * f_min
     assert res.evaluations <= int(res.iterations) + 2
+
+
+def test_a_line_search_ends_where_its_next_trial_would_gain_less_than_rounding():
+    """A search whose zoom comes down to steps whose predicted gain is below the loss's rounding ends there
+    (coco_623: two such searches of 8-10 evaluations each, their trials' changes rounding noise)."""
+    from bodycapture.fitting.lbfgs import _resolution, _Search, _search_step
+
+    s = LBFGSSettings()
+    f, g = torch.tensor([1.0e4]), torch.tensor([[0.3, 0.0]])
+    ls = _Search.empty(torch.zeros(1, 2), f).restart(torch.tensor([True]), f, g, -g, torch.tensor([1.0]))
+    resolution = _resolution(s, torch.float32)
+    assert float(-ls.dphi0[0]) > resolution * 1e4  # the unit step is worth trying
+    f_a, g_a = f + 0.1, torch.tensor([[0.5, 0.0]])  # it overshoots: the loss rises, the slope turns
+    searching = torch.tensor([True])
+    _, ended, flat = _search_step(ls, f, searching, torch.tensor([1.0]), f_a, g_a, s, resolution)
+    assert bool(ended[0]) and bool(flat[0])
+    nxt, ended, flat = _search_step(ls, f, searching, torch.tensor([1.0]), f_a, g_a, s, None)
+    assert not bool(ended[0]) and not bool(flat[0])  # without the rule the zoom goes on, to a step
+    assert float(-nxt.a[0] * ls.dphi0[0]) <= resolution * 1e4  # whose gain rounding would hide

@@ -114,10 +114,12 @@ class _Search:
 
 
 def _search_step(ls: _Search, f: Tensor, searching: Tensor, a_eval: Tensor, f_a: Tensor, g_a: Tensor,
-                 s: LBFGSSettings) -> tuple[_Search, Tensor]:
+                 s: LBFGSSettings, resolution: float | None = None) -> tuple[_Search, Tensor, Tensor]:
     """One evaluation of every searching problem's trial step `a_eval` (f_a, g_a) taken into its strong-Wolfe
     line search (Nocedal & Wright, Algorithms 3.5 and 3.6): -> (the searches, (B,) whether each has ended:
-    accepted a step, shrunk its bracket to nothing or used its `max_ls` evaluations; its result is `best`)."""
+    accepted a step, shrunk its bracket to nothing or used its `max_ls` evaluations; its result is `best`,
+    (B,) those that ended because their next trial would predict a decrease below `resolution` |f| (relative;
+    None: never), which rounding cannot tell from no change)."""
     nobody = torch.zeros_like(searching)
     finite = _finite(f_a) & _finite(g_a).all(1)
     f_a = torch.where(finite, f_a, torch.full_like(f_a, float("inf")))
@@ -171,7 +173,11 @@ def _search_step(ls: _Search, f: Tensor, searching: Tensor, a_eval: Tensor, f_a:
     if any_bracketed:
         f_hi = torch.where(_finite(hi[:, 1]), hi[:, 1], lo[:, 1] + 1e30)
         a = torch.where(bracketed, _cubic_min(lo[:, 0], lo[:, 1], lo[:, 2], hi[:, 0], f_hi, hi[:, 2]), a)
-    return _Search(ls.d, ls.dphi0, ls.d_max, prev, lo, hi, bracketed, best, best_g, a, tried), ended
+    flat = torch.zeros_like(ended)
+    if resolution is not None:  # a zoom down to steps whose gain rounding hides: noise would decide the rest
+        flat = searching & ~ended & (-a * ls.dphi0 <= resolution * torch.clamp_min(f.abs(), 1.0))
+        ended = ended | flat
+    return _Search(ls.d, ls.dphi0, ls.d_max, prev, lo, hi, bracketed, best, best_g, a, tried), ended, flat
 
 
 def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor) -> Tensor:
@@ -220,8 +226,12 @@ def _negligible(ls: _Search, rows: Tensor, f: Tensor, s: LBFGSSettings) -> Tenso
     with a `refresh` (the collision iterations): there a term far below the loss's rounding (the penalty of a few
     shallow pairs) is what moves the body, by steps that change f by nothing measurable."""
     predicted = -ls.a * ls.dphi0
-    tolerance = max(s.ftol, ROUNDING_EPS * torch.finfo(f.dtype).eps)
-    return rows & (predicted <= tolerance * torch.clamp_min(f.abs(), 1.0))
+    return rows & (predicted <= _resolution(s, f.dtype) * torch.clamp_min(f.abs(), 1.0))
+
+
+def _resolution(s: LBFGSSettings, dtype: torch.dtype) -> float:
+    """The smallest change of a loss, relative to it, that counts as one: ftol, or rounding where that is larger."""
+    return max(s.ftol, ROUNDING_EPS * torch.finfo(dtype).eps)
 
 
 def _refreshed(refresh: Objective, x, f, g, active, partial: bool):
@@ -282,6 +292,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     s = settings or LBFGSSettings()
     x = x0.detach().clone()
     B, n = x.shape
+    resolution = _resolution(s, x.dtype)
     active = torch.ones(B, dtype=torch.bool, device=x.device) if active is None else active.clone()
     f, g = (refresh or fun)(x, None) if partial else (refresh or fun)(x)
     evals = 1
@@ -320,7 +331,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         else:
             f_a, g_a = fun(trial_x)
         evals += 1
-        ls, ended = _search_step(ls, f, active, a_eval, f_a, g_a, s)
+        ls, ended, _ = _search_step(ls, f, active, a_eval, f_a, g_a, s, None if refresh else resolution)
         if not bool(ended.any()):
             continue
 
