@@ -241,9 +241,10 @@ class SearchTree:
     parts and the order do not change with the pose); each search then only recomputes the boxes.
 
     The leaf order: each part's faces sorted by the Morton code of their box centres in a reference pose (the
-    rest pose), each part beginning on a subtree boundary (`_aligned_slots`): a part moves nearly rigidly, so faces near each other at rest stay near each other posed, and the
-    subtrees stay tight (a tree built once for the whole body was measured slower: the limbs' subtrees mix
-    when the limbs move; with one subtree per part they do not, and the per-search sort is saved).
+    rest pose), each part beginning on a subtree boundary (`_aligned_slots`): a part moves nearly rigidly, so
+    faces near each other at rest stay near each other posed, and the subtrees stay tight (a tree built once
+    for the whole body was measured slower: the limbs' subtrees mix when the limbs move; with one subtree per
+    part they do not, and the per-search sort is saved).
 
     depth: levels below the root (N = 2^depth leaves); face_at: (N,) the face at each leaf, -1 for an empty
     one; parts_below, hits_below: per level l, (2^l,) bitmasks per node (None without a part filter)."""
@@ -301,8 +302,9 @@ def find_collisions(
     face_part: (F,) long part id of each face, with allowed_parts (K, K) bool: a pair (i, j) is only
         reported when allowed_parts[part[i], part[j]] (see `parts.PartFilter`). None: every part pair.
     max_per_face: at most this many pairs per first face (SMPLify-X's `max_collisions`); None: all.
-    tree: `SearchTree.build(faces, rest vertices, face_part, allowed_parts)`, made once for a mesh that is
-        searched many times (the same pairs, less work); None: the order comes from these meshes' own boxes.
+    tree: `SearchTree.build(face_centres(rest vertices, faces), face_part, allowed_parts)`, made once for a
+        mesh that is searched many times (the same pairs, less work); None: the order comes from these meshes'
+        own boxes.
     Faces with a non-finite corner are ignored. Pairs sharing a vertex are never reported.
     """
     B, F = vertices.shape[0], faces.shape[0]

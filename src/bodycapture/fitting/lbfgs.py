@@ -173,10 +173,9 @@ def _search_step(ls: _Search, f: Tensor, searching: Tensor, a_eval: Tensor, f_a:
     if any_bracketed:
         f_hi = torch.where(_finite(hi[:, 1]), hi[:, 1], lo[:, 1] + 1e30)
         a = torch.where(bracketed, _cubic_min(lo[:, 0], lo[:, 1], lo[:, 2], hi[:, 0], f_hi, hi[:, 2]), a)
-    flat = torch.zeros_like(ended)
-    if resolution is not None:  # a zoom down to steps whose gain rounding hides: noise would decide the rest
-        flat = searching & ~ended & (-a * ls.dphi0 <= resolution * torch.clamp_min(f.abs(), 1.0))
-        ended = ended | flat
+    # a zoom down to steps whose gain rounding hides: noise would decide the rest
+    flat = searching & ~ended & _unresolved(a, ls.dphi0, f, resolution)
+    ended = ended | flat
     return _Search(ls.d, ls.dphi0, ls.d_max, prev, lo, hi, bracketed, best, best_g, a, tried), ended, flat
 
 
@@ -217,20 +216,26 @@ def _relative_change(before: Tensor, after: Tensor) -> Tensor:
 ROUNDING_EPS = 8
 
 
-def _negligible(ls: _Search, rows: Tensor, f: Tensor, s: LBFGSSettings) -> Tensor:
+def _negligible(ls: _Search, rows: Tensor, f: Tensor, resolution: float | None) -> Tensor:
     """(B,) the problems `rows` whose new search predicts, to first order, a decrease below what can be told
-    from rounding for its first step (-a dphi0 <= max(ftol, ROUNDING_EPS eps) max(|f|, 1)): converged. Without
-    this test they spent the end of every stage on line searches that cannot succeed: the trials' changes are
-    rounding noise, the search fails, the problem forgets its history and fails again along steepest descent
-    (coco_564's two people: 5-11 evaluations per such search, about a fifth of their evaluations). Not applied
-    with a `refresh` (the collision iterations): there a term far below the loss's rounding (the penalty of a few
-    shallow pairs) is what moves the body, by steps that change f by nothing measurable."""
-    predicted = -ls.a * ls.dphi0
-    return rows & (predicted <= _resolution(s, f.dtype) * torch.clamp_min(f.abs(), 1.0))
+    from rounding for its first step (`_unresolved`): converged. Without this test they spent the end of every
+    stage on line searches that cannot succeed: the trials' changes are rounding noise, the search fails, the
+    problem forgets its history and fails again along steepest descent (coco_564's two people: 5-11 evaluations
+    per such search, about a fifth of their evaluations)."""
+    return rows & _unresolved(ls.a, ls.dphi0, f, resolution)
+
+
+def _unresolved(a: Tensor, dphi0: Tensor, f: Tensor, resolution: float | None) -> Tensor:
+    """(B,) whether a step `a` along a line of slope `dphi0` predicts (to first order) a decrease of at most
+    `resolution` |f| (at least `resolution`), which rounding cannot tell from no change; all False for None."""
+    if resolution is None:
+        return torch.zeros_like(f, dtype=torch.bool)
+    return -a * dphi0 <= resolution * torch.clamp_min(f.abs(), 1.0)
 
 
 def _resolution(s: LBFGSSettings, dtype: torch.dtype) -> float:
-    """The smallest change of a loss, relative to it, that counts as one: ftol, or rounding where that is larger."""
+    """The smallest change of a loss, relative to it, that counts as one: ftol, or rounding where that is larger
+    (-> max(ftol, ROUNDING_EPS eps))."""
     return max(s.ftol, ROUNDING_EPS * torch.finfo(dtype).eps)
 
 
@@ -292,7 +297,9 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     s = settings or LBFGSSettings()
     x = x0.detach().clone()
     B, n = x.shape
-    resolution = _resolution(s, x.dtype)
+    # no search is made or zoomed below rounding, but with a refresh (the collision iterations): there a term far
+    # below the loss's rounding (the penalty of a few shallow pairs) is what moves the body
+    resolution = None if refresh is not None else _resolution(s, x.dtype)
     active = torch.ones(B, dtype=torch.bool, device=x.device) if active is None else active.clone()
     f, g = (refresh or fun)(x, None) if partial else (refresh or fun)(x)
     evals = 1
@@ -313,10 +320,9 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     ls = _Search.empty(x, f)
     if bool(active.any()):
         ls = ls.restart(active, f, g, *_directions(S, Y, count, head, g, active))
-        if refresh is None:
-            flat = _negligible(ls, active, f, s)
-            converged |= flat
-            active &= ~flat
+        flat = _negligible(ls, active, f, resolution)
+        converged |= flat
+        active &= ~flat
     while bool(active.any()):
         # every running problem's trial point, in one call
         a_eval = torch.where(active, ls.a, torch.zeros_like(ls.a))
@@ -331,7 +337,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         else:
             f_a, g_a = fun(trial_x)
         evals += 1
-        ls, ended, _ = _search_step(ls, f, active, a_eval, f_a, g_a, s, None if refresh else resolution)
+        ls, ended, _ = _search_step(ls, f, active, a_eval, f_a, g_a, s, resolution)
         if not bool(ended.any()):
             continue
 
@@ -379,8 +385,7 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
         nxt = ended & active  # their next iteration starts at the next call
         if bool(nxt.any()):
             ls = ls.restart(nxt, f, g, *_directions(S, Y, count, head, g, nxt))
-            if refresh is None:
-                flat = _negligible(ls, nxt, f, s)
-                converged |= flat
-                active &= ~flat
+            flat = _negligible(ls, nxt, f, resolution)
+            converged |= flat
+            active &= ~flat
     return LBFGSResult(x, f, iters, evals, converged, failed)
