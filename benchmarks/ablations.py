@@ -1,4 +1,4 @@
-"""The paper's ablations and sensitivity analysis, on our synthetic suite (README figures).
+"""The paper's ablations and sensitivity analysis, on our synthetic suite (figures in docs/evaluation.md).
 
     python benchmarks/ablations.py [--n 20] [--seed 0] [--out docs/ablations.json] [--only-main] [--threads 1]
 

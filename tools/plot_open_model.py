@@ -1,4 +1,4 @@
-"""Figures of the bundled open model for the README (written into docs/).
+"""Figures of the bundled open model for the README and docs/model_files.md (written into docs/).
 
     python tools/plot_open_model.py
 

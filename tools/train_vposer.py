@@ -39,7 +39,7 @@ from bodycapture.priors.vposer import DEFAULT_WEIGHTS, VPoser  # noqa: E402
 # millimetres (tens to hundreds), against which 0.005 left the latent far from N(0, I) (KL about 610 nats,
 # |z| about 25 for held-out poses where N(0, I) gives 5.6), so SMPLify-X's |z|^2 penalty measured little.
 # 0.5 (measured 2026-11-30, 40 epochs): |z| about 5 for held-out poses, the encode-decode error of the
-# motion-capture suite 22.4 -> 19.6 mm, its fits from 2D 64.0 -> 56.1 mm PA-v2v (README, Pose prior)
+# motion-capture suite 22.4 -> 19.6 mm, its fits from 2D 64.0 -> 56.1 mm PA-v2v (docs/pose_prior.md)
 KL_WEIGHT = 0.5
 VERTEX_WEIGHT = 1.0  # per millimetre of L1 vertex error
 JOINT_WEIGHT = 1.0  # per millimetre of L1 error of the 22 body joints

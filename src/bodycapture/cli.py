@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """The `bodycapture` command: `main()`, then a quick exit. Once the output is flushed and the atexit
     handlers have run (Ray's shutdown, temporary folders), the interpreter's own teardown (unloading
-    torch: about 0.3 s of every run, README "The first result") has nothing left to do."""
+    torch: about 0.3 s of every run, docs/benchmarks.md "The first result") has nothing left to do."""
     code = main()
     import atexit
 

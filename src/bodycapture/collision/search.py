@@ -20,7 +20,7 @@ the GPU:
 
 Triangles are closed sets: touching counts as intersecting. Pairs that share a vertex are skipped.
 A uniform grid was tried first and measured slower (94 ms against 7 ms on the open model at rest; see
-the README's collision benchmark): the open model's triangle sizes span 10x, so no cell size suits it.
+docs/benchmarks.md, Collision term speed): the open model's triangle sizes span 10x, so no cell size suits it.
 """
 
 from __future__ import annotations

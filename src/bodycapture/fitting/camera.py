@@ -85,7 +85,7 @@ DEPTH_BONES = (("LShoulder", "LHip"), ("RShoulder", "RHip"), ("LShoulder", "RHip
                ("Neck", "LHip"), ("Neck", "RHip"), ("Neck", "MidHip"), ("LShoulder", "RShoulder"), ("LHip", "RHip"),
                ("LShoulder", "LElbow"), ("RShoulder", "RElbow"), ("LElbow", "LWrist"), ("RElbow", "RWrist"),
                ("LHip", "LKnee"), ("RHip", "RKnee"), ("LKnee", "LAnkle"), ("RKnee", "RAnkle"), ("Nose", "Neck"))
-DEPTH_QUANTILE = 0.2  # of the per-bone depths; measured on the synthetic suites (README, "Robust fitting")
+DEPTH_QUANTILE = 0.2  # of the per-bone depths; measured on the synthetic suites (docs/fitting.md, "Robust fitting")
 
 
 def initial_translation(keypoints: Tensor, model_joints: Tensor, focal: Tensor, center: Tensor) -> Tensor:

@@ -315,7 +315,7 @@ def _body_stage(objective: Objective, pack: _Packer, state: dict[str, Tensor], s
     if objective.collision is not None and stage.collision > 0:
         # the colliding pairs are found at each iterate and held through its line search: the penalty of a
         # pair appears at full strength when two triangles start to intersect, and with pairs searched at
-        # every trial the searches stalled on that jump after a few iterations (README, Interpenetration)
+        # every trial the searches stalled on that jump after a few iterations (docs/fitting.md, Interpenetration)
         held: dict = {"pairs": None}
         colliding = None
         if stage.settle_iter > 0:  # settled: the term has work only where the mesh intersects itself

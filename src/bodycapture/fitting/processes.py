@@ -4,7 +4,7 @@ A person's fit does not depend on its batch mates (float32, one torch thread: mo
 `atan2`; tests/test_fitting.py), so a batch split between processes gives every person the same result, bit
 for bit, only sooner where cores would otherwise idle (8 people on 2 cores: 7.3 s instead of 10.0 s), and
 a photo of two people on 2 cores fits in about the time of its slower person instead of both together
-(README, The first result). The other processes are forked from this one once the model is loaded (no
+(docs/benchmarks.md, The first result). The other processes are forked from this one once the model is loaded (no
 second import of torch; the model is shared copy-on-write), so this runs on Linux only, and on the CPU.
 Each child fits its share with the same model and config and sends its FitResult back through a pipe; a
 child that fails or dies has its share fitted in this process instead (a warning says so).

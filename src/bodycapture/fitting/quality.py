@@ -4,7 +4,7 @@ A fit can end in a wrong minimum without any error: the body twisted or folded, 
 What gives it away, measured against the fitter's own input (no ground truth needed): keypoints that the
 fit does not reach (residual per group, in percent of the person's size in the image, so that it means the
 same for a child in a crowd and a close-up), an implausible pose (the pose prior's energy), many colliding
-triangle pairs, a stage that had to be rolled back. Thresholds were set on the synthetic suites (README,
+triangle pairs, a stage that had to be rolled back. Thresholds were set on the synthetic suites (docs/fitting.md,
 "Robust fitting"): a fit over any of them is flagged `doubtful`, and the pipeline prints one warning line.
 """
 

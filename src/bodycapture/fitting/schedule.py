@@ -52,7 +52,7 @@ class Stage:
 # Weight of the 3D bone-direction term (ours; only where the detector gave 3D landmarks). Measured on the
 # first 30 people of the ten-pose suite with simulated landmarks: 0 -> 100.6 mm mean PA-v2v, 30 -> 72.5,
 # 60 -> 68.6; on the 14 real photos 60 cost well-fitted people up to 2.6 px of 2D agreement and 30 about
-# none (README, "Robust fitting"): MediaPipe's 3D and 2D disagree more than the simulation's, so 30.
+# none (docs/fitting.md, "Robust fitting"): MediaPipe's 3D and 2D disagree more than the simulation's, so 30.
 WORLD_WEIGHT = 30.0
 
 
@@ -60,7 +60,7 @@ WORLD_WEIGHT = 30.0
 # pose weight, follows). Our VPoser's latent is closer to N(0, I) than it was (tools/train_vposer.py,
 # KL_WEIGHT) and a pose costs less |z|^2; measured 2026-11-30, n = 100, seed 0, from 2D keypoints:
 # factor 1 -> 2: ten poses 77.6 -> 75.1 mm PA-v2v, 2 -> 1 failures; motion capture 56.1 -> 56.9 mm,
-# 1 -> 0 failures (README, Robust fitting)
+# 1 -> 0 failures (docs/fitting.md, Robust fitting)
 BODY_POSE_FACTOR = 2.0
 
 
@@ -72,16 +72,16 @@ def smplx_stages() -> list[Stage]:
     expr = [100.0, 50.0, 10.0, 5.0, 5.0]
     hands = [0.0, 0.0, 0.0, 0.1, 2.0]
     face = [0.0, 0.0, 0.0, 0.0, 2.0]
-    # fit_smplx.yaml: [0, 0, 0, 0.01, 1]. Measured (README, ablations.py --only-collision, n = 60): the 0.01
+    # fit_smplx.yaml: [0, 0, 0, 0.01, 1]. Measured (docs/fitting.md, ablations.py --only-collision, n = 60): the 0.01
     # stage changes neither PA-v2v (110.2 vs 109.7 mm) nor much the intersections (25.4 vs 27.4 pairs)
     # and costs 30 % of the fit time, so it is off; `coll_loss_weights: [0, 0, 0, 0.01, 1]` restores it.
     coll = [0.0, 0.0, 0.0, 0.0, 1.0]
     # L-BFGS iterations: FitConfig.optimizer's 60 in stages 0-3, SMPLify-X's 30 in the last (the collision
-    # stage poses the whole mesh: 60 there doubled the time per person for 93.8 instead of 99.0 mm; README)
+    # stage poses the whole mesh: 60 there doubled the time per person for 93.8 instead of 99.0 mm; docs/evaluation.md)
     iters = [None, None, None, None, 30]
     # ...but first up to 150 without the collision term on the keypoint-only model: the hand and face points
     # switched on in this stage pull the body off its keypoints, and 30 iterations did not bring it back
-    # (ten-pose suite, body residual against the input 9.9 px, the noise alone 4.6; README, Robust fitting)
+    # (ten-pose suite, body residual against the input 9.9 px, the noise alone 4.6; docs/fitting.md)
     settle = [0, 0, 0, 0, 150]
     return [
         Stage(BODY_POSE_FACTOR * pose[i], shape[i], expr[i], pose[i], (10 * pose[i], 100 * pose[i], 100 * pose[i]),
@@ -110,7 +110,7 @@ class FitConfig:
     stages: list[Stage] = field(default_factory=smplx_stages)
     # 60 L-BFGS iterations per stage without their own max_iter (SMPLify-X's config: 30; smplx_stages keeps
     # 30 in the last): measured 2026-11-30, n = 100, ten-pose suite 102.1 -> 99.0 mm PA-v2v and 12 -> 9
-    # failures for 1.3x the time per person (README, Robust fitting)
+    # failures for 1.3x the time per person (docs/fitting.md, Robust fitting)
     optimizer: LBFGSSettings = field(default_factory=lambda: LBFGSSettings(max_iter=60))
     camera_optimizer: LBFGSSettings = field(default_factory=lambda: LBFGSSettings(max_iter=40))
     # camera

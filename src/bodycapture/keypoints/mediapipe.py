@@ -641,8 +641,8 @@ CROP_MAX_PX = 1024
 # region too (a hand and the utensils it holds in coco_294), so after the region and both crops have
 # failed, a seed's person is kept only when two regions confirm it: upright, 15 % smaller, centred a fifth of
 # a body radius above and below the hip centre: (scale of the region, rise of its centre in body radii,
-# upright instead of turned as the detector's points say). Chosen on the 14 COCO photos (README, real
-# photos): of 24 such regions, these two found both food-truck people and none of the clutter.
+# upright instead of turned as the detector's points say). Chosen on the 14 COCO photos (docs/evaluation.md,
+# real photos): of 24 such regions, these two found both food-truck people and none of the clutter.
 REGION_VARIANTS = ((0.85, 0.2, True), (0.85, -0.2, True))
 CONFIRM_TOLERANCE = 0.1  # the two readings' pose points agree within this share of the body's size (median)
 

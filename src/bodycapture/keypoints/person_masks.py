@@ -9,7 +9,7 @@ small people in crowds and fields when it sees a tile around them: where its mas
 MASK_THRESHOLD) holds a blob at least as tall as the smallest person kept, outside every found person's box
 (widened by COVER_PAD of its height), the blob becomes upright seeds (hip centre at its centre, body radius
 BLOB_RADII x its height, tried in turn), and a person is kept only where two of the pose model's regions
-confirm one (mediapipe.REGION_VARIANTS). Measured on the 14 COCO photos (README, Evaluation: real photos).
+confirm one (mediapipe.REGION_VARIANTS). Measured on the 14 COCO photos (docs/evaluation.md: real photos).
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ NEAR_MARGIN = 0.25
 # as the tiles' rows, on each side. Such tiles also see people found already (dropped: a seed whose hip
 # centre lies within EDGE_NEW radii of a known one, or whose region overlaps one by more than 0.3) and parts of
 # people, so the rest need two regions' confirmation (PersonSeed.needs_confirmation). Measured on the 14 COCO
-# photos (README, real photos): the spectator found, nothing false.
+# photos (docs/evaluation.md, real photos): the spectator found, nothing false.
 EDGE_NEW = 0.3
 
 # A person half hidden behind a small person who is found (coco_544's second man in the dugout, seated behind

@@ -66,7 +66,7 @@ class SequenceConfig:
     """How a clip is fitted. `fit` configures the still fit that starts each track and gives the stage
     weights of every window (its last stage's) and the focal length (None: the image diagonal)."""
 
-    # defaults measured on the synthetic clips (benchmarks/video_fit.py, README "Video"): shorter windows
+    # defaults measured on the synthetic clips (benchmarks/video_fit.py, docs/video.md): shorter windows
     # (8) let a bad start win a whole window; fewer key frames (every 4th) cost 2-5 % PA-MPJPE
     window: int = 32  # frames per window: one L-BFGS problem per track and start
     context: int = 2  # frames of the previous window fixed in the acceleration term

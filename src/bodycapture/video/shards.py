@@ -17,8 +17,8 @@ What is exact and what is not:
   (weight moving linearly from the earlier shard to the later one; rotations as weighted chordal means),
   so no seam shows. One shape per track: every track's shape is fitted in its first window alone (as the
   local run fits it there, free) before the shards, and given to every shard as fixed.
-So a sharded fit is not bit-identical to a local run; how close it is, is measured (README "Many
-machines (Ray)": PA-MPJPE against ground truth on the synthetic clips, and the seam's acceleration).
+So a sharded fit is not bit-identical to a local run; how close it is, is measured (docs/many_machines.md,
+"Clips on Ray": PA-MPJPE against ground truth on the synthetic clips, and the seam's acceleration).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def _nearest_rotations(mean: np.ndarray) -> np.ndarray:
 
 def smooth_track(params: dict[str, np.ndarray], sigma: float = 2.0, hand_axis_angle: bool = True) -> dict[str, np.ndarray]:
     """A track's parameters per frame (SMPL-X names, (T, n) each) -> smoothed over frames with a Gaussian of
-    `sigma` frames (2 measured best on the synthetic clips; see the README). hand_axis_angle: the hand poses
+    `sigma` frames (2 measured best on the synthetic clips; see docs/video.md). hand_axis_angle: the hand poses
     are 45 axis-angle values (else PCA coefficients, averaged linearly). `betas` become the track's median."""
     out = {}
     for name, value in params.items():
