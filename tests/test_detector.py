@@ -118,6 +118,20 @@ def test_exif_orientation_is_applied(tmp_path):
     assert read_image(tmp_path / "rotated.jpg").shape == (60, 40, 3)
 
 
+def test_images_of_more_than_8_bits_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    grey8 = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (20, 1))  # (20, 64) a ramp
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")  # 16-bit PNG, 0..65535
+    Image.fromarray(grey8.astype(np.float32) / 255).save(tmp_path / "unit.tif")  # float TIFF in [0, 1]
+    Image.fromarray(grey8.astype(np.int32)).save(tmp_path / "ints.tif")  # 32-bit integers in 0..255
+    for name in ("sixteen.png", "unit.tif", "ints.tif"):
+        image = read_image(tmp_path / name)
+        assert image.shape == (20, 64, 3) and image.dtype == np.uint8, name
+        assert np.abs(image[..., 0].astype(int) - grey8).max() <= 1, name  # Pillow's own conversion clipped to 255
+        assert (image[..., 0] == image[..., 2]).all()
+
+
 def test_cli_detect_writes_openpose_json_and_pictures(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
