@@ -119,7 +119,16 @@ def test_a_panorama_is_tiled_as_the_row_of_photos_it_holds():
         assert wide[0][2] == 109 and MAX_TILES < len(wide) <= MAX_TILES * w / 218 / WIDE_RATIO
         assert sorted(tiles(w, 218)) == sorted((y, x, side) for x, y, side in wide)  # a tall image: turned
     strip = tiles(100, 20000)  # a strip: at most WIDE_PHOTOS photos' worth, once the tiles reach the full height
-    assert strip[0][2] == 100 and len(strip) <= WIDE_PHOTOS * MAX_TILES + 20000 // 50
+    assert strip[0][2] == 100 and len(strip) <= WIDE_PHOTOS * MAX_TILES  # they overlap less, still cover it
+    covered = np.zeros(20000, bool)
+    for x, y, side in strip:
+        assert y == 0 and 0 <= x <= 20000 - side
+        covered[x : x + side] = True
+    assert covered.all()
+    from bodycapture.keypoints.person_seeds import MIN_TILE_SIDE, edge_tiles
+
+    assert tiles(MIN_TILE_SIDE - 1, 2000) == [] and edge_tiles(10, 8000) == []  # a line of pixels: no tiles
+    assert all(side >= MIN_TILE_SIDE for _, _, side in tiles(40, 8000) + tiles(50, 50))
 
 
 @pytest.mark.detector

@@ -51,6 +51,10 @@ MAX_TILES = 48
 # with the cap in proportion (140 tiles of 109 px, coco_357's own) 19, in about three times coco_357's time.
 WIDE_RATIO = 3.0
 WIDE_PHOTOS = 8
+# No tile is smaller than this (pixels): a person in it would be too small for the pose model, and a strip of an
+# image a few pixels high had thousands of them (2000 x 10 pixels: 400 tiles, 3 s, for nobody). The smallest
+# tiles on the 14 COCO photos are 72 px (coco_357, `thorough`).
+MIN_TILE_SIDE = 32
 # `thorough` adds a level of tiles of a third of the short side (at most 60): measured on the COCO photos,
 # 3 instead of 1 person at a food truck, 6 instead of 4 players in a wide field, for about 1 s per photo.
 THOROUGH_LEVEL = (1 / 3, 60)
@@ -201,14 +205,21 @@ def tiles(height: int, width: int, fraction: float = 0.5, overlap: float = 0.5,
     """Square tiles (x0, y0, side) of side `fraction` x the short side, covering the image, neighbours
     overlapping by `overlap` of a side; for very wide or tall images the side grows until there are at
     most `max_tiles` (each tile is one detector run) per WIDE_RATIO:1 of the image, at most WIDE_PHOTOS times
-    `max_tiles` in all. The whole image is not included."""
-    side = max(int(round(min(height, width) * fraction)), 1)
-    ratio = max(height, width) / max(min(height, width), 1)
+    `max_tiles` in all (where the tiles cannot grow further, they overlap less). None for an image whose short side
+    is under MIN_TILE_SIDE. The whole image is not included."""
+    short = min(height, width)
+    if short < MIN_TILE_SIDE:
+        return []
+    side = min(max(int(round(short * fraction)), MIN_TILE_SIDE), short)
+    ratio = max(height, width) / short
     most = int(max_tiles * min(max(ratio / WIDE_RATIO, 1.0), WIDE_PHOTOS))
-    while (len(_starts(height, side, overlap)) * len(_starts(width, side, overlap)) > most
-           and side < min(height, width)):
-        side = min(int(side * 1.05) + 1, min(height, width))  # small steps: as many tiles as the cap allows
-    return [(x, y, side) for y in _starts(height, side, overlap) for x in _starts(width, side, overlap)]
+    while len(_starts(height, side, overlap)) * len(_starts(width, side, overlap)) > most and side < short:
+        side = min(int(side * 1.05) + 1, short)  # small steps: as many tiles as the cap allows
+    ys, xs = _starts(height, side, overlap), _starts(width, side, overlap)
+    if len(ys) * len(xs) > most:  # as large as they can be and still too many (a long strip): evenly spread
+        long_starts = np.unique(np.linspace(0, max(height, width) - side, max(most, 1)).round().astype(int))
+        ys, xs = (ys, long_starts.tolist()) if width > height else (long_starts.tolist(), xs)
+    return [(x, y, side) for y in ys for x in xs]
 
 
 def _starts(extent: int, side: int, overlap: float) -> list[int]:
@@ -224,6 +235,8 @@ def edge_tiles(height: int, width: int, fraction: float = 0.5,
     width - side / 2, so half of each lies outside): the side and the rows of `tiles(height, width,
     fraction, max_tiles=max_tiles)`, two a row."""
     inside = tiles(height, width, fraction, max_tiles=max_tiles)
+    if not inside:
+        return []
     side = inside[0][2]
     return [(x, y, side) for y in sorted({y for _, y, _ in inside}) for x in (-(side // 2), width - side // 2)]
 
