@@ -2,6 +2,7 @@
 progress on stderr only, bad photos reported one line each while the rest runs, atomic result folders."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -398,6 +399,22 @@ def test_inputs_and_names(tmp_path):
     empty.mkdir()
     with pytest.raises(BodyCaptureError, match="no images"):
         find_images(empty)
+    (empty / "day1").mkdir()
+    (empty / "day1" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(BodyCaptureError, match=r"no images.*not searched: 1 subfolder\(s\) with images \(day1\)"):
+        find_images(empty)  # photos only one level down: the error says where they are
+
+
+def test_subfolders_with_photos_are_named_not_searched(tmp_path, caplog):
+    (tmp_path / "top.jpg").write_bytes(b"x")
+    for name in ("b", "a", ".cache"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "inner.png").write_bytes(b"x")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("x")
+    with caplog.at_level(logging.WARNING, logger="bodycapture.pipeline"):
+        assert [p.name for p in find_images(tmp_path)] == ["top.jpg"]
+    assert "not searched: 2 subfolder(s) with images (a, b)" in caplog.text
 
 
 def test_options_are_checked_before_any_work(tmp_path):

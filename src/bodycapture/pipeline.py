@@ -225,8 +225,13 @@ def skip_existing(report, options: CaptureOptions) -> bool:
     return False
 
 
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
 def find_images(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Photos from a photo, a folder (its images, sorted, not recursive) or a list of either."""
+    """Photos from a photo, a folder (its images, sorted, not recursive: subfolders that hold images are named in
+    a warning, or in the error when the folder itself has none) or a list of either."""
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not items:
         raise BodyCaptureError("no input given: pass a photo or a folder of photos")
@@ -234,10 +239,16 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     for item in items:
         target = Path(item)
         if target.is_dir():
-            found = sorted(p for p in target.iterdir()
-                           if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+            found = sorted(p for p in target.iterdir() if _is_image(p))
+            nested = [d.name for d in sorted(target.iterdir())
+                      if d.is_dir() and not d.name.startswith(".") and any(_is_image(p) for p in d.iterdir())]
+            skipped = f"; not searched: {len(nested)} subfolder(s) with images ({', '.join(nested[:3])}" + (
+                ", ..." if len(nested) > 3 else "") + "): pass them too" if nested else ""
             if not found:
-                raise BodyCaptureError(f"{target}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise BodyCaptureError(f"{target}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                                       + skipped)
+            if nested:
+                log.warning("%s: %d image(s)%s", target, len(found), skipped)
             images += found
         elif target.exists():
             images.append(target)
