@@ -57,3 +57,19 @@ def test_overlay_of_meshes_outside_the_frame_is_the_photo():
     out = render_overlay(photo, verts[None], faces, np.array([100.0, 100.0]), np.array([25.0, 20.0]), (40, 50))
     np.testing.assert_array_equal(out, photo)
     assert out is not photo  # a new image: the caller's photo is not drawn on
+
+
+def test_a_photo_larger_than_max_side_is_drawn_scaled_down_with_its_camera():
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    h, w = 90, 120
+    photo = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    verts, faces = _grid(12, 10, -0.3, -0.2, 0.5, 2.0)
+    focal, center = np.array([100.0, 100.0]), np.array([w / 2, h / 2])
+    out = render_overlay(photo, verts[None], faces, focal, center, (h, w), max_side=60)  # half size
+    small = np.asarray(Image.fromarray(photo).resize((60, 45), Image.LANCZOS, reducing_gap=3.0))
+    expected = render_overlay(small, verts[None], faces, focal / 2, center / 2, (45, 60))
+    assert out.shape == (45, 60, 3)
+    np.testing.assert_array_equal(out, expected)
+    assert render_overlay(photo, verts[None], faces, focal, center, (h, w), max_side=120).shape == (h, w, 3)

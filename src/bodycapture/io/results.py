@@ -30,7 +30,7 @@ from ..keypoints.openpose import people_file, write_openpose, write_people
 from ..keypoints.types import ImageKeypoints
 from .atomic import atomic_path, write_bytes_atomic
 from .mesh import write_mesh
-from .overlay import render_overlay
+from .overlay import MAX_SIDE as OVERLAY_MAX_SIDE, render_overlay
 
 __all__ = ["write_results", "save_result", "result_folder", "check_writable", "clean_stale_staging",
            "ResultExistsError", "MESH_FORMATS", "to_viewer_frame", "VIEWER_TURN"]
@@ -186,7 +186,8 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
     result.pkl (result_NNN.pkl for several people): SMPLify-X's per-person layout; body_pose is the
         63-D axis-angle (SMPLify-X stores its 32-D VPoser latent there).
     mesh.obj / .ply / .glb (mesh_NNN.* for several people): viewer frame, y up.
-    keypoints.json: the keypoints fitted (OpenPose JSON). overlay.png: the meshes over the photo.
+    keypoints.json: the keypoints fitted (OpenPose JSON). overlay.png: the meshes over the photo (scaled down
+        to at most overlay.MAX_SIDE pixels on its longer side).
     report.html (unless not `report`): photo, keypoints, a 3D view, quality and parameters (io/report.py);
     `info` adds facts to its header (name, input, focal_source).
     """
@@ -242,7 +243,7 @@ def write_results(out_dir: str | Path, result, people: np.ndarray, keypoints: Im
         written.append(people_file(out_dir / "keypoints.json"))
     h, w = (int(x) for x in result.image_size[people[0]].tolist())
     overlay = render_overlay(image, result.vertices[people].numpy(), result.faces, result.focal[people].numpy(),
-                             result.center[people].numpy(), (h, w))
+                             result.center[people].numpy(), (h, w), max_side=OVERLAY_MAX_SIDE)
     from PIL import Image
 
     with atomic_path(out_dir / "overlay.png") as tmp:
