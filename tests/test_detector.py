@@ -132,6 +132,29 @@ def test_images_of_more_than_8_bits_are_scaled_not_clipped(tmp_path):
         assert (image[..., 0] == image[..., 2]).all()
 
 
+def test_a_very_large_photo_is_detected_scaled_down_and_its_points_scaled_back(monkeypatch):
+    from PIL import Image
+
+    from bodycapture.keypoints import mediapipe
+
+    photo = read_image(IMAGES / "coco_623.jpg")  # 500 x 375
+    small = np.asarray(Image.fromarray(photo).resize((300, 400), Image.LANCZOS, reducing_gap=3.0))
+    detector = MediaPipeDetector()
+    reference = detector(small)  # what the detector reads in the scaled copy, in its pixels
+    monkeypatch.setattr(mediapipe, "MAX_DETECT_SIDE", 400)  # so that this photo counts as very large
+    found = detector(photo)
+    assert found.image_size == (500, 375) and found.num_people == reference.num_people >= 1
+    factor = np.array([375 / 300, 500 / 400])
+    np.testing.assert_allclose(found.points[..., :2], reference.points[..., :2] * factor, rtol=1e-6)
+    np.testing.assert_array_equal(found.points[..., 2], reference.points[..., 2])
+    np.testing.assert_allclose(found.boxes, reference.boxes * np.tile(factor, 2), rtol=1e-6)
+    box = mediapipe.keypoint_box(found.points[0])  # the tallest, in the photo's pixels
+    height = box[3] - box[1]
+    assert height > 300  # min_height in pixels means the photo's pixels, not the scaled copy's (4/5 of them)
+    assert MediaPipeDetector(min_height=height - 10)(photo).num_people == 1
+    assert MediaPipeDetector(min_height=height + 10)(photo).num_people == 0
+
+
 def test_cli_detect_writes_openpose_json_and_pictures(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
