@@ -242,8 +242,10 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
             found = sorted(p for p in target.iterdir() if _is_image(p))
             nested = [d.name for d in sorted(target.iterdir())
                       if d.is_dir() and not d.name.startswith(".") and any(_is_image(p) for p in d.iterdir())]
-            skipped = f"; not searched: {len(nested)} subfolder(s) with images ({', '.join(nested[:3])}" + (
-                ", ..." if len(nested) > 3 else "") + "): pass them too" if nested else ""
+            skipped = ""
+            if nested:
+                names = ", ".join(nested[:3]) + (", ..." if len(nested) > 3 else "")
+                skipped = f"; not searched: {len(nested)} subfolder(s) with images ({names}): pass them too"
             if not found:
                 raise BodyCaptureError(f"{target}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})"
                                        + skipped)
