@@ -73,3 +73,16 @@ def test_a_photo_larger_than_max_side_is_drawn_scaled_down_with_its_camera():
     assert out.shape == (45, 60, 3)
     np.testing.assert_array_equal(out, expected)
     assert render_overlay(photo, verts[None], faces, focal, center, (h, w), max_side=120).shape == (h, w, 3)
+
+
+def test_skeletons_of_a_large_photo_are_drawn_scaled_down():
+    from bodycapture.io.draw import draw_keypoints
+
+    photo = np.zeros((200, 300, 3), dtype=np.uint8)
+    points = np.zeros((1, 135, 3))
+    points[0, :25] = [150.0, 100.0, 0.9]  # every body point at the centre
+    full = np.asarray(draw_keypoints(photo, points))
+    small = np.asarray(draw_keypoints(photo, points, max_side=150))
+    assert full.shape == (200, 300, 3) and small.shape == (100, 150, 3)
+    assert full[100, 150].any() and small[50, 75].any()  # the dot is where the point is, at either size
+    assert not small[5, 5].any()

@@ -801,6 +801,7 @@ def detect_images(inputs, out: str | Path, show: bool = False, max_people: int |
     MediaPipe's visibility and metric world landmarks) and with `show` NAME_rendered.png."""
     from .io.atomic import atomic_path
     from .io.draw import draw_keypoints
+    from .io.overlay import MAX_SIDE as OVERLAY_MAX_SIDE
     from .keypoints.mediapipe import MediaPipeDetector
     from .keypoints.openpose import people_file, write_openpose, write_people
 
@@ -832,7 +833,7 @@ def detect_images(inputs, out: str | Path, show: bool = False, max_people: int |
             write_people(people_file(file), kp)
             if show:
                 with atomic_path(out / f"{report.name}_rendered.png") as tmp:
-                    draw_keypoints(item.image, kp.points).save(tmp, format="PNG")
+                    draw_keypoints(item.image, kp.points, max_side=OVERLAY_MAX_SIDE).save(tmp, format="PNG")
             report.folder = file
             if kp.num_people == 0:
                 report.status, report.message = "empty", f"{path}: no person found"

@@ -19,12 +19,19 @@ LIMBS = [  # BODY_25 bones, as OpenPose draws them
 HAND_BONES = [(0, 1 + 4 * f) for f in range(5)] + [(1 + 4 * f + k, 2 + 4 * f + k) for f in range(5) for k in range(3)]
 
 
-def draw_keypoints(image: np.ndarray, points: np.ndarray, min_confidence: float = 0.05):
+def draw_keypoints(image: np.ndarray, points: np.ndarray, min_confidence: float = 0.05,
+                   max_side: int | None = None):
     """A PIL image: `image` (H, W, 3) uint8 with the skeletons of `points` (P, 135, 3) drawn on it.
-    Right side in red, left in blue, hands in green / cyan, face in white."""
+    Right side in red, left in blue, hands in green / cyan, face in white. max_side: a larger image is drawn
+    scaled down to this many pixels on its longer side (the points with it)."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        points = np.asarray(points, dtype=np.float64) * np.array([size[0] / img.width, size[1] / img.height, 1.0])
+        img = img.resize(size, Image.LANCZOS, reducing_gap=3.0)
     draw = ImageDraw.Draw(img)
     width = max(1, round(max(img.size) / 250))
 
