@@ -35,7 +35,7 @@ from .cpus import IdleMeter, usable_cores
 from .errors import BodyCaptureError
 from .quiet import PINNED
 from .io.results import MESH_FORMATS
-from .keypoints.mediapipe import IMAGE_SUFFIXES
+from .io.images import IMAGE_SUFFIXES
 
 __all__ = ["CaptureOptions", "ImageReport", "CaptureReport", "Prepared", "DetectionProcess", "capture", "detect_images",
            "find_images", "result_names", "prepare_image", "prepare_or_error", "fit_prepared", "load_fit_model",
@@ -317,7 +317,7 @@ def _keypoint_file(path: Path, source: Path) -> Path:
 def prepare_image(path: Path, keypoints: Path | None = None, detector=None, max_people: int | None = None) -> Prepared:
     """Read a photo and its people: from `keypoints` (an OpenPose file or a folder of them) when given,
     else from `detector` (a MediaPipeDetector). Raises BodyCaptureError with a one-line reason."""
-    from .keypoints.mediapipe import read_image
+    from .io.images import read_image
     from .keypoints.openpose import read_keypoints
 
     image = read_image(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..keypoints.layout import BODY_25, CONTOUR, FACE, LEFT_HAND, RIGHT_HAND
+from .images import scaled_to_fit
 
 __all__ = ["draw_keypoints", "LIMBS", "HAND_BONES"]
 
@@ -26,12 +27,12 @@ def draw_keypoints(image: np.ndarray, points: np.ndarray, min_confidence: float 
     scaled down to this many pixels on its longer side (the points with it)."""
     from PIL import Image, ImageDraw
 
-    img = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    if max_side is not None and max(img.size) > max_side:
-        scale = max_side / max(img.size)
-        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        points = np.asarray(points, dtype=np.float64) * np.array([size[0] / img.width, size[1] / img.height, 1.0])
-        img = img.resize(size, Image.LANCZOS, reducing_gap=3.0)
+    image = np.asarray(image, dtype=np.uint8)
+    if max_side is not None:
+        h, w = image.shape[:2]
+        image = scaled_to_fit(image, max_side)
+        points = np.asarray(points, dtype=np.float64) * np.array([image.shape[1] / w, image.shape[0] / h, 1.0])
+    img = Image.fromarray(image)
     draw = ImageDraw.Draw(img)
     width = max(1, round(max(img.size) / 250))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .images import scaled_to_fit
 from .raster import rasterize, shade, vertex_normals
 
 __all__ = ["render_overlay", "MAX_SIDE"]
@@ -30,10 +31,7 @@ def render_overlay(image: np.ndarray | None, vertices: np.ndarray, faces: np.nda
         scale = max_side / max(h, w)
         h, w = max(1, round(h * scale)), max(1, round(w * scale))
         if image is not None:
-            from PIL import Image
-
-            image = np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)[..., :3]).resize((w, h), Image.LANCZOS,
-                                                                                              reducing_gap=3.0))
+            image = scaled_to_fit(image, max_side)
         focal, center = np.asarray(focal, dtype=np.float64) * scale, np.asarray(center, dtype=np.float64) * scale
     verts = np.asarray(vertices, dtype=np.float64).reshape(-1, vertices.shape[-2], 3)
     P, V = verts.shape[:2]

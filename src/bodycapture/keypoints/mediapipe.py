@@ -29,7 +29,8 @@ import numpy as np
 
 from .layout import BODY, BODY_25, CONTOUR, FACE, FLIP, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 from ..quiet import native_stderr_silenced
-from .types import ImageKeypoints, KeypointFileError, midpoint
+from ..io.images import IMAGE_SUFFIXES, read_image, scaled_to_fit  # noqa: F401  (read_image: re-exported)
+from .types import ImageKeypoints, midpoint
 
 __all__ = ["MediaPipeDetector", "detect", "read_image", "MEDIAPIPE_TO_IBUG68"]
 
@@ -60,40 +61,6 @@ CALIBRATION = {
     "face": 0.85,
 }
 VISIBILITY_BINS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 1.0)  # MediaPipe visibility bins used by the calibration
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB, with its EXIF orientation applied. Single-channel images of more
-    than 8 bits (16-bit PNG or TIFF, 32-bit integer or float TIFF) are scaled to 8 bits (Pillow's own conversion
-    clips them: a 16-bit photo came out white)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise KeypointFileError(path, "no such image file")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-                return _grey_to_8_bits(np.asarray(img))
-            return np.asarray(img.convert("RGB"))
-    except Image.DecompressionBombError as err:
-        raise KeypointFileError(path, f"refused: {err}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as err:
-        raise KeypointFileError(path, f"not a readable image ({type(err).__name__}: {err})") from None
-
-
-def _grey_to_8_bits(grey: np.ndarray) -> np.ndarray:
-    """(H, W) single-channel values of more than 8 bits -> (H, W, 3) uint8. Floats: [0, 1] when none exceeds 1,
-    else [0, 255]; integers: 16-bit (0..65535) when any exceeds 255, else 8-bit."""
-    values = np.nan_to_num(grey.astype(np.float64), nan=0.0)
-    top = values.max(initial=0.0)
-    if np.issubdtype(grey.dtype, np.floating):
-        values = values * 255.0 if top <= 1.0 else values
-    elif top > 255:
-        values = values / 257.0  # 65535 -> 255
-    return np.repeat(np.clip(np.rint(values), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
 class _LazyModule(types.ModuleType):
@@ -433,10 +400,8 @@ class MediaPipeDetector:
             return self._detect(image, source)
         # a very large photo: detected scaled down (MediaPipe's models read 224-256 px crops of it anyway), its
         # people's points and boxes scaled back; min_height in pixels means the photo's pixels
-        small_w, small_h = _scaled_size(width, height, MAX_DETECT_SIDE)
-        from PIL import Image
-
-        small = np.asarray(Image.fromarray(image).resize((small_w, small_h), Image.LANCZOS, reducing_gap=3.0))
+        small = scaled_to_fit(image, MAX_DETECT_SIDE)
+        small_h, small_w = small.shape[:2]
         self._pixel_scale = small_h / height
         try:
             found = self._detect(small, source)
@@ -565,12 +530,6 @@ class MediaPipeDetector:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(width, height) scaled down so that the longer side is `max_side`."""
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _scaled_back(found: ImageKeypoints, size: tuple[int, int], factor: tuple[float, float]) -> ImageKeypoints:

@@ -139,7 +139,7 @@ class Clip:
         return max(total, 1), rate, image[..., ::-1]
 
     def _read_file(self, path: Path) -> np.ndarray:
-        from ..keypoints.mediapipe import read_image
+        from ..io.images import read_image
 
         try:
             return read_image(path)
