@@ -8,7 +8,7 @@ import numpy as np
 
 from ..keypoints.types import KeypointFileError
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "scaled_to_fit"]
+__all__ = ["IMAGE_SUFFIXES", "read_image", "scaled_to_fit", "fitted_size"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -55,7 +55,14 @@ def scaled_to_fit(image: np.ndarray, max_side: int) -> np.ndarray:
     h, w = image.shape[:2]
     if max(h, w) <= max_side:
         return image
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)[..., :3]).resize(size, Image.LANCZOS,
+    fh, fw = fitted_size(h, w, max_side)
+    return np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)[..., :3]).resize((fw, fh), Image.LANCZOS,
                                                                                           reducing_gap=3.0))
+
+
+def fitted_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(height, width) scaled down so that the longer side is `max_side` (unchanged when it fits)."""
+    if max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .images import scaled_to_fit
+from .images import fitted_size, scaled_to_fit
 from .raster import rasterize, shade, vertex_normals
 
 __all__ = ["render_overlay", "MAX_SIDE"]
@@ -29,7 +29,7 @@ def render_overlay(image: np.ndarray | None, vertices: np.ndarray, faces: np.nda
     h, w = image_size
     if max_side is not None and max(h, w) > max_side:
         scale = max_side / max(h, w)
-        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        h, w = fitted_size(h, w, max_side)
         if image is not None:
             image = scaled_to_fit(image, max_side)
         focal, center = np.asarray(focal, dtype=np.float64) * scale, np.asarray(center, dtype=np.float64) * scale
