@@ -351,8 +351,12 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """The `bodycapture` command: `main()`, then a quick exit. Once the output is flushed and the atexit
     handlers have run (Ray's shutdown, temporary folders), the interpreter's own teardown (unloading
-    torch: about 0.3 s of every run, docs/benchmarks.md "The first result") has nothing left to do."""
-    code = main()
+    torch: about 0.3 s of every run, docs/benchmarks.md "The first result") has nothing left to do. The command
+    imports torch without the modules only its tracers read (lazy.torch_without_tracing): it never traces."""
+    from .lazy import torch_without_tracing
+
+    with torch_without_tracing():
+        code = main()
     import atexit
 
     logging.shutdown()

@@ -1,9 +1,24 @@
-"""Names of a package imported on first use (PEP 562), so that importing the package stays cheap."""
+"""Imports made cheap: names of a package imported on first use (PEP 562), so that importing the package stays
+cheap; and torch imported without the modules only its tracers and compilers read, for the `bodycapture` command."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import import_module
+
+# torch modules that `import torch` runs but that only torch's tracers and compilers read (torch.compile,
+# torch.export, fake and meta tensors): they register Python kernels for the "meta" device and pull in torch._decomp
+# and torch._refs. Measured 2026-12-03 (AMD VM, torch 2.13.0): `import torch` 1.54-1.62 s, without them 1.19-1.47 s
+# (docs/benchmarks.md, "The first result")
+TRACING_MODULES = ("torch._meta_registrations", "torch.distributed._meta_registrations")
+# ...and what their import does that computing needs: torch._prims makes torch.Generator() callable (its
+# rng_prims sets the Generator's metaclass; without it the constructor raises)
+NEEDED_BY_COMPUTING = ("torch._prims",)
 
 
 def lazy_names(namespace: dict, names: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
@@ -23,3 +38,49 @@ def lazy_names(namespace: dict, names: dict[str, str]) -> tuple[Callable[[str], 
         return sorted(set(namespace) | set(names))
 
     return __getattr__, __dir__
+
+
+class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Empty modules for TRACING_MODULES while torch is imported; the first one made imports NEEDED_BY_COMPUTING
+    (where the real module would have, within `import torch`)."""
+
+    def __init__(self):
+        self.made: dict[str, types.ModuleType] = {}
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.machinery.ModuleSpec(name, self) if name in TRACING_MODULES else None
+
+    def create_module(self, spec):
+        return None  # the default: an empty module
+
+    def exec_module(self, module):
+        first = not self.made
+        self.made[module.__name__] = module
+        if first:
+            for name in NEEDED_BY_COMPUTING:
+                import_module(name)
+
+
+@contextmanager
+def torch_without_tracing() -> Iterator[None]:
+    """Within the block, a first `import torch` skips TRACING_MODULES: empty modules stand in for them. For a
+    process that only computes (eager torch, on any device) and never traces, compiles or makes meta tensors:
+    the `bodycapture` command (cli.run), which ends with the block, never a library user's process. Leaving the
+    block removes the stand-ins: importing TRACING_MODULES afterwards loads them for real (before torch._decomp,
+    as `import torch` does: they import each other in a cycle that only that order resolves). Does nothing where
+    torch is already imported."""
+    if "torch" in sys.modules:
+        yield
+        return
+    stand_ins = _StandIns()
+    sys.meta_path.insert(0, stand_ins)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(stand_ins)
+        for name, module in stand_ins.made.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            if getattr(sys.modules.get(parent), child, None) is module:
+                delattr(sys.modules[parent], child)
