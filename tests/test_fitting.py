@@ -551,14 +551,15 @@ def test_a_line_search_ends_where_its_next_trial_would_gain_less_than_rounding()
     from bodycapture.fitting.lbfgs import _resolution, _Search, _search_step
 
     s = LBFGSSettings()
-    f, g = torch.tensor([1.0e4]), torch.tensor([[0.3, 0.0]])
-    ls = _Search.empty(torch.zeros(1, 2), f).restart(torch.tensor([True]), f, g, -g, torch.tensor([1.0]))
-    resolution = _resolution(s, torch.float32)
+    f, g = np.array([1.0e4], dtype=np.float32), np.array([[0.3, 0.0]], dtype=np.float32)
+    one = np.array([1.0], dtype=np.float32)
+    ls = _Search.empty(np.zeros((1, 2), dtype=np.float32), f).restart(np.array([True]), f, g, -g, one)
+    resolution = _resolution(s, np.float32)
     assert float(-ls.dphi0[0]) > resolution * 1e4  # the unit step is worth trying
-    f_a, g_a = f + 0.1, torch.tensor([[0.5, 0.0]])  # it overshoots: the loss rises, the slope turns
-    searching = torch.tensor([True])
-    _, ended, flat = _search_step(ls, f, searching, torch.tensor([1.0]), f_a, g_a, s, resolution)
-    assert bool(ended[0]) and bool(flat[0])
-    nxt, ended, flat = _search_step(ls, f, searching, torch.tensor([1.0]), f_a, g_a, s, None)
-    assert not bool(ended[0]) and not bool(flat[0])  # without the rule the zoom goes on, to a step
+    f_a, g_a = f + 0.1, np.array([[0.5, 0.0]], dtype=np.float32)  # it overshoots: the loss rises, the slope turns
+    searching = np.array([True])
+    _, ended = _search_step(ls, f, searching, one, f_a, g_a, s, resolution)
+    assert bool(ended[0])
+    nxt, ended = _search_step(ls, f, searching, one, f_a, g_a, s, None)
+    assert not bool(ended[0])  # without the rule the zoom goes on, to a step
     assert float(-nxt.a[0] * ls.dphi0[0]) <= resolution * 1e4  # whose gain rounding would hide

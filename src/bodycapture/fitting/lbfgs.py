@@ -15,6 +15,12 @@ direction; line search with bracketing and zoom, Algorithms 3.5 and 3.6, with sa
 interpolation), written with per-problem masks instead of branches. Where a line search finds no
 decrease, the problem forgets its curvature pairs and tries steepest descent before it stops, at most
 twice per call (`max_restarts`; non-smooth terms such as the collision term mislead the pairs).
+
+The optimiser's own arithmetic runs in numpy on the host, whatever device the objective runs on: its arrays are
+(B, n) with n about 100, and a numpy operation on them costs a fraction of a small torch operation (1-3 against
+2.5-5.5 µs on the 2-core VM); the iterate goes to the objective's device and (f, g) come back once per call.
+About 250 of its operations per iteration took a fifth of a one-person fit in torch (docs/fitting.md, Fitting
+speed). The L-BFGS direction's products stay in torch (`lbfgs_direction`, on the host arrays without copies).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -53,130 +60,116 @@ class LBFGSResult:
     failed: Tensor  # (B,) bool: the objective was not finite at the start
 
 
-def _finite(t: Tensor) -> Tensor:
-    """torch.isfinite in two operations instead of about ten (NaN and infinities compare False)."""
-    return t.abs() < float("inf")
-
-
 def _cubic_min(a, fa, ga, b, fb, gb):
     """Minimiser of the cubic through (a, fa, ga) and (b, fb, gb), safeguarded into [min, max] of a, b;
     the midpoint where the cubic has no real minimum."""
     d1 = ga + gb - 3 * (fa - fb) / (a - b)
     disc = d1 * d1 - ga * gb
-    d2 = torch.sqrt(disc.clamp_min(0)) * torch.sign(b - a)
+    d2 = np.sqrt(np.maximum(disc, 0)) * np.sign(b - a)
     denom = gb - ga + 2 * d2
-    t = b - (b - a) * (gb + d2 - d1) / torch.where(denom.abs() < 1e-30, torch.ones_like(denom), denom)
-    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
-    ok = (disc >= 0) & _finite(t) & (denom.abs() >= 1e-30)
-    t = torch.where(ok, t.clamp(lo, hi), (a + b) / 2)
+    t = b - (b - a) * (gb + d2 - d1) / np.where(np.abs(denom) < 1e-30, 1.0, denom).astype(denom.dtype)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    ok = (disc >= 0) & np.isfinite(t) & (np.abs(denom) >= 1e-30)
+    t = np.where(ok, np.clip(t, lo, hi), (a + b) / 2)
     # keep away from the ends so that the bracket shrinks
     margin = 0.1 * (hi - lo)
-    return t.clamp(lo + margin, hi - margin)
+    return np.clip(t, lo + margin, hi - margin)
 
 
 @dataclass
 class _Search:
     """Each problem's line search in progress (rows of the batch; a problem starts its next search as soon as
     its last one ended, whatever the others are doing). Each point of a search is one (B, 3) row of (step, f,
-    slope): the previous trial point and the two ends of the bracket, so that moving a point is one `where`
-    (at B = 1 every torch operation costs microseconds, a few hundred per iteration)."""
+    slope): the previous trial point and the two ends of the bracket, so that moving a point is one `where`."""
 
-    d: Tensor  # (B, n) the direction
-    dphi0: Tensor  # (B,) the slope at step 0
-    d_max: Tensor  # (B,) max |d|
-    prev: Tensor  # (B, 3) the previous trial point (step 0 at first)
-    lo: Tensor  # (B, 3) the bracket's ends
-    hi: Tensor
-    bracketed: Tensor  # (B,) bool
-    best: Tensor  # (B, 2) (step, f) of the best sufficient-decrease point, or the accepted one
-    best_g: Tensor  # (B, n) its gradient
-    a: Tensor  # (B,) the next trial step
-    tried: Tensor  # (B,) long: evaluations made in this search
+    d: np.ndarray  # (B, n) the direction
+    dphi0: np.ndarray  # (B,) the slope at step 0
+    d_max: np.ndarray  # (B,) max |d|
+    prev: np.ndarray  # (B, 3) the previous trial point (step 0 at first)
+    lo: np.ndarray  # (B, 3) the bracket's ends
+    hi: np.ndarray
+    bracketed: np.ndarray  # (B,) bool
+    best: np.ndarray  # (B, 2) (step, f) of the best sufficient-decrease point, or the accepted one
+    best_g: np.ndarray  # (B, n) its gradient
+    a: np.ndarray  # (B,) the next trial step
+    tried: np.ndarray  # (B,) int: evaluations made in this search
 
-    def restart(self, rows: Tensor, f: Tensor, g: Tensor, d: Tensor, alpha: Tensor) -> "_Search":
+    def restart(self, rows: np.ndarray, f: np.ndarray, g: np.ndarray, d: np.ndarray, alpha: np.ndarray) -> "_Search":
         """A new search from (f, g) along d with first step alpha for the problems `rows` (B,) bool; the others
         keep theirs."""
         dphi0 = (g * d).sum(1)
-        start = torch.stack([torch.zeros_like(f), f, dphi0], 1)
+        start = np.stack([np.zeros_like(f), f, dphi0], 1)
         r, r1 = rows[:, None], rows
-        return _Search(torch.where(r, d, self.d), torch.where(r1, dphi0, self.dphi0),
-                       torch.where(r1, d.abs().amax(1), self.d_max), torch.where(r, start, self.prev),
-                       torch.where(r, start, self.lo), torch.where(r, start, self.hi), self.bracketed & ~r1,
-                       torch.where(r, start[:, :2], self.best), torch.where(r, g, self.best_g),
-                       torch.where(r1, alpha, self.a), torch.where(r1, 0, self.tried))
+        return _Search(np.where(r, d, self.d), np.where(r1, dphi0, self.dphi0),
+                       np.where(r1, np.abs(d).max(1), self.d_max), np.where(r, start, self.prev),
+                       np.where(r, start, self.lo), np.where(r, start, self.hi), self.bracketed & ~r1,
+                       np.where(r, start[:, :2], self.best), np.where(r, g, self.best_g),
+                       np.where(r1, alpha, self.a), np.where(r1, 0, self.tried))
 
     @staticmethod
-    def empty(x: Tensor, f: Tensor) -> "_Search":
-        z3 = x.new_zeros(len(x), 3)
-        return _Search(torch.zeros_like(x), torch.zeros_like(f), torch.zeros_like(f), z3, z3, z3,
-                       torch.zeros(len(x), dtype=torch.bool, device=x.device), z3[:, :2], torch.zeros_like(x),
-                       torch.zeros_like(f), torch.zeros(len(x), dtype=torch.long, device=x.device))
+    def empty(x: np.ndarray, f: np.ndarray) -> "_Search":
+        z3 = np.zeros((len(x), 3), dtype=x.dtype)
+        return _Search(np.zeros_like(x), np.zeros_like(f), np.zeros_like(f), z3, z3, z3,
+                       np.zeros(len(x), dtype=bool), z3[:, :2], np.zeros_like(x), np.zeros_like(f),
+                       np.zeros(len(x), dtype=np.int64))
 
 
-def _search_step(ls: _Search, f: Tensor, searching: Tensor, a_eval: Tensor, f_a: Tensor, g_a: Tensor,
-                 s: LBFGSSettings, resolution: float | None = None) -> tuple[_Search, Tensor, Tensor]:
+def _search_step(ls: _Search, f: np.ndarray, searching: np.ndarray, a_eval: np.ndarray, f_a: np.ndarray,
+                 g_a: np.ndarray, s: LBFGSSettings, resolution: float | None = None) -> tuple[_Search, np.ndarray]:
     """One evaluation of every searching problem's trial step `a_eval` (f_a, g_a) taken into its strong-Wolfe
     line search (Nocedal & Wright, Algorithms 3.5 and 3.6): -> (the searches, (B,) whether each has ended:
-    accepted a step, shrunk its bracket to nothing or used its `max_ls` evaluations; its result is `best`,
-    (B,) those that ended because their next trial would predict a decrease below `resolution` |f| (relative;
-    None: never), which rounding cannot tell from no change)."""
-    nobody = torch.zeros_like(searching)
-    finite = _finite(f_a) & _finite(g_a).all(1)
-    f_a = torch.where(finite, f_a, torch.full_like(f_a, float("inf")))
+    accepted a step, shrunk its bracket to nothing, used its `max_ls` evaluations, or would next try a step
+    whose predicted decrease is below `resolution` |f| (relative; None: never), which rounding cannot tell from
+    no change; its result is `best`)."""
+    nobody = np.zeros_like(searching)
+    finite = np.isfinite(f_a) & np.isfinite(g_a).all(1)
+    f_a = np.where(finite, f_a, np.inf).astype(f_a.dtype)
     dphi = (g_a * ls.d).sum(1)
-    dphi = torch.where(_finite(dphi), dphi, torch.zeros_like(dphi))
-    trial = torch.stack([a_eval, f_a, dphi], 1)
+    dphi = np.where(np.isfinite(dphi), dphi, 0).astype(dphi.dtype)
+    trial = np.stack([a_eval, f_a, dphi], 1)
     armijo_fail = f_a > f + s.c1 * a_eval * ls.dphi0
-    curvature_ok = dphi.abs() <= -s.c2 * ls.dphi0
+    curvature_ok = np.abs(dphi) <= -s.c2 * ls.dphi0
     prev, lo, hi, bracketed = ls.prev, ls.lo, ls.hi, ls.bracketed
 
-    # phase 1: not yet bracketed (each phase is skipped when no problem is in it: the same result, fewer
-    # operations; a search is usually in one phase at a time)
+    # phase 1: not yet bracketed
     p1 = searching & ~bracketed
-    to_zoom_a = to_zoom_b = accept1 = extend = nobody
-    if bool(p1.any()):
-        to_zoom_a = p1 & (armijo_fail | ((ls.tried > 0) & (f_a >= prev[:, 1])))  # bracket [prev, trial]
-        accept1 = p1 & ~to_zoom_a & curvature_ok
-        to_zoom_b = p1 & ~to_zoom_a & ~accept1 & (dphi >= 0)  # bracket [trial, prev]
-        extend = p1 & ~to_zoom_a & ~accept1 & ~to_zoom_b
-        za, zb = to_zoom_a[:, None], to_zoom_b[:, None]
-        lo = torch.where(za, prev, torch.where(zb, trial, lo))
-        hi = torch.where(za, trial, torch.where(zb, prev, hi))
+    to_zoom_a = p1 & (armijo_fail | ((ls.tried > 0) & (f_a >= prev[:, 1])))  # bracket [prev, trial]
+    accept1 = p1 & ~to_zoom_a & curvature_ok
+    to_zoom_b = p1 & ~to_zoom_a & ~accept1 & (dphi >= 0)  # bracket [trial, prev]
+    extend = p1 & ~to_zoom_a & ~accept1 & ~to_zoom_b
+    za, zb = to_zoom_a[:, None], to_zoom_b[:, None]
+    lo = np.where(za, prev, np.where(zb, trial, lo))
+    hi = np.where(za, trial, np.where(zb, prev, hi))
 
     # phase 2: zoom inside [lo, hi]
     p2 = searching & bracketed
     accept2 = nobody
-    if bool(p2.any()):
+    if p2.any():
         shrink_hi = p2 & (armijo_fail | (f_a >= lo[:, 1]))
         accept2 = p2 & ~shrink_hi & curvature_ok
         move_lo = p2 & ~shrink_hi & ~accept2
         flip = move_lo & (dphi * (hi[:, 0] - lo[:, 0]) >= 0)
-        hi = torch.where(shrink_hi[:, None], trial, torch.where(flip[:, None], lo, hi))
-        lo = torch.where(move_lo[:, None], trial, lo)
+        hi = np.where(shrink_hi[:, None], trial, np.where(flip[:, None], lo, hi))
+        lo = np.where(move_lo[:, None], trial, lo)
 
     # the best sufficient-decrease point (in case the search runs out of evaluations), or the accepted one
     accepted = accept1 | accept2
     take = (searching & ~armijo_fail & (f_a < ls.best[:, 1])) | accepted
-    best, best_g = torch.where(take[:, None], trial[:, :2], ls.best), torch.where(take[:, None], g_a, ls.best_g)
-    ended = accepted
+    best, best_g = np.where(take[:, None], trial[:, :2], ls.best), np.where(take[:, None], g_a, ls.best_g)
     bracketed = bracketed | to_zoom_a | to_zoom_b
-    any_bracketed = bool(bracketed.any())
-    if any_bracketed:
-        tiny = searching & bracketed & ((hi[:, 0] - lo[:, 0]).abs() * ls.d_max < s.xtol)
-        ended = ended | (tiny & ~accepted)
-    tried = ls.tried + searching.long()
-    ended = ended | (searching & (tried >= s.max_ls))
+    tiny = searching & bracketed & (np.abs(hi[:, 0] - lo[:, 0]) * ls.d_max < s.xtol)
+    tried = ls.tried + searching
+    ended = accepted | (tiny & ~accepted) | (searching & (tried >= s.max_ls))
 
     # the next trial: twice as far while not bracketed, else the cubic's minimiser inside the bracket
-    prev = torch.where(extend[:, None], trial, prev)
-    a = torch.where(extend, torch.where(finite, 2.0 * a_eval, 0.5 * a_eval), ls.a)
-    if any_bracketed:
-        f_hi = torch.where(_finite(hi[:, 1]), hi[:, 1], lo[:, 1] + 1e30)
-        a = torch.where(bracketed, _cubic_min(lo[:, 0], lo[:, 1], lo[:, 2], hi[:, 0], f_hi, hi[:, 2]), a)
+    prev = np.where(extend[:, None], trial, prev)
+    a = np.where(extend, np.where(finite, 2 * a_eval, 0.5 * a_eval), ls.a).astype(a_eval.dtype)
+    if bracketed.any():
+        f_hi = np.where(np.isfinite(hi[:, 1]), hi[:, 1], lo[:, 1] + 1e30).astype(hi.dtype)
+        a = np.where(bracketed, _cubic_min(lo[:, 0], lo[:, 1], lo[:, 2], hi[:, 0], f_hi, hi[:, 2]), a)
     # a zoom down to steps whose gain rounding hides: noise would decide the rest
-    flat = searching & ~ended & _unresolved(a, ls.dphi0, f, resolution)
-    ended = ended | flat
-    return _Search(ls.d, ls.dphi0, ls.d_max, prev, lo, hi, bracketed, best, best_g, a, tried), ended, flat
+    ended = ended | (searching & ~ended & _unresolved(a, ls.dphi0, f, resolution))
+    return _Search(ls.d, ls.dphi0, ls.d_max, prev, lo, hi, bracketed, best, best_g, a, tried), ended
 
 
 def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor) -> Tensor:
@@ -206,9 +199,9 @@ def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor) -> Ten
     return torch.where(has_history[:, None], h, g).to(dtype)
 
 
-def _relative_change(before: Tensor, after: Tensor) -> Tensor:
+def _relative_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """(B,) |before - after| relative to the larger magnitude (at least 1)."""
-    return (before - after).abs() / torch.maximum(torch.maximum(before.abs(), after.abs()), torch.ones_like(after))
+    return np.abs(before - after) / np.maximum(np.maximum(np.abs(before), np.abs(after)), 1.0)
 
 
 # The rounding of a loss summed from many float terms, in units of its dtype's epsilon relative to the loss: the
@@ -216,7 +209,7 @@ def _relative_change(before: Tensor, after: Tensor) -> Tensor:
 ROUNDING_EPS = 8
 
 
-def _negligible(ls: _Search, rows: Tensor, f: Tensor, resolution: float | None) -> Tensor:
+def _negligible(ls: _Search, rows: np.ndarray, f: np.ndarray, resolution: float | None) -> np.ndarray:
     """(B,) the problems `rows` whose new search predicts, to first order, a decrease below what can be told
     from rounding for its first step (`_unresolved`): converged. Without this test they spent the end of every
     stage on line searches that cannot succeed: the trials' changes are rounding noise, the search fails, the
@@ -225,52 +218,45 @@ def _negligible(ls: _Search, rows: Tensor, f: Tensor, resolution: float | None) 
     return rows & _unresolved(ls.a, ls.dphi0, f, resolution)
 
 
-def _unresolved(a: Tensor, dphi0: Tensor, f: Tensor, resolution: float | None) -> Tensor:
+def _unresolved(a: np.ndarray, dphi0: np.ndarray, f: np.ndarray, resolution: float | None) -> np.ndarray:
     """(B,) whether a step `a` along a line of slope `dphi0` predicts (to first order) a decrease of at most
     `resolution` |f| (at least `resolution`), which rounding cannot tell from no change; all False for None."""
     if resolution is None:
-        return torch.zeros_like(f, dtype=torch.bool)
-    return -a * dphi0 <= resolution * torch.clamp_min(f.abs(), 1.0)
+        return np.zeros(f.shape, dtype=bool)
+    return -a * dphi0 <= resolution * np.maximum(np.abs(f), 1.0)
 
 
-def _resolution(s: LBFGSSettings, dtype: torch.dtype) -> float:
+def _resolution(s: LBFGSSettings, dtype) -> float:
     """The smallest change of a loss, relative to it, that counts as one: ftol, or rounding where that is larger
     (-> max(ftol, ROUNDING_EPS eps))."""
-    return max(s.ftol, ROUNDING_EPS * torch.finfo(dtype).eps)
+    return max(s.ftol, ROUNDING_EPS * float(np.finfo(dtype).eps))
 
 
-def _refreshed(refresh: Objective, x, f, g, active, partial: bool):
-    """(f, g) with the active problems' values from `refresh`, and (B,) whether each is finite (the
-    others keep their values)."""
-    if partial:
-        rows = torch.nonzero(active).flatten()
-        every = len(rows) == len(x)
-        f_r, g_r = refresh(x, None) if every else refresh(x.index_select(0, rows), rows)
-        f_a, g_a = (f_r, g_r) if every else (f.index_copy(0, rows, f_r), g.index_copy(0, rows, g_r))
-    else:
-        f_a, g_a = refresh(x)
-    fresh = _finite(f_a) & _finite(g_a).all(1)
-    use = active & fresh
-    return torch.where(use, f_a, f), torch.where(use[:, None], g_a, g), fresh | ~active
+class _Calls:
+    """The objective called from host arrays: x (R, n) and rows (R,) (None: every problem) go to the device as
+    tensors, (f, g) come back as arrays of the iterate's dtype. With `partial`, only `rows` are evaluated (the
+    others keep `f`, `g` given); without, every problem is, whatever `rows` says."""
 
+    def __init__(self, device: torch.device, partial: bool):
+        self.device, self.partial = device, partial
 
-def _directions(S: Tensor, Y: Tensor, count: Tensor, head: Tensor, g: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """The search direction -H g of the problems `rows` (B,) bool from each one's own history, oldest pair
-    first (empty slots are zero pairs, which contribute nothing; only as many pairs as the longest history
-    holds), steepest descent where that is not a descent direction; and the first step: the unit step, but
-    at most 1 / |g|_1 for a problem without curvature pairs. Zero for the other rows."""
-    B, m = S.shape[:2]
-    c = max(1, int(count.max()))
-    order = (head[:, None] - c + torch.arange(c, device=g.device)[None, :]) % m  # (B, c) ring positions, oldest first
-    ids = torch.arange(B, device=g.device)[:, None]
-    r = -lbfgs_direction(S[ids, order], Y[ids, order], g, count > 0)
-    d = torch.where(rows[:, None], r, torch.zeros_like(r))
-    descent = (g * d).sum(1) < 0
-    d = torch.where((rows & ~descent)[:, None], -g, d)  # reset to steepest descent if needed
-    alpha = torch.ones(len(g), dtype=g.dtype, device=g.device)
-    if not bool((count > 0).all()):
-        alpha = torch.where(count > 0, alpha, (1.0 / g.abs().sum(1).clamp_min(1e-12)).clamp(max=1.0))
-    return d, alpha
+    def __call__(self, fun: Objective, x: np.ndarray, run: np.ndarray | None = None, f=None, g=None):
+        B = len(x)
+        rows = None if run is None or len(run) == B else run
+        if not self.partial:
+            f_a, g_a = fun(torch.from_numpy(x).to(self.device))
+            return self._host(f_a, x.dtype), self._host(g_a, x.dtype)
+        if rows is None:
+            f_a, g_a = fun(torch.from_numpy(x).to(self.device), None)
+            return self._host(f_a, x.dtype), self._host(g_a, x.dtype)
+        f_r, g_r = fun(torch.from_numpy(x[rows]).to(self.device), torch.from_numpy(rows).to(self.device))
+        f_a, g_a = f.copy(), g.copy()
+        f_a[rows], g_a[rows] = self._host(f_r, x.dtype), self._host(g_r, x.dtype)
+        return f_a, g_a
+
+    @staticmethod
+    def _host(t: Tensor, dtype) -> np.ndarray:
+        return t.detach().cpu().numpy().astype(dtype, copy=False)
 
 
 def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
@@ -293,99 +279,135 @@ def minimize(fun: Objective, x0: Tensor, settings: LBFGSSettings | None = None,
     (the collision term's colliding pairs: a pair appearing adds its penalty at once, a jump no line search
     can step over). Called like `fun` at the start and after every step, on the problems that moved; its
     values replace the line search's last ones, and a problem whose objective the refresh changed (by more
-    than ftol) is not converged. Costs one evaluation per iteration."""
-    s = settings or LBFGSSettings()
-    x = x0.detach().clone()
+    than ftol) is not converged. Costs one evaluation per iteration.
+
+    The objective gets tensors on x0's device and returns tensors there; the optimiser's arithmetic runs in
+    numpy on the host (see the module's docstring)."""
+    with np.errstate(all="ignore"):  # infinities and NaNs are tested for, as torch lets them through silently
+        x, f, iters, evals, converged, failed = _minimize(fun, x0, settings or LBFGSSettings(), active, partial,
+                                                           refresh)
+    device = x0.device
+    return LBFGSResult(torch.from_numpy(x).to(device), torch.from_numpy(f).to(device),
+                       torch.from_numpy(iters).to(device), evals, torch.from_numpy(converged).to(device),
+                       torch.from_numpy(failed).to(device))
+
+
+def _minimize(fun, x0: Tensor, s: LBFGSSettings, active, partial: bool, refresh):
+    call = _Calls(x0.device, partial)
+    x = x0.detach().cpu().numpy().copy()
     B, n = x.shape
     # no search is made or zoomed below rounding, but with a refresh (the collision iterations): there a term far
     # below the loss's rounding (the penalty of a few shallow pairs) is what moves the body
     resolution = None if refresh is not None else _resolution(s, x.dtype)
-    active = torch.ones(B, dtype=torch.bool, device=x.device) if active is None else active.clone()
-    f, g = (refresh or fun)(x, None) if partial else (refresh or fun)(x)
+    active = np.ones(B, dtype=bool) if active is None else active.detach().cpu().numpy().copy()
+    f, g = call(refresh or fun, x)
     evals = 1
-    failed = ~(_finite(f) & _finite(g).all(1))
+    failed = ~(np.isfinite(f) & np.isfinite(g).all(1))
     active &= ~failed
     m = max(1, min(s.history, s.max_iter))
-    S = x.new_zeros(B, m, n)
-    Y = x.new_zeros(B, m, n)
-    count = torch.zeros(B, dtype=torch.long, device=x.device)  # stored pairs per problem
-    head = torch.zeros(B, dtype=torch.long, device=x.device)  # where each problem writes its next pair
-    iters = torch.zeros(B, dtype=torch.long, device=x.device)
-    restarts = torch.zeros(B, dtype=torch.long, device=x.device)
-    converged = active & (g.abs().amax(1) <= s.gtol)
+    S = np.zeros((B, m, n), dtype=x.dtype)
+    Y = np.zeros((B, m, n), dtype=x.dtype)
+    count = np.zeros(B, dtype=np.int64)  # stored pairs per problem
+    head = np.zeros(B, dtype=np.int64)  # where each problem writes its next pair
+    iters = np.zeros(B, dtype=np.int64)
+    restarts = np.zeros(B, dtype=np.int64)
+    converged = active & (np.abs(g).max(1) <= s.gtol)
     active &= ~converged
     if s.max_iter <= 0:
-        active = torch.zeros_like(active)
-    rows = torch.arange(B, device=x.device)
+        active[:] = False
+    rows = np.arange(B)
     ls = _Search.empty(x, f)
-    if bool(active.any()):
+    if active.any():
         ls = ls.restart(active, f, g, *_directions(S, Y, count, head, g, active))
         flat = _negligible(ls, active, f, resolution)
         converged |= flat
         active &= ~flat
-    while bool(active.any()):
+    while active.any():
         # every running problem's trial point, in one call
-        a_eval = torch.where(active, ls.a, torch.zeros_like(ls.a))
+        a_eval = np.where(active, ls.a, 0).astype(ls.a.dtype)
         trial_x = x + a_eval[:, None] * ls.d
-        if partial:
-            run = torch.nonzero(active).flatten()
-            if len(run) == B:  # all of them: the objective need not pick rows
-                f_a, g_a = fun(trial_x, None)
-            else:
-                f_r, g_r = fun(trial_x.index_select(0, run), run)
-                f_a, g_a = f.index_copy(0, run, f_r), g.index_copy(0, run, g_r)
-        else:
-            f_a, g_a = fun(trial_x)
+        f_a, g_a = call(fun, trial_x, np.flatnonzero(active), f, g)
         evals += 1
-        ls, ended, _ = _search_step(ls, f, active, a_eval, f_a, g_a, s, resolution)
-        if not bool(ended.any()):
+        ls, ended = _search_step(ls, f, active, a_eval, f_a, g_a, s, resolution)
+        if not ended.any():
             continue
 
         # the problems whose search ended make their step (or fail to)
         step, f_new, g_new = ls.best[:, 0], ls.best[:, 1], ls.best_g
-        moved = ended & (step > 0) & _finite(f_new)
-        x_new = torch.where(moved[:, None], x + step[:, None] * ls.d, x)
-        s_vec, y_vec = x_new - x, torch.where(moved[:, None], g_new, g) - g
+        moved = ended & (step > 0) & np.isfinite(f_new)
+        x_new = np.where(moved[:, None], x + step[:, None] * ls.d, x)
+        s_vec, y_vec = x_new - x, np.where(moved[:, None], g_new, g) - g
         sy = (s_vec * y_vec).sum(1)
         store = moved & (sy > 1e-10)
-        S[rows, head] = torch.where(store[:, None], s_vec, S[rows, head])
-        Y[rows, head] = torch.where(store[:, None], y_vec, Y[rows, head])
-        head = torch.where(store, (head + 1) % m, head)
-        count = torch.where(store, (count + 1).clamp(max=m), count)
+        S[rows, head] = np.where(store[:, None], s_vec, S[rows, head])
+        Y[rows, head] = np.where(store[:, None], y_vec, Y[rows, head])
+        head = np.where(store, (head + 1) % m, head)
+        count = np.where(store, np.minimum(count + 1, m), count)
         f_old = f
-        f = torch.where(moved, f_new, f)
-        g = torch.where(moved[:, None], g_new, g)
+        f = np.where(moved, f_new, f)
+        g = np.where(moved[:, None], g_new, g)
         x = x_new
-        iters += ended.long()
+        iters += ended
         rel = _relative_change(f_old, f)
-        changed = torch.zeros_like(moved)
-        if refresh is not None and bool(moved.any()):
+        changed = np.zeros_like(moved)
+        if refresh is not None and moved.any():
             f_step = f
-            f, g, fresh = _refreshed(refresh, x, f, g, moved, partial)
+            f, g, fresh = _refreshed(call, refresh, x, f, g, moved)
             evals += 1
             changed = moved & (_relative_change(f_step, f) > s.ftol)  # the refresh changed the objective
             moved &= fresh
             active &= fresh  # a refresh that is not finite ends the problem where it stands
-        small_step = s_vec.abs().amax(1) <= s.xtol
+        small_step = np.abs(s_vec).max(1) <= s.xtol
         # a failed line search along a quasi-Newton direction (a non-smooth term, e.g. the collision
         # term's pairs appearing and vanishing, misleads the curvature pairs): forget the history and try
         # steepest descent next (at most max_restarts times: each restart can cost the stage's remaining
         # iterations); otherwise a failed search stops the problem
         unmoved = ended & active & ~moved
         stuck = unmoved
-        if bool(unmoved.any()):
+        if unmoved.any():
             retry = unmoved & (count > 0) & (restarts < s.max_restarts)
-            restarts += retry.long()
-            S[retry], Y[retry] = 0.0, 0.0
-            count, head = torch.where(retry, 0, count), torch.where(retry, 0, head)
+            restarts += retry
+            S[retry], Y[retry] = 0, 0
+            count, head = np.where(retry, 0, count), np.where(retry, 0, head)
             stuck = unmoved & ~retry
-        now = stuck | (ended & active & moved & ~changed & ((g.abs().amax(1) <= s.gtol) | (rel <= s.ftol) | small_step))
+        now = stuck | (ended & active & moved & ~changed & ((np.abs(g).max(1) <= s.gtol) | (rel <= s.ftol) | small_step))
         converged |= now
         active &= ~now & ~(ended & (iters >= s.max_iter))
         nxt = ended & active  # their next iteration starts at the next call
-        if bool(nxt.any()):
+        if nxt.any():
             ls = ls.restart(nxt, f, g, *_directions(S, Y, count, head, g, nxt))
             flat = _negligible(ls, nxt, f, resolution)
             converged |= flat
             active &= ~flat
-    return LBFGSResult(x, f, iters, evals, converged, failed)
+    return x, f, iters, evals, converged, failed
+
+
+def _refreshed(call: _Calls, refresh: Objective, x, f, g, active):
+    """(f, g) with the active problems' values from `refresh`, and (B,) whether each is finite (the
+    others keep their values)."""
+    f_a, g_a = call(refresh, x, np.flatnonzero(active), f, g)
+    fresh = np.isfinite(f_a) & np.isfinite(g_a).all(1)
+    use = active & fresh
+    return np.where(use, f_a, f), np.where(use[:, None], g_a, g), fresh | ~active
+
+
+def _directions(S: np.ndarray, Y: np.ndarray, count: np.ndarray, head: np.ndarray, g: np.ndarray,
+                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The search direction -H g of the problems `rows` (B,) bool from each one's own history, oldest pair
+    first (empty slots are zero pairs, which contribute nothing; only as many pairs as the longest history
+    holds), steepest descent where that is not a descent direction; and the first step: the unit step, but
+    at most 1 / |g|_1 for a problem without curvature pairs. Zero for the other rows."""
+    B, m = S.shape[:2]
+    c = max(1, int(count.max()))
+    order = (head[:, None] - c + np.arange(c)[None, :]) % m  # (B, c) ring positions, oldest first
+    ids = np.arange(B)[:, None]
+    # in torch: numpy's products round differently with the number of pairs (BLAS's kernels change with the
+    # sizes), so a problem padded with the empty pairs of a longer history beside it would leave its path alone
+    r = -lbfgs_direction(*(torch.from_numpy(a) for a in (S[ids, order], Y[ids, order], g, count > 0))).numpy()
+    d = np.where(rows[:, None], r, 0).astype(g.dtype)
+    descent = (g * d).sum(1) < 0
+    d = np.where((rows & ~descent)[:, None], -g, d)  # reset to steepest descent if needed
+    alpha = np.ones(len(g), dtype=g.dtype)
+    if not (count > 0).all():
+        alpha = np.where(count > 0, alpha, np.minimum(1.0 / np.maximum(np.abs(g).sum(1), 1e-12), 1.0)).astype(g.dtype)
+    return d, alpha
