@@ -19,8 +19,8 @@ twice per call (`max_restarts`; non-smooth terms such as the collision term misl
 The optimiser's own arithmetic runs in numpy on the host, whatever device the objective runs on: its arrays are
 (B, n) with n about 100, and a numpy operation on them costs a fraction of a small torch operation (1-3 against
 2.5-5.5 µs on the 2-core VM); the iterate goes to the objective's device and (f, g) come back once per call.
-About 250 of its operations per iteration took a fifth of a one-person fit in torch (docs/fitting.md, Fitting
-speed). The L-BFGS direction's products stay in torch (`lbfgs_direction`, on the host arrays without copies).
+About 250 of its operations per iteration took a fifth of a one-person fit in torch (docs/benchmarks.md,
+Fitting speed). The L-BFGS direction's products stay in torch (`lbfgs_direction`, on the host arrays without copies).
 """
 
 from __future__ import annotations
