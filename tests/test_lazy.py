@@ -56,6 +56,16 @@ def test_torch_without_tracing_computes_the_same(tmp_path):
     assert np.abs(plain["vertices"]).max() > 0 and np.abs(plain["body_pose"]).max() > 0
 
 
+def test_torch_without_tracing_only_skips_on_the_verified_torch(tmp_path):
+    """On another torch release the modules are imported as usual (what its import needs may have moved)."""
+    code = ("import sys\nimport bodycapture.lazy as lazy\nlazy.VERIFIED_TORCH = '0.0.0'\n"
+            "with lazy.torch_without_tracing():\n    import torch\n"
+            "assert hasattr(sys.modules['torch._meta_registrations'], 'activate_meta')\n"
+            "assert 'torch._decomp' in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_torch_without_tracing_leaves_an_imported_torch_alone():
     import torch  # imported in this process already
 
@@ -64,3 +74,14 @@ def test_torch_without_tracing_leaves_an_imported_torch_alone():
         assert sys.modules == before and sys.meta_path == finders
     assert sys.modules["torch"] is torch and sys.modules.get("torch._meta_registrations") is before.get(
         "torch._meta_registrations")
+
+
+def test_the_verified_torch_is_the_pinned_one():
+    """Bumping torch's pin means checking the skip again (the tests above) and then VERIFIED_TORCH."""
+    import re
+    from pathlib import Path
+
+    from bodycapture.lazy import VERIFIED_TORCH
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'"torch==([^"]+)"', pyproject)[1] == VERIFIED_TORCH

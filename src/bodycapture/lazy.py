@@ -19,6 +19,9 @@ TRACING_MODULES = ("torch._meta_registrations", "torch.distributed._meta_registr
 # ...and what their import does that computing needs: torch._prims makes torch.Generator() callable (its
 # rng_prims sets the Generator's metaclass; without it the constructor raises)
 NEEDED_BY_COMPUTING = ("torch._prims",)
+# the torch release this was verified with (the pin in pyproject.toml; tests/test_lazy.py): another torch is
+# imported whole, since what its import needs may have moved
+VERIFIED_TORCH = "2.13.0"
 
 
 def lazy_names(namespace: dict, names: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
@@ -48,7 +51,12 @@ class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.made: dict[str, types.ModuleType] = {}
 
     def find_spec(self, name, path=None, target=None):
-        return importlib.machinery.ModuleSpec(name, self) if name in TRACING_MODULES else None
+        if name not in TRACING_MODULES:
+            return None
+        version = str(getattr(sys.modules.get("torch"), "__version__", ""))  # set early in torch/__init__.py
+        if version.split("+")[0] != VERIFIED_TORCH:  # (a local build's suffix, "+cu126", is the same release)
+            return None
+        return importlib.machinery.ModuleSpec(name, self)
 
     def create_module(self, spec):
         return None  # the default: an empty module
