@@ -300,6 +300,31 @@ def test_lbfgs_compact_direction_equals_the_two_loop_recursion():
     torch.testing.assert_close(lbfgs_direction(S[:1], Y[:1], Y[:1, -1], torch.tensor([True])), S[:1, -1])
 
 
+def test_lbfgs_history_keeps_the_pairs_in_time_order_and_their_products():
+    """As minimize keeps them (lbfgs._History): the last m pairs, oldest first, zero pairs before a shorter
+    history, and S Y' updated one row and column per stored pair, equal to S Y' made anew; the direction from
+    them is the two-loop recursion's; a forgotten history is all zeros."""
+    from bodycapture.fitting.lbfgs import _History
+
+    gen = torch.Generator().manual_seed(1)
+    n, m, total = 9, 5, 8  # 8 pairs through a history of 5: the first 3 drop out
+    A = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    A = A @ A.T + n * torch.eye(n, dtype=torch.float64)
+    steps = torch.randn(2, total, n, generator=gen, dtype=torch.float64)
+    pairs = _History(2, m, n)
+    for k in range(total):  # problem 0 stores every pair, problem 1 only the first three (depth: 1 + the most held)
+        pairs.store(np.array([True, k < 3]), steps[:, k].numpy(), (steps[:, k] @ A).numpy(), min(k, 4) + 1)
+    S, Y = torch.from_numpy(pairs.S), torch.from_numpy(pairs.Y)
+    assert torch.equal(S[0], steps[0, -m:]) and torch.equal(S[1, -3:], steps[1, :3]) and not S[1, :2].any()
+    torch.testing.assert_close(torch.from_numpy(pairs.SY), S @ Y.transpose(1, 2), rtol=1e-12, atol=1e-12)
+    g = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    h = lbfgs_direction(S, Y, g, torch.tensor([True, True]), torch.from_numpy(pairs.SY))
+    torch.testing.assert_close(h[0], _two_loop(steps[0, -m:], steps[0, -m:] @ A, g[0]), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(h[1], _two_loop(steps[1, :3], steps[1, :3] @ A, g[1]), atol=1e-12, rtol=1e-10)
+    pairs.forget(np.array([True, False]))
+    assert not pairs.S[0].any() and not pairs.Y[0].any() and not pairs.SY[0].any() and pairs.SY[1].any()
+
+
 def test_lbfgs_restarts_from_steepest_descent_when_a_line_search_fails_on_a_kink():
     """On a non-smooth objective (L1, like the collision term's appearing and vanishing pairs) the curvature
     pairs mislead and line searches fail; the optimiser forgets its history (up to max_restarts times) and goes

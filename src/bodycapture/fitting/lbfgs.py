@@ -172,10 +172,11 @@ def _search_step(ls: _Search, f: np.ndarray, searching: np.ndarray, a_eval: np.n
     return _Search(ls.d, ls.dphi0, ls.d_max, prev, lo, hi, bracketed, best, best_g, a, tried), ended
 
 
-def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor) -> Tensor:
+def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor, SY: Tensor | None = None) -> Tensor:
     """H g for the L-BFGS inverse-Hessian approximation H of each problem: S, Y (B, c, n) the step and
     gradient-change pairs, oldest first (zero pairs where a history is shorter); g (B, n); has_history
-    (B,) bool (H = I where False). H0 = gamma I with gamma = s'y / y'y of the newest pair.
+    (B,) bool (H = I where False); SY (B, c, c) = S Y' where the caller keeps it (None: made here). H0 = gamma I
+    with gamma = s'y / y'y of the newest pair.
 
     The compact form of Byrd, Nocedal & Schnabel (1994; Nocedal & Wright eq. 7.24), the same H as the
     two-loop recursion (Algorithm 7.4, tested) in a few batched products instead of 4c small steps:
@@ -188,9 +189,11 @@ def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor) -> Ten
     gamma = torch.where(has_history, gamma, torch.ones_like(gamma))[:, None]
     bmm = torch.bmm  # (what `@` runs for 3-D operands, without its reshapes: fewer operations per call)
     St, Yt = S.transpose(1, 2), Y.transpose(1, 2)
-    SY = bmm(S, Yt)  # (B, c, c)
-    D = torch.diagonal(SY, dim1=1, dim2=2)  # (B, c): s_i'y_i, > 0 for stored pairs, 0 for empty slots
-    R = torch.triu(SY) + torch.diag_embed((D == 0).to(SY.dtype))  # empty slots: 1 on the diagonal
+    SY = bmm(S, Yt) if SY is None else SY.double()  # (B, c, c)
+    R = torch.triu(SY)
+    D = torch.diagonal(R, dim1=1, dim2=2)  # (B, c): s_i'y_i, > 0 for stored pairs, 0 for empty slots
+    R.diagonal(dim1=1, dim2=2).copy_(torch.where(D == 0, 1.0, D))  # empty slots: 1 on the diagonal
+    D = torch.diagonal(SY, dim1=1, dim2=2)
     Sg, Yg = bmm(S, g[..., None]), bmm(Y, g[..., None])  # (B, c, 1)
     u = torch.linalg.solve_triangular(R, Sg, upper=True)  # R^-1 S'g
     inner = D[..., None] * u + gamma[..., None] * bmm(Y, bmm(Yt, u)) - gamma[..., None] * Yg
@@ -305,20 +308,17 @@ def _minimize(fun, x0: Tensor, s: LBFGSSettings, active, partial: bool, refresh)
     failed = ~(np.isfinite(f) & np.isfinite(g).all(1))
     active &= ~failed
     m = max(1, min(s.history, s.max_iter))
-    S = np.zeros((B, m, n), dtype=x.dtype)
-    Y = np.zeros((B, m, n), dtype=x.dtype)
+    pairs = _History(B, m, n)
     count = np.zeros(B, dtype=np.int64)  # stored pairs per problem
-    head = np.zeros(B, dtype=np.int64)  # where each problem writes its next pair
     iters = np.zeros(B, dtype=np.int64)
     restarts = np.zeros(B, dtype=np.int64)
     converged = active & (np.abs(g).max(1) <= s.gtol)
     active &= ~converged
     if s.max_iter <= 0:
         active[:] = False
-    rows = np.arange(B)
     ls = _Search.empty(x, f)
     if active.any():
-        ls = ls.restart(active, f, g, *_directions(S, Y, count, head, g, active))
+        ls = ls.restart(active, f, g, *_directions(pairs, count, g, active))
         flat = _negligible(ls, active, f, resolution)
         converged |= flat
         active &= ~flat
@@ -339,9 +339,8 @@ def _minimize(fun, x0: Tensor, s: LBFGSSettings, active, partial: bool, refresh)
         s_vec, y_vec = x_new - x, np.where(moved[:, None], g_new, g) - g
         sy = (s_vec * y_vec).sum(1)
         store = moved & (sy > 1e-10)
-        S[rows, head] = np.where(store[:, None], s_vec, S[rows, head])
-        Y[rows, head] = np.where(store[:, None], y_vec, Y[rows, head])
-        head = np.where(store, (head + 1) % m, head)
+        if store.any():
+            pairs.store(store, s_vec, y_vec, int(count[store].max()) + 1)
         count = np.where(store, np.minimum(count + 1, m), count)
         f_old = f
         f = np.where(moved, f_new, f)
@@ -367,15 +366,15 @@ def _minimize(fun, x0: Tensor, s: LBFGSSettings, active, partial: bool, refresh)
         if unmoved.any():
             retry = unmoved & (count > 0) & (restarts < s.max_restarts)
             restarts += retry
-            S[retry], Y[retry] = 0, 0
-            count, head = np.where(retry, 0, count), np.where(retry, 0, head)
+            pairs.forget(retry)
+            count = np.where(retry, 0, count)
             stuck = unmoved & ~retry
         now = stuck | (ended & active & moved & ~changed & ((np.abs(g).max(1) <= s.gtol) | (rel <= s.ftol) | small_step))
         converged |= now
         active &= ~now & ~(ended & (iters >= s.max_iter))
         nxt = ended & active  # their next iteration starts at the next call
         if nxt.any():
-            ls = ls.restart(nxt, f, g, *_directions(S, Y, count, head, g, nxt))
+            ls = ls.restart(nxt, f, g, *_directions(pairs, count, g, nxt))
             flat = _negligible(ls, nxt, f, resolution)
             converged |= flat
             active &= ~flat
@@ -391,19 +390,46 @@ def _refreshed(call: _Calls, refresh: Objective, x, f, g, active):
     return np.where(use, f_a, f), np.where(use[:, None], g_a, g), fresh | ~active
 
 
-def _directions(S: np.ndarray, Y: np.ndarray, count: np.ndarray, head: np.ndarray, g: np.ndarray,
-                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class _History:
+    """Each problem's last m curvature pairs in time order, the newest last (zero pairs before a shorter history),
+    float64, with SY (B, m, m) = S Y' kept up to date one row and column per stored pair: O(m n) a step instead of
+    the O(c^2 n) of making S'Y anew at each direction (at 32 problems and 100 pairs about 4 ms a call, a sixth of
+    the fit; docs/benchmarks.md, Fitting speed). Torch views of the host arrays for the products, which round
+    alike whatever the batch (numpy's BLAS does not, see `_directions`)."""
+
+    def __init__(self, B: int, m: int, n: int):
+        self.S, self.Y, self.SY = np.zeros((B, m, n)), np.zeros((B, m, n)), np.zeros((B, m, m))
+        self.tS, self.tY, self.tSY = (torch.from_numpy(a) for a in (self.S, self.Y, self.SY))
+
+    def store(self, rows: np.ndarray, s: np.ndarray, y: np.ndarray, depth: int) -> None:
+        """Append the pairs (s, y) (B, n) of the problems `rows` (B,) bool (the oldest drops out of a full
+        history). depth: 1 + the most pairs any of them holds; only the newest `depth` slots move."""
+        m = self.S.shape[1]
+        w = m - min(depth, m)  # the window [w, m) holds every pair of these problems after the step
+        ids = slice(None) if rows.all() else np.flatnonzero(rows)
+        for a in (self.S, self.Y):
+            a[ids, w : m - 1] = a[ids, w + 1 :]
+        self.SY[ids, w : m - 1, w : m - 1] = self.SY[ids, w + 1 :, w + 1 :]
+        self.S[ids, -1], self.Y[ids, -1] = s[ids], y[ids]
+        t = ids if isinstance(ids, slice) else torch.from_numpy(ids)
+        S, Y = self.tS[t, w:], self.tY[t, w:]  # (R, m - w, n)
+        self.SY[ids, -1, w:] = torch.bmm(Y, S[:, -1, :, None])[..., 0].numpy()  # s_new'y_j
+        self.SY[ids, w:, -1] = torch.bmm(S, Y[:, -1, :, None])[..., 0].numpy()  # s_i'y_new
+
+    def forget(self, rows: np.ndarray) -> None:
+        self.S[rows], self.Y[rows], self.SY[rows] = 0, 0, 0
+
+
+def _directions(pairs: _History, count: np.ndarray, g: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The search direction -H g of the problems `rows` (B,) bool from each one's own history, oldest pair
     first (empty slots are zero pairs, which contribute nothing; only as many pairs as the longest history
     holds), steepest descent where that is not a descent direction; and the first step: the unit step, but
-    at most 1 / |g|_1 for a problem without curvature pairs. Zero for the other rows."""
-    B, m = S.shape[:2]
+    at most 1 / |g|_1 for a problem without curvature pairs. Zero for the other rows.
+    The products in torch: numpy's round differently with the number of pairs (BLAS's kernels change with the
+    sizes), so a problem padded with the empty pairs of a longer history beside it would leave its path alone."""
     c = max(1, int(count.max()))
-    order = (head[:, None] - c + np.arange(c)[None, :]) % m  # (B, c) ring positions, oldest first
-    ids = np.arange(B)[:, None]
-    # in torch: numpy's products round differently with the number of pairs (BLAS's kernels change with the
-    # sizes), so a problem padded with the empty pairs of a longer history beside it would leave its path alone
-    r = -lbfgs_direction(*(torch.from_numpy(a) for a in (S[ids, order], Y[ids, order], g, count > 0))).numpy()
+    r = -lbfgs_direction(pairs.tS[:, -c:], pairs.tY[:, -c:], torch.from_numpy(g), torch.from_numpy(count > 0),
+                         pairs.tSY[:, -c:, -c:]).numpy()
     d = np.where(rows[:, None], r, 0).astype(g.dtype)
     descent = (g * d).sum(1) < 0
     d = np.where((rows & ~descent)[:, None], -g, d)  # reset to steepest descent if needed
