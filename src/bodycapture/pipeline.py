@@ -239,8 +239,9 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     for item in items:
         target = Path(item)
         if target.is_dir():
-            found = sorted(p for p in target.iterdir() if _is_image(p))
-            nested = [d.name for d in sorted(target.iterdir())
+            entries = sorted(target.iterdir())
+            found = [p for p in entries if _is_image(p)]
+            nested = [d.name for d in entries
                       if d.is_dir() and not d.name.startswith(".") and any(_is_image(p) for p in d.iterdir())]
             skipped = ""
             if nested:
