@@ -19,7 +19,7 @@ skip = sys.argv[1] == "skip"
 if skip:
     with torch_without_tracing():
         import torch
-        skipped = [name for name in ("torch._decomp", "torch._refs") if name in sys.modules]
+        skipped = [name for name in ("torch._decomp", "torch._refs", "torch._prims") if name in sys.modules]
         assert not skipped, f"imported: {skipped}"
         assert not hasattr(sys.modules["torch._meta_registrations"], "activate_meta")
     assert "torch._meta_registrations" not in sys.modules and not hasattr(torch, "_meta_registrations")
@@ -38,6 +38,7 @@ if skip:  # afterwards, the skipped modules load for real (in torch's order), an
     import torch._meta_registrations as meta
     import torch._decomp  # noqa: F401
     assert hasattr(meta, "activate_meta") and torch._meta_registrations is meta
+    assert "torch._prims" in sys.modules and torch.Generator().manual_seed(0).initial_seed() == 0
 """
 
 

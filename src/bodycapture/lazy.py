@@ -16,9 +16,18 @@ from importlib import import_module
 # and torch._refs. Measured 2026-12-03 (AMD VM, torch 2.13.0): `import torch` 1.54-1.62 s, without them 1.19-1.47 s
 # (docs/benchmarks.md, "The first result")
 TRACING_MODULES = ("torch._meta_registrations", "torch.distributed._meta_registrations")
-# ...and what their import does that computing needs: torch._prims makes torch.Generator() callable (its
-# rng_prims sets the Generator's metaclass; without it the constructor raises)
-NEEDED_BY_COMPUTING = ("torch._prims",)
+
+
+def bind_generator_metaclass() -> None:
+    """What importing TRACING_MODULES does that computing needs: torch.Generator() raises until the Generator's
+    metaclass is bound, which torch._prims.rng_prims does (torch._C leaves it to Python). Done here alone, not by
+    importing torch._prims (which registers every primitive op for the tracers: 0.2 s of `import torch`)."""
+    import torch
+    from torch._opaque_base import OpaqueBaseMeta
+
+    torch._C._set_generator_metaclass(OpaqueBaseMeta)
+
+
 # the torch release this was verified with (the pin in pyproject.toml; tests/test_lazy.py): another torch is
 # imported whole, since what its import needs may have moved
 VERIFIED_TORCH = "2.13.0"
@@ -44,8 +53,8 @@ def lazy_names(namespace: dict, names: dict[str, str]) -> tuple[Callable[[str], 
 
 
 class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Empty modules for TRACING_MODULES while torch is imported; the first one made imports NEEDED_BY_COMPUTING
-    (where the real module would have, within `import torch`)."""
+    """Empty modules for TRACING_MODULES while torch is imported; the first one made binds the Generator's
+    metaclass (where the real module's import would have, within `import torch`)."""
 
     def __init__(self):
         self.made: dict[str, types.ModuleType] = {}
@@ -65,18 +74,19 @@ class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         first = not self.made
         self.made[module.__name__] = module
         if first:
-            for name in NEEDED_BY_COMPUTING:
-                import_module(name)
+            bind_generator_metaclass()
 
 
 @contextmanager
 def torch_without_tracing() -> Iterator[None]:
     """Within the block, a first `import torch` skips TRACING_MODULES: empty modules stand in for them. For a
     process that only computes (eager torch, on any device) and never traces, compiles or makes meta tensors:
-    the `bodycapture` command (cli.run), which ends with the block, never a library user's process. Leaving the
-    block removes the stand-ins: importing TRACING_MODULES afterwards loads them for real (before torch._decomp,
-    as `import torch` does: they import each other in a cycle that only that order resolves). Does nothing where
-    torch is already imported."""
+    the `bodycapture` command (cli.run), which ends with the block, never a library user's process. Within the
+    block torch.compile is unavailable (torch._dynamo's import needs the real modules); torch.testing, torch._decomp
+    and torch._refs import. Leaving the block removes the stand-ins: importing TRACING_MODULES afterwards loads them
+    for real, and torch's tracers then work, provided torch._meta_registrations is imported first, before
+    torch._decomp, torch._refs or torch._dynamo, as `import torch` does (they import each other in a cycle that
+    only that order resolves). Does nothing where torch is already imported."""
     if "torch" in sys.modules:
         yield
         return
