@@ -97,6 +97,43 @@ def test_a_reading_does_not_depend_on_what_was_read_before(detector):
             np.testing.assert_array_equal(other.world, first.world)
 
 
+def test_a_crop_is_read_as_mediapipe_pose_reads_it(detector):
+    """The crops of the seeds whose own region failed are read with the detector's graphs (the person detector's
+    first detection, then the pose landmark model on MediaPipe's region around it): the same landmarks, 3D
+    ones included, as MediaPipe Pose on the crop, to float32's rounding (Pose's smoothing stage, off for photos,
+    still passes them through arithmetic: 1-2 units in the last place), and nobody where Pose finds nobody."""
+    from bodycapture.keypoints.mediapipe import CROP_SCALES, _import_mediapipe, person_crop
+    from bodycapture.quiet import native_stderr_silenced
+
+    def values(landmarks):  # x, y, z, visibility (Pose's smoothing stage drops the presence field)
+        return None if landmarks is None else np.array([[p.x, p.y, p.z, p.visibility] for p in landmarks.landmark])
+
+    with native_stderr_silenced():
+        pose = _import_mediapipe().solutions.pose.Pose(static_image_mode=True, model_complexity=1)
+    outcomes = []
+    try:
+        for name in ("coco_338.jpg", "coco_488.jpg"):
+            image = read_image(IMAGES / name)
+            seeds = detector._get_seeds()(image)
+            for i, seed in enumerate(seeds):
+                others = [s.face for j, s in enumerate(seeds) if j != i]
+                for scale in CROP_SCALES:
+                    crop, x0, y0, side = person_crop(image, seed, others, scale)
+                    mine = detector._pose_of_image(crop, x0, y0, side, side)
+                    with native_stderr_silenced():
+                        theirs = pose.process(crop)
+                    assert (mine is None) == (theirs.pose_landmarks is None)
+                    if mine is not None:
+                        np.testing.assert_allclose(values(mine.landmarks), values(theirs.pose_landmarks), rtol=0,
+                                                   atol=2e-7)
+                        np.testing.assert_allclose(mine.world[:, :3], values(theirs.pose_world_landmarks)[:, :3],
+                                                   rtol=0, atol=2e-7)
+                    outcomes.append(mine is not None)
+    finally:
+        pose.close()
+    assert sum(outcomes) >= 4 and not all(outcomes), outcomes
+
+
 def test_no_person_is_an_empty_result_not_an_error(detector, tmp_path):
     empty = detector(np.full((240, 320, 3), 127, np.uint8))
     assert empty.num_people == 0 and empty.image_size == (240, 320)

@@ -156,14 +156,20 @@ def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
         detector = PersonSeedDetector(thorough=thorough, faces=False)
 
         def run(image, x, y, worker=0, scale=1.0, threshold=None, seen=seen):
-            seen.append(image.shape[:2])  # the whole image (twice: then at the doubtful threshold) or a tile
+            seen.append(image.shape[:2])  # a tile
             return []
 
+        def run_both(image, x, y, worker=0, scale=1.0, low=None, mirrored=False, seen=seen):
+            seen.append(image.shape[:2])  # the whole image: one run for the wheel's and the doubtful detections
+            return [], []
+
         monkeypatch.setattr(detector, "_run", run)
+        monkeypatch.setattr(detector, "_run_both", run_both)
         detector(np.zeros((480, 640, 3), np.uint8))
         calls[thorough] = seen
-    # the whole image twice, the tiles, and the tiles across the left and right edges
-    assert len(calls[False]) == 2 + len(tiles(480, 640, 0.5)) + len(edge_tiles(480, 640, 0.5))
+    # the whole image once, the tiles, and the tiles across the left and right edges
+    assert calls[False][0] == (480, 640) and (480, 640) not in calls[False][1:]
+    assert len(calls[False]) == 1 + len(tiles(480, 640, 0.5)) + len(edge_tiles(480, 640, 0.5))
     finer = [shape for shape in calls[True] if shape[0] == 160]  # a third of the short side
     assert len(finer) == len(tiles(480, 640, 1 / 3, max_tiles=60)) and len(calls[True]) == len(calls[False]) + len(finer)
 
@@ -310,6 +316,44 @@ def test_confident_people_are_read_from_the_wheels_detector_not_the_low_threshol
     with MediaPipeDetector() as mp_detector:
         found = mp_detector(image)
     assert (found.points[0, GROUPS["face"], 2] > 0).sum() > 40
+
+
+@pytest.mark.detector
+def test_our_detector_graph_gives_the_wheels_detections_and_the_low_thresholds_from_one_run():
+    """detection_graph_text's "detections" are the wheel's PoseDetectionCpu's, bit for bit, and its "doubtful" those
+    of a graph decoding at the low threshold alone, on photos and their tiles (where the detector finds
+    people and where it finds nobody)."""
+    from bodycapture.keypoints.mediapipe import read_image
+    from bodycapture.keypoints.person_seeds import (DOUBTFUL_SCORE, WHEEL_GRAPH, detection_graph_text,
+                                                    graph_from_text, tiles)
+    from bodycapture.quiet import native_stderr_silenced
+
+    def values(detections):
+        return [(tuple(d.score), str(d.location_data)) for d in detections or []]
+
+    with native_stderr_silenced():
+        wheel = graph_from_text(WHEEL_GRAPH)
+        ours = graph_from_text(detection_graph_text(DOUBTFUL_SCORE))
+        low_only = graph_from_text(detection_graph_text(DOUBTFUL_SCORE).replace(
+            'output_stream: "detections"\n', "", 1))  # its "detections" branch unread
+        counts = {"inputs": 0, "wheel": 0, "doubtful": 0}
+        try:
+            for name in ("coco_564.jpg", "coco_488.jpg", "coco_257.jpg"):
+                image = read_image(IMAGES / name)
+                h, w = image.shape[:2]
+                for x, y, side in [(0, 0, None)] + tiles(h, w, 0.5, max_tiles=48):
+                    crop = np.ascontiguousarray(image if side is None else image[y : y + side, x : x + side])
+                    both = ours.process({"image": crop})
+                    mine, doubtful = values(both.detections), values(both.doubtful)
+                    assert mine == values(wheel.process({"image": crop}).detections)
+                    assert doubtful == values(low_only.process({"image": crop}).doubtful)
+                    counts["inputs"] += 1
+                    counts["wheel"] += len(mine) > 0
+                    counts["doubtful"] += len(doubtful) > len(mine)
+        finally:
+            for graph in (wheel, ours, low_only):
+                graph.close()
+    assert counts["inputs"] > 30 and counts["wheel"] > 5 and counts["doubtful"] > 0, counts
 
 
 def _seeds_with(monkeypatch, photo: str, setting: str, values: tuple) -> dict:

@@ -192,23 +192,9 @@ class MediaPipeDetector:
         self.thorough = thorough
         self.workers = workers
         self.masks = masks
-        self._pose: dict = {}  # worker -> MediaPipe Pose
         self._masks = None
         self._seeds = None
         self._by_region: list = []  # one graph per worker thread (a graph runs one image at a time)
-
-    def _get_pose(self, worker: int = 0):
-        """MediaPipe Pose on a whole image (its own person search, then the pose landmark model), one per
-        worker thread: for crops."""
-        if worker not in self._pose:
-            mp = _import_mediapipe()
-            with native_stderr_silenced():
-                self._pose[worker] = mp.solutions.pose.Pose(
-                    static_image_mode=True,
-                    model_complexity=1,  # the only pose model in the wheel
-                    min_detection_confidence=self.min_detection_confidence,
-                )
-        return self._pose[worker]
 
     def _get_seeds(self):
         if self._seeds is None:
@@ -271,18 +257,15 @@ class MediaPipeDetector:
             out[i] = lms
         return out
 
-    def _on_workers(self, read, items: list, pose: bool = False) -> list:
+    def _on_workers(self, read, items: list) -> list:
         """read(item, worker) for each item, on the person search's worker threads, each with its own
-        by-region graphs (and MediaPipe Pose where `pose`; the readings do not depend on one another) -> the
-        readings, in order."""
+        by-region graphs (the readings do not depend on one another) -> the readings, in order."""
         pool = self._get_seeds()
         # native output silenced once, around making the graphs and running them (it swaps file descriptor 2):
         # a graph opens its models in the background, which print; made and run inside, none prints after
         with native_stderr_silenced():
             for worker in range(min(pool.workers, len(items))):  # made here, not raced for in the threads
                 self._get_by_region(worker)
-                if pose:
-                    self._get_pose(worker)
             return pool.parallel([lambda k, item=item: read(item, k) for item in items])
 
     def _person_by_variants(self, image: np.ndarray, seed, worker: int | None = None):
@@ -364,11 +347,17 @@ class MediaPipeDetector:
 
     def _pose_of_image(self, image: np.ndarray, x0: float, y0: float, width: float, height: float,
                        worker: int | None = None) -> "PoseReading | None":
-        """MediaPipe's person search and pose landmark model on `image` (a crop whose pixel (0, 0) is (x0, y0)
-        of the photo and that spans width x height photo pixels): the pose in photo pixels, its hands and face
-        still to read (_completed), or None when no person is found. worker: as for _pose_by_region."""
+        """MediaPipe Pose on `image` (a crop whose pixel (0, 0) is (x0, y0) of the photo and that spans width x
+        height photo pixels): the person detector's most confident detection and the pose landmark model on
+        MediaPipe's region around it, as Pose does (the same landmarks, tested), with this worker's graphs
+        instead of a Pose of its own (whose models would load again: 0.1 s a worker) -> the pose in photo
+        pixels, its hands and face still to read (_completed), or None when no person is found. worker: as for
+        _pose_by_region."""
         with native_stderr_silenced() if worker is None else nullcontext():
-            result = self._get_pose(worker or 0).process(image)
+            detection = self._get_seeds().first_detection(image, worker or 0, self.min_detection_confidence)
+            if detection is None:
+                return None
+            result = self._get_by_region(worker or 0)[0].process({"image": image, "detection": detection})
         if result.pose_landmarks is None:
             return None
         return PoseReading(image, _landmarks(result.pose_landmarks, width, height, x0, y0), _world(result),
@@ -422,8 +411,7 @@ class MediaPipeDetector:
         # before it would waste its own; none of the 23 such seeds of the 14 COCO photos was)
         hard = [i for i, s in enumerate(seeds)
                 if s.needs_confirmation or reads[i] is None or not _agrees_with_seed(reads[i].pose, s)]
-        fallbacks = dict(zip(hard, self._on_workers(lambda i, k: self._person_by_fallbacks(image, seeds, i, k), hard,
-                                                    pose=True)))
+        fallbacks = dict(zip(hard, self._on_workers(lambda i, k: self._person_by_fallbacks(image, seeds, i, k), hard)))
         for i, seed in enumerate(seeds):
             if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
                 continue  # the seed of someone already found (seen from another tile)
@@ -511,9 +499,6 @@ class MediaPipeDetector:
                               scores=np.array(scores), visibility=np.stack(vis))
 
     def close(self) -> None:
-        for pose in self._pose.values():
-            pose.close()
-        self._pose = {}
         if self._seeds is not None:
             self._seeds.close()
             self._seeds = None

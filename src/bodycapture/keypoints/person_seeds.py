@@ -89,7 +89,9 @@ EDGE_NEW = 0.3
 BESIDE_SIDE = 1.2
 BESIDE_FACE = 0.4
 
-_GRAPH = """
+# The wheel's person detector as it ships (a one-node graph): the reference that detection_graph_text's
+# "detections" output equals (tests/test_pipeline.py)
+WHEEL_GRAPH = """
 input_stream: "image"
 output_stream: "detections"
 node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }
@@ -107,10 +109,13 @@ FACE_TO_HIP = 3.0
 FACE_TO_RADIUS = 4.0
 
 # The wheel's PoseDetectionCpu, node for node (mediapipe/modules/pose_detection/pose_detection_cpu.pbtxt,
-# Apache-2.0), with its score threshold as a parameter: the one-node graph above cannot lower it.
-_LOW_THRESHOLD_GRAPH = """
-input_stream: "image"
-output_stream: "detections"
+# Apache-2.0), with its score threshold as a parameter (WHEEL_GRAPH cannot lower it), and one model
+# run decoded twice: at the wheel's threshold, WHEEL_SCORE (output "detections", the same detections as the
+# wheel's graph, tested) and at a lower one (output "doubtful"). One graph per worker thread instead of two: each
+# graph loads the model and prepares it for XNNPACK on its first run (70-80 ms of CPU on the AMD VM, against
+# 12 ms a run), and the whole image needs one run for both.
+WHEEL_SCORE = 0.5
+_DETECTION_NODES = """
 node { calculator: "ImageToTensorCalculator" input_stream: "IMAGE:image" output_stream: "TENSORS:tensors"
   output_stream: "LETTERBOX_PADDING:padding"
   options { [mediapipe.ImageToTensorCalculatorOptions.ext] { output_tensor_width: 224 output_tensor_height: 224
@@ -122,18 +127,31 @@ node { calculator: "SsdAnchorsCalculator" output_side_packet: "anchors"
   options { [mediapipe.SsdAnchorsCalculatorOptions.ext] { num_layers: 5 min_scale: 0.1484375 max_scale: 0.75
     input_size_height: 224 input_size_width: 224 anchor_offset_x: 0.5 anchor_offset_y: 0.5
     strides: 8 strides: 16 strides: 32 strides: 32 strides: 32 aspect_ratios: 1.0 fixed_anchor_size: true } } }
+"""
+_DECODE_NODES = """
 node { calculator: "TensorsToDetectionsCalculator" input_stream: "TENSORS:raw" input_side_packet: "ANCHORS:anchors"
-  output_stream: "DETECTIONS:all"
+  output_stream: "DETECTIONS:%(name)s_all"
   options { [mediapipe.TensorsToDetectionsCalculatorOptions.ext] { num_classes: 1 num_boxes: 2254 num_coords: 12
     box_coord_offset: 0 keypoint_coord_offset: 4 num_keypoints: 4 num_values_per_keypoint: 2 sigmoid_score: true
     score_clipping_thresh: 100.0 reverse_output_order: true x_scale: 224.0 y_scale: 224.0 h_scale: 224.0
-    w_scale: 224.0 min_score_thresh: %(threshold)s } } }
-node { calculator: "NonMaxSuppressionCalculator" input_stream: "all" output_stream: "kept"
+    w_scale: 224.0 min_score_thresh: %(threshold)r } } }
+node { calculator: "NonMaxSuppressionCalculator" input_stream: "%(name)s_all" output_stream: "%(name)s_kept"
   options { [mediapipe.NonMaxSuppressionCalculatorOptions.ext] { min_suppression_threshold: 0.3
     overlap_type: INTERSECTION_OVER_UNION algorithm: WEIGHTED } } }
-node { calculator: "DetectionLetterboxRemovalCalculator" input_stream: "DETECTIONS:kept"
-  input_stream: "LETTERBOX_PADDING:padding" output_stream: "DETECTIONS:detections" }
+node { calculator: "DetectionLetterboxRemovalCalculator" input_stream: "DETECTIONS:%(name)s_kept"
+  input_stream: "LETTERBOX_PADDING:padding" output_stream: "DETECTIONS:%(name)s" }
 """
+
+
+def detection_graph_text(low: float) -> str:
+    """The person detector's graph: outputs "detections" (scoring at least WHEEL_SCORE, as the wheel's
+    PoseDetectionCpu gives them) and "doubtful" (at least `low`, decoded and suppressed on their own) of one
+    model run."""
+    return ('input_stream: "image"\noutput_stream: "detections"\noutput_stream: "doubtful"\n' + _DETECTION_NODES
+            + _DECODE_NODES % {"name": "detections", "threshold": WHEEL_SCORE}
+            + _DECODE_NODES % {"name": "doubtful", "threshold": float(low)})
+
+
 # Doubtful detections (DOUBTFUL_SCORE up to min_score) of the whole image get a second look on a crop of
 # RECHECK_SCALE body radii around them, at most MAX_RECHECKS per image (about 15 ms each). Measured on the
 # 14 COCO photos (tests/data/people_counts.json): 0.3 and a crop of 3 radii found the stroller man and
@@ -293,6 +311,34 @@ def merge_seeds(seeds: list[PersonSeed], iou: float = 0.3) -> list[PersonSeed]:
     return [order[i] for i in keep]
 
 
+def _seeds(detections, lowest: float, w: int, h: int, x0: float, y0: float, scale: float,
+           mirrored: bool) -> list[PersonSeed]:
+    """A detector graph's detections (MediaPipe Detection protos, relative to a w x h input whose pixel (u, v) is
+    (x0 + scale u, y0 + scale v) of the full image; the input mirrored left to right if `mirrored`) scoring at
+    least `lowest` -> seeds in the full image's pixels."""
+    offset = np.array([x0, y0])
+    seeds = []
+    for det in detections or []:
+        score = float(det.score[0]) if det.score else 0.0
+        if score < lowest:
+            continue
+        loc = det.location_data
+        bb = loc.relative_bounding_box
+        kp = np.array([[k.x, k.y] for k in loc.relative_keypoints]).reshape(-1, 2)
+        if len(kp) < 2:
+            continue
+        centre = np.array([bb.xmin + bb.width / 2, bb.ymin + bb.height / 2])
+        if mirrored:
+            kp[:, 0], centre[0] = 1 - kp[:, 0], 1 - centre[0]
+        kp = kp * (w, h) * scale + offset
+        centre = centre * (w, h) * scale + offset
+        radius = float(np.linalg.norm(kp[1] - kp[0]))
+        half = FACE_SIZE * radius / 2
+        face = np.concatenate([centre - half, centre + half])
+        seeds.append(PersonSeed(score, face, kp[0], radius, kp[:4]))
+    return seeds
+
+
 class PersonSeedDetector:
     """Every person in an image: the BlazePose person detector on the whole image and on tiles.
 
@@ -316,50 +362,53 @@ class PersonSeedDetector:
         self.doubtful_score = doubtful_score
         self.faces = faces
         self.workers = default_workers() if workers is None else max(1, int(workers))
-        self._graphs: dict = {}  # (threshold, worker) -> graph; threshold None: the wheel's detector
+        self._graphs: dict = {}  # (the "doubtful" output's threshold, worker) -> detector graph
         self._face_graph = None
         self._pool = None
 
-    def _get(self, worker: int = 0, threshold: float | None = None):
-        key = (threshold, worker)
+    @property
+    def low_score(self) -> float:
+        """The threshold of the detector graph's "doubtful" output: doubtful_score, else DOUBTFUL_SCORE."""
+        return DOUBTFUL_SCORE if self.doubtful_score is None else self.doubtful_score
+
+    def _get(self, worker: int = 0, low: float | None = None):
+        """Worker `worker`'s detector graph whose "doubtful" output keeps what scores at least `low` (None:
+        low_score, the graph that every search uses unless a caller asks for another threshold)."""
+        key = (self.low_score if low is None else low, worker)
         if key not in self._graphs:
-            text = _GRAPH if threshold is None else _LOW_THRESHOLD_GRAPH % {"threshold": threshold}
-            self._graphs[key] = graph_from_text(text)
+            self._graphs[key] = graph_from_text(detection_graph_text(key[0]))
         return self._graphs[key]
 
     def _run(self, image: np.ndarray, x0: float, y0: float, worker: int = 0, scale: float = 1.0,
              threshold: float | None = None, mirrored: bool = False) -> list[PersonSeed]:
         """Detections in `image` (H, W, 3) uint8 whose pixel (u, v) is (x0 + scale u, y0 + scale v) of the
         full image, in the full image's pixels, by the graph of `worker` (each worker thread has its own: a
-        graph runs one image at a time). threshold: run the low-threshold graph and keep what scores at least
-        that; None: the wheel's detector, keeping what scores at least min_score. mirrored: the detector
+        graph runs one image at a time). threshold: keep what scores at least that (the graph's "doubtful"
+        output); None: the wheel's detections, keeping what scores at least min_score. mirrored: the detector
         sees the image mirrored left to right (its detections are mapped back)."""
+        return self._run_both(image, x0, y0, worker, scale, threshold, mirrored)[0 if threshold is None else 1]
+
+    def _run_both(self, image: np.ndarray, x0: float, y0: float, worker: int = 0, scale: float = 1.0,
+                  low: float | None = None, mirrored: bool = False) -> tuple[list[PersonSeed], list[PersonSeed]]:
+        """_run's seeds of one model run: (the wheel's detections scoring at least min_score, the doubtful
+        output's scoring at least `low`; None: low_score)."""
         h, w = image.shape[:2]
         if mirrored:
             image = image[:, ::-1]
-        result = self._get(worker, threshold).process({"image": np.ascontiguousarray(image)})
-        lowest = self.min_score if threshold is None else threshold
-        offset = np.array([x0, y0])
-        seeds = []
-        for det in result.detections or []:
-            score = float(det.score[0]) if det.score else 0.0
-            if score < lowest:
-                continue
-            loc = det.location_data
-            bb = loc.relative_bounding_box
-            kp = np.array([[k.x, k.y] for k in loc.relative_keypoints]).reshape(-1, 2)
-            if len(kp) < 2:
-                continue
-            centre = np.array([bb.xmin + bb.width / 2, bb.ymin + bb.height / 2])
-            if mirrored:
-                kp[:, 0], centre[0] = 1 - kp[:, 0], 1 - centre[0]
-            kp = kp * (w, h) * scale + offset
-            centre = centre * (w, h) * scale + offset
-            radius = float(np.linalg.norm(kp[1] - kp[0]))
-            half = FACE_SIZE * radius / 2
-            face = np.concatenate([centre - half, centre + half])
-            seeds.append(PersonSeed(score, face, kp[0], radius, kp[:4]))
-        return seeds
+        result = self._get(worker, low).process({"image": np.ascontiguousarray(image)})
+        low = self.low_score if low is None else low
+        return (_seeds(result.detections, self.min_score, w, h, x0, y0, scale, mirrored),
+                _seeds(result.doubtful, low, w, h, x0, y0, scale, mirrored))
+
+    def first_detection(self, image: np.ndarray, worker: int = 0, min_score: float | None = None):
+        """The person detector's first detection in `image` (H, W, 3) uint8, its most confident, as MediaPipe Pose's
+        own person search takes it: a Detection proto relative to the image, or None where none scores at least
+        min_score (None: this detector's min_score; never below WHEEL_SCORE)."""
+        detections = self._get(worker).process({"image": np.ascontiguousarray(image)}).detections or []
+        lowest = self.min_score if min_score is None else min_score
+        if not detections or (detections[0].score[0] if detections[0].score else 0.0) < lowest:
+            return None
+        return detections[0]
 
     def _recheck(self, image: np.ndarray, doubtful: PersonSeed, worker: int = 0) -> PersonSeed | None:
         """The second look at a doubtful seed: the detector on a crop around it; its best detection whose
@@ -400,17 +449,15 @@ class PersonSeedDetector:
         for worker in range(self.workers):  # made here, not raced for in the threads (windows, rechecks, near tiles)
             self._get(worker)
 
-        def window(x: int, y: int, side: int | None):  # a job: the detector on a tile (None: the whole image)
-            return lambda k: self._run(image if side is None else image[y : y + side, x : x + side], x, y, k)
+        def window(x: int, y: int, side: int):  # a job: the detector on a tile
+            return lambda k: self._run(image[y : y + side, x : x + side], x, y, k)
 
-        jobs = [window(*tile) for tile in windows]
-        if doubtful:  # the whole image once more at the low threshold, for the doubtful ones only: its weighted
-            # non-maximum suppression averages weaker detections into the confident ones and moves their regions
-            # (coco_564's player lost his face points that way), so the confident seeds come from the wheel's graph
-            self._get(len(jobs) % self.workers, self.doubtful_score)
-            jobs.append(lambda k: self._run(image, 0, 0, k, threshold=self.doubtful_score))
+        # the whole image's run gives its doubtful detections too (for those only: the graph's weighted non-maximum
+        # suppression at the lower threshold averages weaker detections into the confident ones and moves their
+        # regions (coco_564's player lost his face points that way), so the confident seeds are the wheel's)
+        jobs = [lambda k: self._run_both(image, 0, 0, k)] + [window(*tile) for tile in windows[1:]]
         found = self.parallel(jobs)
-        low = found.pop() if doubtful else []
+        found[0], low = found[0]
         faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
         seeds = merge_seeds(found[0] + faces + [seed for tile_seeds in found[1:] for seed in tile_seeds])
         if doubtful:  # the doubtful ones that are nobody found already (merged away by a confident seed otherwise)
