@@ -97,6 +97,27 @@ def test_a_reading_does_not_depend_on_what_was_read_before(detector):
             np.testing.assert_array_equal(other.world, first.world)
 
 
+def test_mediapipe_is_imported_without_its_unused_parts_which_load_on_first_use():
+    """In a fresh interpreter the detector's MediaPipe import leaves matplotlib, the drawing helpers and the Tasks
+    API unimported and no stand-in behind; mediapipe.solutions and mediapipe.tasks then work as usual."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, types
+from bodycapture.keypoints.mediapipe import DEFERRED_MODULES, _import_mediapipe
+mp = _import_mediapipe()
+assert not [n for n in DEFERRED_MODULES if n in sys.modules], [n for n in DEFERRED_MODULES if n in sys.modules]
+assert "mediapipe.python.solution_base" in sys.modules
+assert mp.solutions.pose.Pose.__name__ == "Pose" and mp.solutions.drawing_utils.DrawingSpec.__name__ == "DrawingSpec"
+assert mp.tasks.vision.PoseLandmarker.__name__ == "PoseLandmarker"
+used = ["mediapipe.python.solutions.drawing_utils", "mediapipe.tasks.python", "matplotlib.pyplot"]
+assert all(type(sys.modules[n]) is types.ModuleType for n in used), [type(sys.modules.get(n)) for n in used]
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_a_crop_is_read_as_mediapipe_pose_reads_it(detector):
     """The crops of the seeds whose own region failed are read with the detector's graphs (the person detector's
     first detection, then the pose landmark model on MediaPipe's region around it): the same landmarks, 3D
