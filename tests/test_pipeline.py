@@ -869,12 +869,12 @@ def test_a_faceless_body_over_a_taller_persons_box_is_that_person_read_twice(mon
     assert iou[0, 1] > SAME_BOX > iou[0, 2]
     assert _inside(boxes[1], boxes[0]) < CONTAINED  # not dropped as lying inside: as the same box
     taller, again, beside = _reading(boxes[0], face=True), _reading(boxes[1], face=False), _reading(boxes[2], face=False)
-    kept = det._select([taller, again, beside], (400, 400), "test")
+    kept = det._select([taller, again, beside], (400, 400), "test", 10.0)
     assert kept.num_people == 2
     np.testing.assert_allclose(kept.boxes, boxes[[0, 2]])
-    assert det._select([taller, _reading(boxes[1], face=True)], (400, 400), "test").num_people == 2
+    assert det._select([taller, _reading(boxes[1], face=True)], (400, 400), "test", 10.0).num_people == 2
     monkeypatch.setattr("bodycapture.keypoints.mediapipe.SAME_BOX", 1.0)  # the rule switched off: three people
-    assert det._select([taller, again, beside], (400, 400), "test").num_people == 3
+    assert det._select([taller, again, beside], (400, 400), "test", 10.0).num_people == 3
 
 
 def test_a_detector_that_fails_after_the_last_photo_costs_a_warning_not_the_run(tmp_path, caplog):

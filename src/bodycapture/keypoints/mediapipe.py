@@ -204,7 +204,6 @@ class MediaPipeDetector:
         self.raw_visibility = raw_visibility  # confidences = MediaPipe's visibility (for calibrating)
         self.max_people = max_people
         self.min_height = min_height
-        self._pixel_scale = 1.0  # pixels of the image detected per pixel of the photo (MAX_DETECT_SIDE)
         self.tiles = tiles
         self.thorough = thorough
         self.workers = workers
@@ -328,7 +327,7 @@ class MediaPipeDetector:
         return [self._reading(lms, seed.score, False, width, height)
                 for seed, lms in self._people_by_variants(grey, seeds)]
 
-    def _people_by_masks(self, image: np.ndarray, seeds: list, covered: list[np.ndarray]) -> list:
+    def _people_by_masks(self, image: np.ndarray, seeds: list, covered: list[np.ndarray], min_px: float) -> list:
         """People the person detector missed near small people: blobs of the selfie segmentation's mask on
         the finer tiles around them outside the found people's keypoint boxes `covered` ((4,) each), each
         kept where two regions confirm a person (person_masks.py) -> [(landmark arrays, mean mask
@@ -343,7 +342,7 @@ class MediaPipeDetector:
             return []
         with native_stderr_silenced():
             prob = self._get_masks()(image, windows)
-        blobs = uncovered_blobs(prob, np.array(covered).reshape(-1, 4), self._min_px(height))
+        blobs = uncovered_blobs(prob, np.array(covered).reshape(-1, 4), min_px)
 
         def blob_person(blob, worker: int):  # its first seed that two regions confirm
             box, score = blob
@@ -403,20 +402,16 @@ class MediaPipeDetector:
         image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
         height, width = image.shape[:2]
         if max(height, width) <= MAX_DETECT_SIDE:
-            return self._detect(image, source)
+            return self._detect(image, source, self._min_px(height))
         # a very large photo: detected scaled down (MediaPipe's models read 224-256 px crops of it anyway), its
         # people's points and boxes scaled back; min_height in pixels means the photo's pixels
         small = scaled_to_fit(image, MAX_DETECT_SIDE)
         small_h, small_w = small.shape[:2]
-        self._pixel_scale = small_h / height
-        try:
-            found = self._detect(small, source)
-        finally:
-            self._pixel_scale = 1.0
+        found = self._detect(small, source, self._min_px(small_h, small_h / height))
         return _scaled_back(found, (height, width), (width / small_w, height / small_h))
 
-    def _detect(self, image: np.ndarray, source: str) -> ImageKeypoints:
-        """Every person of (H, W, 3) uint8 `image` (see the class)."""
+    def _detect(self, image: np.ndarray, source: str, min_px: float) -> ImageKeypoints:
+        """Every person of (H, W, 3) uint8 `image` (see the class) at least `min_px` of its pixels tall."""
         height, width = image.shape[:2]
         with native_stderr_silenced():
             seeds = self._get_seeds()(image)
@@ -455,8 +450,8 @@ class MediaPipeDetector:
         if seeds and self.masks and self.tiles:
             covered = [box for points, *_ in people if (box := keypoint_box(points)) is not None]
             people += [self._reading(lms, score, False, width, height)
-                       for lms, score in self._people_by_masks(image, seeds, covered)]
-        return self._select(people, (height, width), source)
+                       for lms, score in self._people_by_masks(image, seeds, covered, min_px)]
+        return self._select(people, (height, width), source, min_px)
 
     def _reading(self, lms, score: float, detected: bool, width: int, height: int):
         """Landmark arrays -> (points (135, 3) with confidences, world (25, 4), visibility (25,), score,
@@ -467,14 +462,14 @@ class MediaPipeDetector:
             points = calibrate(points)
         return points, world25, visibility, score, detected
 
-    def _min_px(self, height: int) -> float:
-        """The smallest person kept, in pixels of an image `height` tall (min_height: pixels when > 1, else
-        a fraction of the height)."""
-        return self.min_height * self._pixel_scale if self.min_height > 1 else self.min_height * height
+    def _min_px(self, height: int, pixel_scale: float = 1.0) -> float:
+        """The smallest person kept, in pixels of the image detected, `height` tall, which has `pixel_scale` of its
+        pixels per pixel of the photo (a very large photo is detected scaled down): min_height means the photo's
+        pixels when > 1, else a fraction of the height."""
+        return self.min_height * pixel_scale if self.min_height > 1 else self.min_height * height
 
-    def _select(self, people, size, source) -> ImageKeypoints:
-        """Merge duplicates, drop the too small, order by size (tallest first), cap the count."""
-        min_px = self._min_px(size[0])
+    def _select(self, people, size, source, min_px: float) -> ImageKeypoints:
+        """Merge duplicates, drop those under `min_px` tall, order by size (tallest first), cap the count."""
         kept = []
         for points, world, vis, score, detected in people:
             box = keypoint_box(points)
