@@ -246,11 +246,9 @@ class _Calls:
     def __call__(self, fun: Objective, x: np.ndarray, run: np.ndarray | None = None, f=None, g=None):
         B = len(x)
         rows = None if run is None or len(run) == B else run
-        if not self.partial:
-            f_a, g_a = fun(torch.from_numpy(x).to(self.device))
-            return self._host(f_a, x.dtype), self._host(g_a, x.dtype)
-        if rows is None:
-            f_a, g_a = fun(torch.from_numpy(x).to(self.device), None)
+        if not self.partial or rows is None:  # every problem (a partial objective is told so by rows None)
+            args = (None,) if self.partial else ()
+            f_a, g_a = fun(torch.from_numpy(x).to(self.device), *args)
             return self._host(f_a, x.dtype), self._host(g_a, x.dtype)
         f_r, g_r = fun(torch.from_numpy(x[rows]).to(self.device), torch.from_numpy(rows).to(self.device))
         f_a, g_a = f.copy(), g.copy()
