@@ -184,7 +184,9 @@ def test_batches_idle_cores_measured_from_the_runs_start_then_each_batchs_end(mo
     monkeypatch.setattr(pipeline, "_fit_and_write", fit_and_write)
     images = Path(__file__).resolve().parent / "data" / "images"
     photos = [images / f"{name}.jpg" for name in ("coco_569", "coco_623", "coco_294")]
-    pipeline.capture(photos, out=tmp_path / "out", batch_images=2, progress=False)
+    report = pipeline.capture(photos, out=tmp_path / "out", batch_images=2, progress=False)
+    # when the detection process had the first photo's people, and when this one read them (after the model)
+    assert 0 < report.timings["keypoints_ready"] <= report.timings["first_keypoints"] + 0.05, report.timings
     assert len(calls) == 4 and calls[1] == 2 and calls[3] == 1  # a batch of two photos, then the last one
     (ours, first_start), (last_ours, last_start) = calls[0], calls[2]
     assert len(ours) == 1 and ours[0] > 0 and last_ours == ours  # the detection process's id

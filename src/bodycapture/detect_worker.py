@@ -1,7 +1,8 @@
 """The detection process of the capture pipeline (pipeline.py, `DetectionProcess`).
 
 Started as `python -m bodycapture.detect_worker`: reads one job (pickled: paths or a clip, detector
-settings, log level) from stdin, then writes one pickled (path, Prepared or BodyCaptureError) per photo
+settings, log level) from stdin, then writes one pickled (path, Prepared or BodyCaptureError, the wall-clock time
+it was ready) per photo
 (for a clip: (FrameInfo, ImageKeypoints) per frame, or ("error", BodyCaptureError)) to stdout, in order, and (None, None) at the end, or (None, traceback text) if something unexpected broke. A
 separate interpreter (not multiprocessing) so that it never re-runs the caller's main script.
 """
@@ -13,6 +14,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -36,7 +38,7 @@ def main() -> int:
                     out.flush()
             for path in job["paths"]:
                 item = prepare_or_error(Path(path), None, detector, job["max_people"])
-                pickle.dump((path, item), out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((path, item, time.time()), out, protocol=pickle.HIGHEST_PROTOCOL)
                 out.flush()
             pickle.dump((None, None), out)
             out.flush()

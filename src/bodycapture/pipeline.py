@@ -144,7 +144,8 @@ class CaptureReport:
     seconds: float = 0.0
     task: str = "fit"
     timings: dict[str, float] = field(default_factory=dict)  # seconds: model (import + load), fit, write;
-    # first_keypoints: from the start of the run until the first photo's people were known
+    # first_keypoints: from the start of the run until the first photo's people were known here (not before the
+    # model is ready); keypoints_ready: until the detection process had them (where one ran)
     index: Path | None = None  # index.html of the results, when written
     clips: list = field(default_factory=list)  # a ClipReport per clip (video/capture.py), in input order
 
@@ -402,6 +403,7 @@ class DetectionProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "bodycapture.detect_worker"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.clip = clip is not None
+        self.first_ready: float | None = None  # time.time() when the first photo's result was ready there
         job = detection_job(paths, detector_kwargs, max_people, clip)
         try:
             pickle.dump(job, self.process.stdin)
@@ -416,7 +418,7 @@ class DetectionProcess:
         try:
             while True:
                 try:
-                    path, item = pickle.load(self.process.stdout)
+                    path, item, *ready = pickle.load(self.process.stdout)  # a photo's: and when it was ready
                 except (EOFError, pickle.UnpicklingError):
                     code = self.process.wait()
                     raise BodyCaptureError(f"the detector process ended unexpectedly (exit code {code})") from None
@@ -428,6 +430,8 @@ class DetectionProcess:
                     except subprocess.TimeoutExpired:  # stuck in its teardown: close() kills it
                         pass
                     return
+                if ready and self.first_ready is None:
+                    self.first_ready = ready[0]
                 yield (path if self.clip else Path(path)), item
         finally:
             self.close()
@@ -611,7 +615,10 @@ def _run(stream, todo, reports, model, config, options: CaptureOptions, start: f
 
     try:
         for report, (path, item) in zip(todo, stream):  # the stream keeps the order of `todo`
-            timings.setdefault("first_keypoints", time.perf_counter() - start)
+            if "first_keypoints" not in timings:
+                timings["first_keypoints"] = time.perf_counter() - start
+                if detection is not None and detection.first_ready is not None:  # start in wall-clock time
+                    timings["keypoints_ready"] = detection.first_ready - (time.time() - timings["first_keypoints"])
             if isinstance(item, BaseException):
                 report.status, report.message = "failed", str(item)
                 bar.update(1)
