@@ -87,11 +87,12 @@ DEFERRED_MODULES = ("matplotlib", "matplotlib.pyplot", "mediapipe.python.solutio
 def _heavy_parts_deferred() -> Iterator[None]:
     """While MediaPipe imports, DEFERRED_MODULES are lazy stand-ins (a stand-in's attribute imports the real module);
     afterwards they leave sys.modules, so anyone importing them later gets the real ones (`mediapipe.solutions`
-    and `mediapipe.tasks` work as usual, importing what they need on first use)."""
-    if any(n in sys.modules for n in DEFERRED_MODULES):
+    and `mediapipe.tasks` work as usual, importing what they need on first use). Those imported already (a
+    notebook's matplotlib) are left as they are; nothing is done where MediaPipe is imported already."""
+    if "mediapipe" in sys.modules:
         yield
         return
-    stubs = {n: _LazyModule(n) for n in DEFERRED_MODULES}
+    stubs = {n: _LazyModule(n) for n in DEFERRED_MODULES if n not in sys.modules}
     for name, stub in stubs.items():  # `import a.b as c` reads b from a's stand-in
         parent, _, child = name.rpartition(".")
         if parent in stubs:
