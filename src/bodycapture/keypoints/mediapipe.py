@@ -181,6 +181,9 @@ class MediaPipeDetector:
     models read the people kept, and the landmarks are mapped back into the image and converted into our
     layout. A reading does not depend on what the detector read before (no tracking between readings).
 
+    min_detection_confidence: the person detector's score a person needs (its detections start at
+        person_seeds.WHEEL_SCORE, 0.5; with the default, people scoring 0.3-0.5 on the whole image get a second
+        look on a crop, person_seeds.py).
     max_people: keep at most this many people, the largest first (None: no cap).
     min_height: drop people whose keypoints span less than this height: pixels when > 1, else a fraction
         of the image height.
