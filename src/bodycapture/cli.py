@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("input", help="an image or a folder of images")
     detect.add_argument("--out", required=True, metavar="DIR", help="writes DIR/NAME_keypoints.json per image")
     detect.add_argument("--show", action="store_true", help="also write DIR/NAME_rendered.png with the skeleton")
-    detect.add_argument("--min-confidence", type=float, default=0.5, help="MediaPipe's person detection threshold (default 0.5, also the lowest its detector reports)")
+    detect.add_argument("--min-confidence", type=float, default=0.5,
+                        help="MediaPipe's person detection threshold (default 0.5, also the lowest its detector reports)")
     _people_arguments(detect)
     detect.set_defaults(func=_cmd_detect)
 

@@ -190,10 +190,9 @@ def lbfgs_direction(S: Tensor, Y: Tensor, g: Tensor, has_history: Tensor, SY: Te
     bmm = torch.bmm  # (what `@` runs for 3-D operands, without its reshapes: fewer operations per call)
     St, Yt = S.transpose(1, 2), Y.transpose(1, 2)
     SY = bmm(S, Yt) if SY is None else SY.double()  # (B, c, c)
+    D = torch.diagonal(SY, dim1=1, dim2=2)  # (B, c): s_i'y_i, > 0 for stored pairs, 0 for empty slots
     R = torch.triu(SY)
-    D = torch.diagonal(R, dim1=1, dim2=2)  # (B, c): s_i'y_i, > 0 for stored pairs, 0 for empty slots
     R.diagonal(dim1=1, dim2=2).copy_(torch.where(D == 0, 1.0, D))  # empty slots: 1 on the diagonal
-    D = torch.diagonal(SY, dim1=1, dim2=2)
     Sg, Yg = bmm(S, g[..., None]), bmm(Y, g[..., None])  # (B, c, 1)
     u = torch.linalg.solve_triangular(R, Sg, upper=True)  # R^-1 S'g
     inner = D[..., None] * u + gamma[..., None] * bmm(Y, bmm(Yt, u)) - gamma[..., None] * Yg
@@ -367,7 +366,8 @@ def _minimize(fun, x0: Tensor, s: LBFGSSettings, active, partial: bool, refresh)
             pairs.forget(retry)
             count = np.where(retry, 0, count)
             stuck = unmoved & ~retry
-        now = stuck | (ended & active & moved & ~changed & ((np.abs(g).max(1) <= s.gtol) | (rel <= s.ftol) | small_step))
+        done = (np.abs(g).max(1) <= s.gtol) | (rel <= s.ftol) | small_step
+        now = stuck | (ended & active & moved & ~changed & done)
         converged |= now
         active &= ~now & ~(ended & (iters >= s.max_iter))
         nxt = ended & active  # their next iteration starts at the next call
@@ -424,7 +424,8 @@ def _directions(pairs: _History, count: np.ndarray, g: np.ndarray, rows: np.ndar
     holds), steepest descent where that is not a descent direction; and the first step: the unit step, but
     at most 1 / |g|_1 for a problem without curvature pairs. Zero for the other rows.
     The products in torch: numpy's round differently with the number of pairs (BLAS's kernels change with the
-    sizes), so a problem padded with the empty pairs of a longer history beside it would leave its path alone."""
+    sizes), so a problem padded with the empty pairs of a longer history beside it would take another path than
+    alone."""
     c = max(1, int(count.max()))
     r = -lbfgs_direction(pairs.tS[:, -c:], pairs.tY[:, -c:], torch.from_numpy(g), torch.from_numpy(count > 0),
                          pairs.tSY[:, -c:, -c:]).numpy()
