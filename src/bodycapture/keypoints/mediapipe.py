@@ -266,16 +266,33 @@ class MediaPipeDetector:
         return (reading.pose, pts(result.left_hand_landmarks), pts(result.right_hand_landmarks),
                 pts(result.face_landmarks), reading.world)
 
-    def _people_by_regions(self, image: np.ndarray, seeds: list) -> list:
-        """_pose_by_region for each seed with the detector's four points that needs no confirmation (None
-        for the others), on the person search's worker threads: the readings do not depend on one another,
-        so they are made at once, before the seeds are gone through in order."""
-        runs = [i for i, s in enumerate(seeds) if s.keypoints is not None and not s.needs_confirmation]
-        reads = self._on_workers(lambda s, k: self._pose_by_region(image, s, k), [seeds[i] for i in runs])
-        out = [None] * len(seeds)
-        for i, lms in zip(runs, reads):
-            out[i] = lms
-        return out
+    def _people_of_seeds(self, image: np.ndarray, seeds: list, windows: list) -> tuple[list, np.ndarray | None]:
+        """Each seed's person, read on the person search's worker threads (the readings do not depend on one
+        another, so they are made at once, before the seeds are gone through in order): Holistic's pose model
+        on the seed's own region (_pose_by_region) where the seed has the detector's four points and needs no
+        confirmation, else, or where that reading finds nobody or someone else, the fallbacks
+        (_person_by_fallbacks); in the same batch the selfie segmentation of `windows` (_mask_windows) ->
+        (a PoseReading or None for each seed, the mask's (H, W) probabilities or None without windows)."""
+        def read(job: tuple[str, int], worker: int):
+            kind, i = job
+            if kind == "mask":
+                return self._get_masks().segment(image, windows[i], worker)
+            seed = seeds[i]
+            if seed.keypoints is not None and not seed.needs_confirmation:
+                own = self._pose_by_region(image, seed, worker)
+                if own is not None and _agrees_with_seed(own.pose, seed):
+                    return own
+            return self._person_by_fallbacks(image, seeds, i, worker)
+
+        from .person_masks import probabilities
+
+        jobs = [("seed", i) for i in range(len(seeds))] + [("mask", i) for i in range(len(windows))]
+        if windows:
+            with native_stderr_silenced():  # the models print as they load
+                self._get_masks().prepare(min(self._get_seeds().workers, len(jobs)))
+        done = self._on_workers(read, jobs)
+        prob = probabilities(image.shape[:2], windows, done[len(seeds) :]) if windows else None
+        return done[: len(seeds)], prob
 
     def _on_workers(self, read, items: list) -> list:
         """read(item, worker) for each item, on the person search's worker threads, each with its own
@@ -331,21 +348,22 @@ class MediaPipeDetector:
         return [self._reading(lms, seed.score, False, width, height)
                 for seed, lms in self._people_by_variants(grey, seeds)]
 
-    def _people_by_masks(self, image: np.ndarray, seeds: list, covered: list[np.ndarray], min_px: float) -> list:
-        """People the person detector missed near small people: blobs of the selfie segmentation's mask on
-        the finer tiles around them outside the found people's keypoint boxes `covered` ((4,) each), each
+    def _mask_windows(self, seeds: list, height: int, width: int) -> list[tuple[int, int, int]]:
+        """The windows (x0, y0, side) that the selfie segmentation reads (person_masks.py): the finer tiles
+        around the small seeds (none without masks or tiles)."""
+        from .person_seeds import SMALL_PERSON, THOROUGH_LEVEL, tiles_near
+
+        if not (self.masks and self.tiles):
+            return []
+        return tiles_near(height, width, [s for s in seeds if 2 * s.radius < SMALL_PERSON * height], *THOROUGH_LEVEL)
+
+    def _people_by_masks(self, image: np.ndarray, prob: np.ndarray, covered: list[np.ndarray], min_px: float) -> list:
+        """People the person detector missed near small people: blobs of the selfie segmentation's mask `prob`
+        (H, W) (over _mask_windows) outside the found people's keypoint boxes `covered` ((4,) each), each
         kept where two regions confirm a person (person_masks.py) -> [(landmark arrays, mean mask
         probability)]."""
         from .person_masks import blob_seeds, uncovered_blobs
-        from .person_seeds import SMALL_PERSON, THOROUGH_LEVEL, tiles_near
 
-        height, width = image.shape[:2]
-        small = [s for s in seeds if 2 * s.radius < SMALL_PERSON * height]
-        windows = tiles_near(height, width, small, *THOROUGH_LEVEL)
-        if not windows:
-            return []
-        with native_stderr_silenced():
-            prob = self._get_masks()(image, windows)
         blobs = uncovered_blobs(prob, np.array(covered).reshape(-1, 4), min_px)
 
         def blob_person(blob, worker: int):  # its first seed that two regions confirm
@@ -362,7 +380,7 @@ class MediaPipeDetector:
         if self._masks is None:
             from .person_masks import PersonMasks
 
-            self._masks = PersonMasks(workers=self._get_seeds().workers)
+            self._masks = PersonMasks()
         return self._masks
 
     def _pose_of_image(self, image: np.ndarray, x0: float, y0: float, width: float, height: float,
@@ -421,17 +439,14 @@ class MediaPipeDetector:
             seeds = self._get_seeds()(image)
         found = []  # (PoseReading, seed score, detected)
         hips = []  # hip centre of each person found so far
-        reads = self._people_by_regions(image, seeds)  # each seed's own region, read on the worker threads
-        # the seeds whose own region failed, and those seen across the photo's edge only: their fallbacks do
-        # not depend on one another either, so they too are made at once (a seed skipped below as someone found
-        # before it would waste its own; none of the 23 such seeds of the 14 COCO photos was)
-        hard = [i for i, s in enumerate(seeds)
-                if s.needs_confirmation or reads[i] is None or not _agrees_with_seed(reads[i].pose, s)]
-        fallbacks = dict(zip(hard, self._on_workers(lambda i, k: self._person_by_fallbacks(image, seeds, i, k), hard)))
-        for i, seed in enumerate(seeds):
+        # each seed's person, with the fallbacks of the seeds whose own region failed and of those seen across the
+        # photo's edge only, all at once on the worker threads (a seed skipped below as someone found before it
+        # wastes its reading; none of the 23 such seeds with fallbacks of the 14 COCO photos was)
+        # and the selfie segmentation of the windows around the small seeds, which depends on the seeds only
+        reads, prob = self._people_of_seeds(image, seeds, self._mask_windows(seeds, height, width))
+        for seed, lms in zip(seeds, reads):
             if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
                 continue  # the seed of someone already found (seen from another tile)
-            lms = fallbacks[i] if i in fallbacks else reads[i]
             if lms is None:
                 log.debug("%s: nobody confirmed at the person detector's (%.0f, %.0f)", source, *seed.hip)
                 continue
@@ -451,10 +466,10 @@ class MediaPipeDetector:
             people += [self._reading(lms, seed.score, False, width, height)
                        for seed, lms in self._people_by_variants(image, beside)]
             people += self._people_behind(image, people)  # and behind them (BEHIND_SIDE)
-        if seeds and self.masks and self.tiles:
+        if prob is not None:
             covered = [box for points, *_ in people if (box := keypoint_box(points)) is not None]
             people += [self._reading(lms, score, False, width, height)
-                       for lms, score in self._people_by_masks(image, seeds, covered, min_px)]
+                       for lms, score in self._people_by_masks(image, prob, covered, min_px)]
         return self._select(people, (height, width), source, min_px)
 
     def _reading(self, lms, score: float, detected: bool, width: int, height: int):

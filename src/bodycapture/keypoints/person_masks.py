@@ -18,7 +18,7 @@ import numpy as np
 
 from .person_seeds import PersonSeed
 
-__all__ = ["PersonMasks", "uncovered_blobs", "blob_seeds"]
+__all__ = ["PersonMasks", "probabilities", "uncovered_blobs", "blob_seeds"]
 
 MASK_THRESHOLD = 0.5  # a pixel belongs to a person where the mask's probability is above this
 COVER_PAD = 0.1  # a found person covers their keypoint box widened by this share of its height
@@ -28,51 +28,52 @@ MAX_BLOBS = 4  # blobs looked at per image (the tallest first), two pose-model r
 
 class PersonMasks:
     """MediaPipe's selfie segmentation (general model) over windows of an image: the probability that each
-    pixel shows a person, the highest over the windows that hold it. workers: threads, each with its own
-    model, segmenting every workers-th window (MediaPipe releases the GIL while a graph runs; about 3 ms a
-    window on one core of the 2-core VM)."""
+    pixel shows a person, the highest over the windows that hold it. One model per worker thread (a graph
+    runs one image at a time; MediaPipe releases the GIL while it runs, so the caller's threads segment
+    windows in parallel with `segment`, and `probabilities` puts them together; about 3 ms a window on one
+    core of the 2-core VM)."""
 
-    def __init__(self, workers: int = 1):
-        self.workers = max(1, int(workers))
+    def __init__(self):
         self._models: list = []
-        self._pool = None
 
-    def __call__(self, image: np.ndarray, windows: list[tuple[int, int, int]]) -> np.ndarray:
-        """(H, W, 3) uint8 RGB and square windows (x0, y0, side) inside it -> (H, W) float32 in [0, 1]
-        (0 outside every window)."""
-        workers = min(self.workers, len(windows))
+    def prepare(self, workers: int) -> None:
+        """Make the models of workers 0 .. workers - 1 (before the threads use them, not raced for in them)."""
         while len(self._models) < workers:
             from .mediapipe import _import_mediapipe
 
             self._models.append(_import_mediapipe().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0))
-        if workers <= 1:
-            return self._segment(0, image, windows)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="person-masks")
-        parts = self._pool.map(lambda k: self._segment(k, image, windows[k::workers]), range(workers))
-        return np.maximum.reduce(list(parts))
+    def segment(self, image: np.ndarray, window: tuple[int, int, int], worker: int = 0) -> np.ndarray | None:
+        """One square window (x0, y0, side) of (H, W, 3) uint8 RGB `image`, segmented by worker `worker`'s
+        model (made first if need be: `prepare`) -> its (h, w) float32 probabilities, the window cut to the
+        image (None if under 2 pixels)."""
+        self.prepare(worker + 1)
+        x, y, side = window
+        tile = np.ascontiguousarray(image[y : y + side, x : x + side])
+        if tile.shape[0] < 2 or tile.shape[1] < 2:
+            return None
+        return self._models[worker].process(tile).segmentation_mask[: tile.shape[0], : tile.shape[1]]
 
-    def _segment(self, worker: int, image: np.ndarray, windows: list[tuple[int, int, int]]) -> np.ndarray:
-        h, w = image.shape[:2]
-        prob = np.zeros((h, w), np.float32)
-        for x, y, side in windows:
-            tile = np.ascontiguousarray(image[y : y + side, x : x + side])
-            if tile.shape[0] < 2 or tile.shape[1] < 2:
-                continue
-            mask = self._models[worker].process(tile).segmentation_mask
-            view = prob[y : y + side, x : x + side]
-            np.maximum(view, mask[: view.shape[0], : view.shape[1]], out=view)
-        return prob
+    def __call__(self, image: np.ndarray, windows: list[tuple[int, int, int]]) -> np.ndarray:
+        """(H, W, 3) uint8 RGB and square windows (x0, y0, side) inside it -> (H, W) float32 in [0, 1]
+        (0 outside every window), segmented one window after another."""
+        return probabilities(image.shape[:2], windows, [self.segment(image, window) for window in windows])
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
         for model in self._models:
             model.close()
         self._models = []
+
+
+def probabilities(shape: tuple[int, int], windows: list[tuple[int, int, int]], masks: list) -> np.ndarray:
+    """The windows' masks (PersonMasks.segment, None for a window left out) -> (H, W) float32: the highest
+    probability over the windows that hold each pixel, 0 outside every window."""
+    prob = np.zeros(shape, np.float32)
+    for (x, y, _), mask in zip(windows, masks):
+        if mask is not None:
+            view = prob[y : y + mask.shape[0], x : x + mask.shape[1]]
+            np.maximum(view, mask, out=view)
+    return prob
 
 
 def uncovered_blobs(prob: np.ndarray, covered: np.ndarray, min_height: float) -> list[tuple[np.ndarray, float]]:

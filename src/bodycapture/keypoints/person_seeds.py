@@ -28,6 +28,7 @@ scoring at least 0.5, and that detection becomes the seed.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -339,6 +340,20 @@ def _seeds(detections, lowest: float, w: int, h: int, x0: float, y0: float, scal
     return seeds
 
 
+def _new_across_edges(found: list[list[PersonSeed]], known: list[PersonSeed]) -> list[PersonSeed]:
+    """Seeds of people cut by the left or right edge: of the seeds found on the edge tiles (one list a
+    tile), merged, those that are nobody `known` (EDGE_NEW), each marked as needing confirmation."""
+    rois = np.stack([s.roi for s in known]) if known else np.zeros((0, 4))
+    new = []
+    for seed in merge_seeds([s for tile_seeds in found for s in tile_seeds]):
+        near = any(np.linalg.norm(seed.hip - k.hip) < EDGE_NEW * max(seed.radius, k.radius) for k in known)
+        if seed.keypoints is None or near or (len(rois) and box_iou(seed.roi[None], rois).max() > 0.3):
+            continue
+        seed.needs_confirmation = True
+        new.append(seed)
+    return new
+
+
 class PersonSeedDetector:
     """Every person in an image: the BlazePose person detector on the whole image and on tiles.
 
@@ -420,8 +435,9 @@ class PersonSeedDetector:
         return max(near, key=lambda s: s.score, default=None)
 
     def parallel(self, jobs: list) -> list:
-        """Run `jobs` (functions of a worker index) on the workers, every `workers`-th job on one worker's
-        graphs; results in job order, the same as on one worker."""
+        """Run `jobs` (functions of a worker index) on the workers, each worker taking the next job not yet
+        taken when it is free (so one long job does not leave the other workers idle behind it); results in
+        job order, the same as on one worker (a job's result does not depend on which worker's graphs ran it)."""
         workers = min(self.workers, len(jobs))
         if workers <= 1:
             return [job(0) for job in jobs]
@@ -429,11 +445,16 @@ class PersonSeedDetector:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="person-seeds")
-        # MediaPipe releases the GIL while a graph runs: the jobs run in parallel
-        parts = list(self._pool.map(lambda worker: [job(worker) for job in jobs[worker::workers]], range(workers)))
         out = [None] * len(jobs)
-        for worker, part in enumerate(parts):
-            out[worker::workers] = part
+        taken = itertools.count()  # its next() is atomic: each job is taken by one worker
+
+        def work(worker: int) -> None:
+            while (i := next(taken)) < len(jobs):
+                out[i] = jobs[i](worker)
+
+        # MediaPipe releases the GIL while a graph runs: the jobs run in parallel
+        for done in [self._pool.submit(work, worker) for worker in range(workers)]:
+            done.result()  # raises a job's exception
         return out
 
     def __call__(self, image: np.ndarray) -> list[PersonSeed]:
@@ -454,9 +475,12 @@ class PersonSeedDetector:
 
         # the whole image's run gives its doubtful detections too (for those only: the graph's weighted non-maximum
         # suppression at the lower threshold averages weaker detections into the confident ones and moves their
-        # regions (coco_564's player lost his face points that way), so the confident seeds are the wheel's)
+        # regions (coco_564's player lost his face points that way), so the confident seeds are the wheel's);
+        # the tiles across the edges run in the same batch (they depend on nothing found), their seeds kept below
+        edges = self._edge_jobs(image) if self.tile_fraction and self.edges else []
         jobs = [lambda k: self._run_both(image, 0, 0, k)] + [window(*tile) for tile in windows[1:]]
-        found = self.parallel(jobs)
+        found = self.parallel(jobs + edges)
+        found, across = found[: len(jobs)], found[len(jobs) :]
         found[0], low = found[0]
         faces = self._faces(image) if self.faces else []  # after the whole image's seeds, before the tiles'
         seeds = merge_seeds(found[0] + faces + [seed for tile_seeds in found[1:] for seed in tile_seeds])
@@ -469,13 +493,13 @@ class PersonSeedDetector:
             near = tiles_near(h, w, small, *THOROUGH_LEVEL, margin=NEAR_MARGIN)
             more = self.parallel([window(*tile) for tile in near])
             seeds = merge_seeds(seeds + [s for tile_seeds in more for s in tile_seeds])
-        if self.tile_fraction and self.edges:
-            seeds += self._across_edges(image, seeds)
+        if edges:
+            seeds += _new_across_edges(across, seeds)
         return seeds
 
-    def _across_edges(self, image: np.ndarray, known: list[PersonSeed]) -> list[PersonSeed]:
-        """Seeds of people cut by the left or right edge (edge_tiles; EDGE_NEW): new ones only, each
-        marked as needing confirmation."""
+    def _edge_jobs(self, image: np.ndarray) -> list:
+        """Jobs (functions of a worker index) running the detector on the tiles across the left and right
+        edges (edge_tiles), each giving its seeds; _new_across_edges keeps the new people among them."""
         h, w = image.shape[:2]
 
         def job(x: int, y: int, side: int):
@@ -485,16 +509,7 @@ class PersonSeedDetector:
                 return self._run(crop, x0, y0, k, scale=side / px)
             return run
 
-        found = self.parallel([job(*tile) for tile in edge_tiles(h, w, self.tile_fraction)])
-        rois = np.stack([s.roi for s in known]) if known else np.zeros((0, 4))
-        new = []
-        for seed in merge_seeds([s for tile_seeds in found for s in tile_seeds]):
-            near = any(np.linalg.norm(seed.hip - k.hip) < EDGE_NEW * max(seed.radius, k.radius) for k in known)
-            if seed.keypoints is None or near or (len(rois) and box_iou(seed.roi[None], rois).max() > 0.3):
-                continue
-            seed.needs_confirmation = True
-            new.append(seed)
-        return new
+        return [job(*tile) for tile in edge_tiles(h, w, self.tile_fraction)]
 
     def beside(self, image: np.ndarray, boxes: np.ndarray, hips: np.ndarray, noses: np.ndarray,
                side: float = BESIDE_SIDE, mirrored: bool = True) -> list[PersonSeed]:
