@@ -153,7 +153,7 @@ def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
     calls = {}
     for thorough in (False, True):
         seen = []
-        detector = PersonSeedDetector(thorough=thorough, faces=False)
+        detector = PersonSeedDetector(thorough=thorough, faces=False, workers=1)  # the calls in order
 
         def run(image, x, y, worker=0, scale=1.0, threshold=None, seen=seen):
             seen.append(image.shape[:2])  # a tile
@@ -198,7 +198,7 @@ def test_tile_search_in_two_threads_finds_the_same_seeds():
 def test_people_read_on_two_threads_are_the_people_read_on_one(name, people):
     """Holistic's readings of the seeds' own regions, the fallbacks of the seeds whose region failed (crops,
     two confirming regions) and the hands and faces are made on the worker threads, each with its own graphs
-    (MediaPipeDetector._people_by_regions, _person_by_fallbacks, _completed): the same people, point for point,
+    (MediaPipeDetector._people_of_seeds, _person_by_fallbacks, _completed): the same people, point for point,
     as on one thread. coco_544: six people, two of them small and half hidden; coco_257: four of its seven
     found through fallbacks."""
     from bodycapture.keypoints.mediapipe import MediaPipeDetector
@@ -713,17 +713,26 @@ def test_blob_seeds_stand_upright_at_the_blobs_centre():
 
 
 @pytest.mark.detector
-def test_selfie_segmentation_in_two_threads_gives_the_same_probabilities():
+def test_selfie_segmentation_windows_on_any_worker_give_the_same_probabilities():
+    """Each worker thread segments windows with its own model (PersonMasks.segment): the windows read on two
+    threads, each on its own model, put together (probabilities) equal the windows read one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from bodycapture.keypoints.mediapipe import read_image
-    from bodycapture.keypoints.person_masks import PersonMasks
+    from bodycapture.keypoints.person_masks import PersonMasks, probabilities
 
     image = read_image(IMAGES / "coco_357.jpg")
-    windows = [(520, 100, 73), (560, 120, 73), (480, 110, 73), (0, 0, 73)]
-    one, two = PersonMasks(1), PersonMasks(2)
+    windows = [(520, 100, 73), (560, 120, 73), (480, 110, 73), (0, 0, 73), (600, 180, 73)]  # the last cut by the edges
+    masks = PersonMasks()
     try:
-        a, b = one(image, windows), two(image, windows)
+        a = masks(image, windows)
+        masks.prepare(2)
+        with ThreadPoolExecutor(2) as pool:
+            parts = list(pool.map(lambda k: [masks.segment(image, w, k) for w in windows[k::2]], range(2)))
+        b = probabilities(image.shape[:2], windows[0::2] + windows[1::2], parts[0] + parts[1])
+        assert masks.segment(image, windows[-1]).shape == (218 - 180, 640 - 600)  # cut to the photo
     finally:
-        one.close(), two.close()
+        masks.close()
     np.testing.assert_array_equal(a, b)
     assert 0 <= a.min() and a.max() <= 1 and a[:, :450].max() <= 1 and a[150:, 300:400].max() == 0  # nothing outside
     assert (a[160:200, 570:595] > 0.5).mean() > 0.3  # the catcher, crouched at home plate
