@@ -271,18 +271,21 @@ class MediaPipeDetector:
         another, so they are made at once, before the seeds are gone through in order): Holistic's pose model
         on the seed's own region (_pose_by_region) where the seed has the detector's four points and needs no
         confirmation, else, or where that reading finds nobody or someone else, the fallbacks
-        (_person_by_fallbacks); in the same batch the selfie segmentation of `windows` (_mask_windows) ->
-        (a PoseReading or None for each seed, the mask's (H, W) probabilities or None without windows)."""
-        def read(job: tuple[str, int], worker: int):
-            kind, i = job
-            if kind == "mask":
-                return self._get_masks().segment(image, windows[i], worker)
+        (_person_by_fallbacks); a person found has their hands and face read at once (_completed); in the same
+        batch the selfie segmentation of `windows` (_mask_windows) -> ([(PoseReading, landmark arrays) or None
+        for each seed], the mask's (H, W) probabilities or None without windows)."""
+        def person(i: int, worker: int):
             seed = seeds[i]
+            read = None
             if seed.keypoints is not None and not seed.needs_confirmation:
-                own = self._pose_by_region(image, seed, worker)
-                if own is not None and _agrees_with_seed(own.pose, seed):
-                    return own
-            return self._person_by_fallbacks(image, seeds, i, worker)
+                read = self._pose_by_region(image, seed, worker)
+            if read is None or seed.needs_confirmation or not _agrees_with_seed(read.pose, seed):
+                read = self._person_by_fallbacks(image, seeds, i, worker)
+            return None if read is None else (read, self._completed(read, worker))
+
+        def job(item: tuple[str, int], worker: int):
+            kind, i = item
+            return self._get_masks().segment(image, windows[i], worker) if kind == "mask" else person(i, worker)
 
         from .person_masks import probabilities
 
@@ -290,7 +293,7 @@ class MediaPipeDetector:
         if windows:
             with native_stderr_silenced():  # the models print as they load
                 self._get_masks().prepare(min(self._get_seeds().workers, len(jobs)))
-        done = self._on_workers(read, jobs)
+        done = self._on_workers(job, jobs)
         prob = probabilities(image.shape[:2], windows, done[len(seeds) :]) if windows else None
         return done[: len(seeds)], prob
 
@@ -437,29 +440,28 @@ class MediaPipeDetector:
         height, width = image.shape[:2]
         with native_stderr_silenced():
             seeds = self._get_seeds()(image)
-        found = []  # (PoseReading, seed score, detected)
+        found = []  # (landmark arrays, seed score, detected)
         hips = []  # hip centre of each person found so far
         # each seed's person, with the fallbacks of the seeds whose own region failed and of those seen across the
-        # photo's edge only, all at once on the worker threads (a seed skipped below as someone found before it
-        # wastes its reading; none of the 23 such seeds with fallbacks of the 14 COCO photos was)
-        # and the selfie segmentation of the windows around the small seeds, which depends on the seeds only
-        reads, prob = self._people_of_seeds(image, seeds, self._mask_windows(seeds, height, width))
-        for seed, lms in zip(seeds, reads):
+        # photo's edge only, their hands and face, and the selfie segmentation of the windows around the small
+        # seeds (which depends on the seeds only), all at once on the worker threads; a seed skipped below as
+        # someone found before it wastes its reading (3 of the 54 people read on the 14 COCO photos)
+        people_of_seeds, prob = self._people_of_seeds(image, seeds, self._mask_windows(seeds, height, width))
+        for seed, person in zip(seeds, people_of_seeds):
             if any(np.linalg.norm(seed.hip - h) < SKIP_TOLERANCE * seed.radius for h in hips):
                 continue  # the seed of someone already found (seen from another tile)
-            if lms is None:
+            if person is None:
                 log.debug("%s: nobody confirmed at the person detector's (%.0f, %.0f)", source, *seed.hip)
                 continue
-            found.append((lms, seed.score, not seed.needs_confirmation))  # hands and face read below, at once
-            hips.append(lms.pose[[23, 24], :2].mean(0))
+            read, lms = person
+            found.append((lms, seed.score, not seed.needs_confirmation))
+            hips.append(read.pose[[23, 24], :2].mean(0))
         if not seeds:  # the person detector found nobody: MediaPipe's own search on the whole image, as before
             read = self._pose_of_image(image, 0.0, 0.0, width, height)
             if read is not None:
-                found.append((read, 0.5, True))
-        completed = self._on_workers(self._completed, [read for read, *_ in found])
+                found.append((self._completed(read), 0.5, True))
         # detected: from a person-detector seed inside the photo (preferred when one person is read twice)
-        people = [self._reading(lms, score, detected, width, height)
-                  for lms, (_, score, detected) in zip(completed, found)]
+        people = [self._reading(lms, score, detected, width, height) for lms, score, detected in found]
         if people and self.tiles:  # people half hidden beside the small ones found (person_seeds.BESIDE_SIDE)
             with native_stderr_silenced():  # once, around the search's threads
                 beside = self._get_seeds().beside(image, *_boxes_hips_noses(people))
