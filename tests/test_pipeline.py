@@ -174,6 +174,41 @@ def test_thorough_search_adds_a_finer_level_of_tiles(monkeypatch):
     assert len(finer) == len(tiles(480, 640, 1 / 3, max_tiles=60)) and len(calls[True]) == len(calls[False]) + len(finer)
 
 
+def test_parallel_jobs_keep_their_order_and_a_failure_waits_for_the_other_worker():
+    """PersonSeedDetector.parallel: each worker takes the next job when free; results come in job order; when a
+    job fails, its exception is raised only once no worker is still running a job (a worker's graphs run one
+    image at a time, and the caller may go on to the next photo), and no job starts after the failure."""
+    import threading
+    import time
+
+    from bodycapture.keypoints.person_seeds import PersonSeedDetector
+
+    pool = PersonSeedDetector(workers=2)
+    try:
+        slow = [0.03, 0.0, 0.0, 0.02, 0.0, 0.01]
+        assert pool.parallel([lambda k, i=i, t=t: time.sleep(t) or i for i, t in enumerate(slow)]) == list(range(6))
+        running, started, lock = [0], [], threading.Lock()
+
+        def job(i: int, worker: int):
+            with lock:
+                running[0] += 1
+                started.append(i)
+            try:
+                if i == 1:
+                    raise ValueError("job 1")
+                time.sleep(0.2 if i == 0 else 0.01)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        with pytest.raises(ValueError, match="job 1"):
+            pool.parallel([lambda k, i=i: job(i, k) for i in range(20)])
+        assert running[0] == 0  # the slow job 0 had finished when the failure was raised
+        assert sorted(started) == [0, 1]  # job 0 on one worker, job 1 on the other; nothing after the failure
+    finally:
+        pool.close()
+
+
 def test_tile_search_in_two_threads_finds_the_same_seeds():
     """Two worker threads, each with its own detector graph, search the windows in parallel and give the
     seeds of one worker, in the same order."""

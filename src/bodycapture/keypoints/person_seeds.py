@@ -441,19 +441,26 @@ class PersonSeedDetector:
         workers = min(self.workers, len(jobs))
         if workers <= 1:
             return [job(0) for job in jobs]
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor, wait
 
+        if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="person-seeds")
         out = [None] * len(jobs)
         taken = itertools.count()  # its next() is atomic: each job is taken by one worker
+        failed = []
 
         def work(worker: int) -> None:
-            while (i := next(taken)) < len(jobs):
-                out[i] = jobs[i](worker)
+            try:
+                while not failed and (i := next(taken)) < len(jobs):
+                    out[i] = jobs[i](worker)
+            except BaseException:
+                failed.append(worker)  # the other workers take no further job
+                raise
 
         # MediaPipe releases the GIL while a graph runs: the jobs run in parallel
-        for done in [self._pool.submit(work, worker) for worker in range(workers)]:
+        running = [self._pool.submit(work, worker) for worker in range(workers)]
+        wait(running)  # every worker done (a graph runs one image at a time: none may still be busy after a failure)
+        for done in running:
             done.result()  # raises a job's exception
         return out
 
