@@ -279,7 +279,7 @@ class MediaPipeDetector:
             read = None
             if seed.keypoints is not None and not seed.needs_confirmation:
                 read = self._pose_by_region(image, seed, worker)
-            if read is None or seed.needs_confirmation or not _agrees_with_seed(read.pose, seed):
+            if read is None or not _agrees_with_seed(read.pose, seed):  # (a seed needing confirmation: not read)
                 read = self._person_by_fallbacks(image, seeds, i, worker)
             return None if read is None else (read, self._completed(read, worker))
 
@@ -354,11 +354,9 @@ class MediaPipeDetector:
     def _mask_windows(self, seeds: list, height: int, width: int) -> list[tuple[int, int, int]]:
         """The windows (x0, y0, side) that the selfie segmentation reads (person_masks.py): the finer tiles
         around the small seeds (none without masks or tiles)."""
-        from .person_seeds import SMALL_PERSON, THOROUGH_LEVEL, tiles_near
+        from .person_seeds import tiles_near_small
 
-        if not (self.masks and self.tiles):
-            return []
-        return tiles_near(height, width, [s for s in seeds if 2 * s.radius < SMALL_PERSON * height], *THOROUGH_LEVEL)
+        return tiles_near_small(height, width, seeds) if self.masks and self.tiles else []
 
     def _people_by_masks(self, image: np.ndarray, prob: np.ndarray, covered: list[np.ndarray], min_px: float) -> list:
         """People the person detector missed near small people: blobs of the selfie segmentation's mask `prob`

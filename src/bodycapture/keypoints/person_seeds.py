@@ -35,8 +35,8 @@ import numpy as np
 
 from ..cpus import usable_cores
 
-__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "tiles_near", "edge_tiles", "merge_seeds", "square_crop",
-           "graph_from_text", "default_workers"]
+__all__ = ["PersonSeed", "PersonSeedDetector", "tiles", "tiles_near", "tiles_near_small", "edge_tiles", "merge_seeds",
+           "square_crop", "graph_from_text", "default_workers"]
 
 # MediaPipe's region of interest around a detection: a square of side 2 x 1.25 x |size point - hip centre|
 # (AlignmentPointsRectsCalculator + RectTransformationCalculator scale 1.25 in pose_landmark_cpu).
@@ -275,6 +275,14 @@ def tiles_near(height: int, width: int, people: list, fraction: float, max_tiles
     return near
 
 
+def tiles_near_small(height: int, width: int, seeds: list) -> list[tuple[int, int, int]]:
+    """The finer level's tiles (THOROUGH_LEVEL) around the small seeds (body under SMALL_PERSON of the image
+    height; tiles_near, widened by NEAR_MARGIN): where the search looks again for their neighbours, and where
+    the selfie segmentation reads (person_masks.py)."""
+    small = [s for s in seeds if 2 * s.radius < SMALL_PERSON * height]
+    return tiles_near(height, width, small, *THOROUGH_LEVEL, margin=NEAR_MARGIN)
+
+
 def square_crop(image: np.ndarray, centre: np.ndarray, side: float, px: int) -> tuple[np.ndarray, float, float]:
     """The square of `side` photo pixels around `centre` (2,) of `image` (H, W, 3) uint8, resampled
     (bilinear) to (px, px, 3); parts outside the photo are black. Returns (crop, x0, y0): crop pixel
@@ -312,6 +320,11 @@ def merge_seeds(seeds: list[PersonSeed], iou: float = 0.3) -> list[PersonSeed]:
     return [order[i] for i in keep]
 
 
+def _score(detection) -> float:
+    """A MediaPipe Detection proto's score (0 where it has none)."""
+    return float(detection.score[0]) if detection.score else 0.0
+
+
 def _seeds(detections, lowest: float, w: int, h: int, x0: float, y0: float, scale: float,
            mirrored: bool) -> list[PersonSeed]:
     """A detector graph's detections (MediaPipe Detection protos, relative to a w x h input whose pixel (u, v) is
@@ -320,7 +333,7 @@ def _seeds(detections, lowest: float, w: int, h: int, x0: float, y0: float, scal
     offset = np.array([x0, y0])
     seeds = []
     for det in detections or []:
-        score = float(det.score[0]) if det.score else 0.0
+        score = _score(det)
         if score < lowest:
             continue
         loc = det.location_data
@@ -421,7 +434,7 @@ class PersonSeedDetector:
         min_score (None: this detector's min_score; never below WHEEL_SCORE)."""
         detections = self._get(worker).process({"image": np.ascontiguousarray(image)}).detections or []
         lowest = self.min_score if min_score is None else min_score
-        if not detections or (detections[0].score[0] if detections[0].score else 0.0) < lowest:
+        if not detections or _score(detections[0]) < lowest:
             return None
         return detections[0]
 
@@ -496,9 +509,7 @@ class PersonSeedDetector:
             confirmed = self.parallel([lambda k, s=s: self._recheck(image, s, k) for s in unsure])
             seeds = merge_seeds(seeds + [s for s in confirmed if s is not None])
         if self.tile_fraction and not self.thorough:  # around small people, the finer level's tiles
-            small = [s for s in seeds if 2 * s.radius < SMALL_PERSON * h]
-            near = tiles_near(h, w, small, *THOROUGH_LEVEL, margin=NEAR_MARGIN)
-            more = self.parallel([window(*tile) for tile in near])
+            more = self.parallel([window(*tile) for tile in tiles_near_small(h, w, seeds)])
             seeds = merge_seeds(seeds + [s for tile_seeds in more for s in tile_seeds])
         if edges:
             seeds += _new_across_edges(across, seeds)
@@ -558,7 +569,7 @@ class PersonSeedDetector:
         h, w = image.shape[:2]
         seeds = []
         for det in self._face_graph.process({"image": np.ascontiguousarray(image)}).detections or []:
-            score = float(det.score[0]) if det.score else 0.0
+            score = _score(det)
             if score < self.min_score:
                 continue
             bb = det.location_data.relative_bounding_box
